@@ -1,0 +1,141 @@
+"""``ExecutionRequest``: what the user wants to run, with what, for how long and from when."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import yaml
+from pydantic import Field, field_validator
+
+from .components import (
+    ComputeResource,
+    DataResource,
+    DataResourceModel,
+    ExecutableModel,
+    StorageResource,
+    WireModel,
+)
+from .kinds import short_kind
+from .types import Duration, Interval
+
+__all__ = ["ExecutionRequest", "RequestedSchedule", "ScheduleBlock"]
+
+
+class RequestedSchedule(WireModel):
+    """``RequestedScheduleItem``: how long the task needs and when it may start."""
+
+    duration: Duration | None = None
+    start: Interval | None = None
+
+
+class ScheduleBlock(WireModel):
+    """``RequestedScheduleBlock``."""
+
+    requested: RequestedSchedule | None = None
+
+
+class ExecutionRequest(WireModel):
+    """A request for offers (``ExecutionRequest`` in ExecutionBroker v1.0).
+
+    Build one with :func:`execplanner_widgets.parse_request` from any dialect, or directly::
+
+        ExecutionRequest(executable={"kind": "jupyter-notebook", "location": "analysis.ipynb"},
+                         compute={"cores": {"min": 4}, "memory": {"min": "8Gi"}},
+                         schedule={"requested": {"duration": "2h"}})
+    """
+
+    executable: ExecutableModel
+    compute: ComputeResource | None = None
+    storage: list[StorageResource] = Field(default_factory=list)
+    data: list[DataResourceModel] = Field(default_factory=list)
+    schedule: ScheduleBlock | None = None
+    costs: list[dict[str, Any]] | None = None
+    metrics: list[dict[str, Any]] | None = None
+
+    @field_validator("storage", "data", mode="before")
+    @classmethod
+    def _single_item_is_a_list(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return [value]
+        return [] if value is None else value
+
+    # ----------------------------------------------------------------------------- convenience
+
+    @property
+    def duration(self) -> timedelta | None:
+        """The requested duration, if any."""
+        if self.schedule and self.schedule.requested:
+            return self.schedule.requested.duration
+        return None
+
+    @property
+    def start_window(self):  # -> TimeInterval | None
+        """The requested start window, if any."""
+        if self.schedule and self.schedule.requested:
+            return self.schedule.requested.start
+        return None
+
+    @property
+    def earliest_start(self) -> datetime | None:
+        window = self.start_window
+        return window.start if window else None
+
+    @property
+    def min_cores(self) -> int:
+        """Cores needed: the minimum, or the maximum when only that is given, else 1."""
+        cores = self.compute.cores if self.compute else None
+        if cores is None:
+            return 1
+        return cores.min if cores.min is not None else (cores.max if cores.max is not None else 1)
+
+    @property
+    def min_memory(self) -> int:
+        """Memory needed in GiB: the minimum, or the maximum when only that is given, else 1."""
+        memory = self.compute.memory if self.compute else None
+        if memory is None:
+            return 1
+        return memory.min if memory.min is not None else (memory.max if memory.max is not None else 1)
+
+    @property
+    def min_storage(self) -> int:
+        """Storage needed in GiB, summed over all storage resources."""
+        total = 0
+        for item in self.storage:
+            if item.size is not None:
+                total += item.size.min if item.size.min is not None else (item.size.max or 0)
+        return total
+
+    def missing_data(self) -> list[DataResource]:
+        """The shopping list still to fill: required data items that nobody has located yet."""
+        return [item for item in self.data if item.is_required and not item.is_located]
+
+    def to_broker(self) -> dict[str, Any]:
+        """The ExecutionBroker v1.0 JSON document for this request."""
+        return self.to_wire()
+
+    def to_yaml(self) -> str:
+        """The same document as YAML, the format the broker also accepts and people edit."""
+        return yaml.safe_dump(self.to_broker(), sort_keys=False)
+
+    def summary(self) -> str:
+        """One line for people: ``jupyter-notebook, 4-8 cores, 8 GiB, 2h``."""
+        parts = [short_kind(self.executable.kind)]
+        if self.compute and self.compute.cores:
+            cores = self.compute.cores
+            span = f"{cores.min}" if cores.max in (None, cores.min) else f"{cores.min}-{cores.max}"
+            parts.append(f"{span} cores")
+        if self.compute and self.compute.memory and self.compute.memory.min is not None:
+            parts.append(f"{self.compute.memory.min} GiB memory")
+        if self.storage:
+            parts.append(f"{self.min_storage} GiB storage")
+        if self.duration is not None:
+            from .units import human_duration
+
+            parts.append(human_duration(self.duration))
+        return ", ".join(parts)
+
+    def _repr_html_(self) -> str:
+        from ..html import request_html
+
+        return request_html(self)

@@ -1,0 +1,258 @@
+"""Offers and sessions: ``OfferSetResponse``, ``ScheduledExecutionSession`` and phase updates."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Annotated, Any, ClassVar, Literal, Union
+
+from pydantic import Discriminator, Field, model_validator
+
+from .components import (
+    Component,
+    ComponentMetadata,
+    ComputeResource,
+    DataResourceModel,
+    ExecutableModel,
+    MessageItem,
+    ScheduleInstant,
+    ScheduleInterval,
+    StorageResource,
+    WireModel,
+)
+from .kinds import UPDATE_ENUM_VALUE, kind_uri
+from .types import Instant
+
+__all__ = [
+    "ACTIVE_PHASES",
+    "FINAL_PHASES",
+    "Connector",
+    "EnumValueUpdate",
+    "ExecutionSession",
+    "IntegerDeltaUpdate",
+    "IntegerValueUpdate",
+    "OfferSetResponse",
+    "ResultItem",
+    "SessionPhase",
+    "SessionSchedule",
+    "StringValueUpdate",
+    "UpdateModel",
+    "phase_update",
+]
+
+SCHEDULED_SESSION = kind_uri("session", "scheduled-execution-session")
+
+
+class SessionPhase(str, Enum):
+    """``SimpleExecutionSessionPhase``: the life of an offer, then of the execution it became."""
+
+    INITIAL = "INITIAL"
+    OFFERED = "OFFERED"
+    ACCEPTED = "ACCEPTED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+    WAITING = "WAITING"
+    PREPARING = "PREPARING"
+    AVAILABLE = "AVAILABLE"
+    RUNNING = "RUNNING"
+    RELEASING = "RELEASING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: Phases after which nothing more happens to a session.
+FINAL_PHASES = frozenset(
+    {SessionPhase.REJECTED, SessionPhase.EXPIRED, SessionPhase.COMPLETED, SessionPhase.FAILED, SessionPhase.CANCELLED}
+)
+#: Phases of a booked session that has not finished yet.
+ACTIVE_PHASES = frozenset(
+    {
+        SessionPhase.ACCEPTED,
+        SessionPhase.WAITING,
+        SessionPhase.PREPARING,
+        SessionPhase.AVAILABLE,
+        SessionPhase.RUNNING,
+        SessionPhase.RELEASING,
+    }
+)
+
+
+class Connector(WireModel):
+    """``SimpleSessionConnector``: how to reach the running session (e.g. a notebook URL)."""
+
+    kind: str | None = None
+    status: Literal["PREPARING", "AVAILABLE", "FINISHED"] | None = None
+    protocol: str | None = None
+    location: str | None = None
+
+
+class ResultItem(WireModel):
+    """A result of a finished session, with a URL to download it.
+
+    ExecutionBroker v1.0 has no results block yet; this extension mirrors UWS ``results`` so that
+    a session document and its UWS job say the same thing.
+    """
+
+    id: str
+    url: str | None = None
+    size: int | None = None
+    mime_type: str | None = Field(default=None, alias="mime-type")
+
+
+class SessionSchedule(WireModel):
+    """``ScheduledExecutionSchedule``: preparing (instant), available (window), releasing (instant)."""
+
+    preparing: ScheduleInstant | None = None
+    available: ScheduleInterval | None = None
+    releasing: ScheduleInstant | None = None
+
+
+class ExecutionSession(Component):
+    """An offer, and once accepted the execution session it becomes (``ScheduledExecutionSession``)."""
+
+    kind: str = SCHEDULED_SESSION
+    phase: SessionPhase = SessionPhase.OFFERED
+    expires: Instant | None = None
+    executable: ExecutableModel | None = None
+    compute: ComputeResource | None = None
+    storage: list[StorageResource] = Field(default_factory=list)
+    data: list[DataResourceModel] = Field(default_factory=list)
+    schedule: SessionSchedule | None = None  # type: ignore[assignment]
+    connectors: list[Connector] = Field(default_factory=list)
+    results: list[ResultItem] = Field(default_factory=list)
+
+    _category: ClassVar[str] = "session"
+
+    @property
+    def start(self) -> datetime | None:
+        """When the booked resources become available."""
+        if self.schedule and self.schedule.available and self.schedule.available.start:
+            return self.schedule.available.start.start
+        return None
+
+    @property
+    def end(self) -> datetime | None:
+        """When the booked slot ends."""
+        start = self.start
+        if start is None or not self.schedule or not self.schedule.available:
+            return None
+        duration = self.schedule.available.duration
+        return start + duration if duration is not None else None
+
+    @property
+    def cores(self) -> int | None:
+        """Cores offered (the maximum the platform fills in, else the minimum)."""
+        if not self.compute or not self.compute.cores:
+            return None
+        return self.compute.cores.max if self.compute.cores.max is not None else self.compute.cores.min
+
+    @property
+    def memory(self) -> int | None:
+        """Memory offered in GiB."""
+        if not self.compute or not self.compute.memory:
+            return None
+        return self.compute.memory.max if self.compute.memory.max is not None else self.compute.memory.min
+
+    @property
+    def messages(self) -> list[MessageItem]:
+        return self.meta.messages if self.meta else []
+
+    @property
+    def is_final(self) -> bool:
+        return self.phase in FINAL_PHASES
+
+    def _repr_html_(self) -> str:
+        from ..html import session_html
+
+        return session_html(self)
+
+
+class OfferSetResponse(WireModel):
+    """``OfferSetResponse``: YES with offers, or NO with messages that say why.
+
+    The schema puts messages in ``meta.messages`` (an offer set is an ``AbstractComponent``); a
+    top-level ``messages`` list from a looser service is read into the same place.
+    """
+
+    kind: str | None = None
+    meta: ComponentMetadata | None = None
+    result: Literal["YES", "NO"]
+    description: str | None = None
+    offers: list[ExecutionSession] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _messages_into_meta(cls, value: Any) -> Any:
+        if isinstance(value, dict) and isinstance(value.get("messages"), list):
+            value = dict(value)
+            messages = value.pop("messages")
+            meta = dict(value.get("meta") or {})
+            meta["messages"] = list(meta.get("messages") or []) + messages
+            value["meta"] = meta
+        if isinstance(value, dict) and isinstance(value.get("result"), str):
+            value = {**value, "result": value["result"].upper()}
+        return value
+
+    @model_validator(mode="after")
+    def _yes_has_offers(self) -> OfferSetResponse:
+        if self.result == "YES" and not self.offers:
+            raise ValueError("a YES answer must carry at least one offer")
+        return self
+
+    @property
+    def messages(self) -> list[MessageItem]:
+        return self.meta.messages if self.meta else []
+
+    @property
+    def reasons(self) -> list[str]:
+        """The messages as plain sentences, for a NO answer's reasons."""
+        return [message.text for message in self.messages if message.text]
+
+    def _repr_html_(self) -> str:
+        from ..html import offerset_html
+
+        return offerset_html(self)
+
+
+# ------------------------------------------------------------------------------------- updates
+
+
+class _Update(WireModel):
+    path: str
+
+
+class StringValueUpdate(_Update):
+    kind: Literal["uri:string-value-update"] = "uri:string-value-update"
+    value: str
+
+
+class EnumValueUpdate(_Update):
+    kind: Literal["uri:enum-value-update"] = UPDATE_ENUM_VALUE
+    value: str
+
+
+class IntegerValueUpdate(_Update):
+    kind: Literal["uri:integer-value-update"] = "uri:integer-value-update"
+    value: int
+    units: str | None = None
+
+
+class IntegerDeltaUpdate(_Update):
+    kind: Literal["uri:integer-delta-update"] = "uri:integer-delta-update"
+    delta: int
+    units: str | None = None
+
+
+UpdateModel = Annotated[
+    Union[StringValueUpdate, EnumValueUpdate, IntegerValueUpdate, IntegerDeltaUpdate],
+    Discriminator("kind"),
+]
+
+
+def phase_update(phase: SessionPhase | str) -> EnumValueUpdate:
+    """The document that moves a session to ``phase`` (ACCEPTED, REJECTED or CANCELLED)."""
+    return EnumValueUpdate(path="phase", value=str(SessionPhase(str(phase).upper())))

@@ -1,0 +1,190 @@
+"""Sizes and durations as people write them, converted to what ExecutionBroker v1.0 puts on the wire.
+
+ExecutionBroker v1.0 counts memory and storage in whole GiB and writes durations in ISO 8601.
+Scientists write ``8G``, ``512Mi``, ``1.5T``, ``10m`` or ``9h30m``. The functions here are the
+single place where one becomes the other, so every dialect reader, the widgets and the command line
+agree on what a unit means.
+
+Sizes are converted honestly: a decimal gigabyte (``8G`` = 8 * 10**9 bytes) is 7.45 GiB, which is
+rounded *up* to 8 so that a minimum the user needs is always met. Maxima are rounded up too, so a
+request such as ``min: 8G, max: 8G`` never turns into ``min > max``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
+
+__all__ = [
+    "GIB",
+    "UnitError",
+    "format_duration",
+    "format_size",
+    "human_duration",
+    "parse_duration",
+    "parse_size_gib",
+]
+
+GIB = 1024**3
+
+#: Multipliers in bytes. Single letters (``G``) and ``GB`` are decimal, ``Gi`` and ``GiB`` binary,
+#: as in Kubernetes quantities and the ExecutionBroker ``ComputeUnitsEnum``.
+_SIZE_UNITS: dict[str, int] = {
+    "": GIB,  # a bare number is GiB, the ExecutionBroker unit
+    "b": 1,
+    "k": 10**3, "kb": 10**3, "ki": 2**10, "kib": 2**10,
+    "m": 10**6, "mb": 10**6, "mi": 2**20, "mib": 2**20,
+    "g": 10**9, "gb": 10**9, "gi": 2**30, "gib": 2**30,
+    "t": 10**12, "tb": 10**12, "ti": 2**40, "tib": 2**40,
+    "p": 10**15, "pb": 10**15, "pi": 2**50, "pib": 2**50,
+}  # fmt: skip
+
+_SIZE_RE = re.compile(r"^\s*(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*(?P<unit>[a-zA-Z]*)\s*$")
+
+_SHORTHAND_RE = re.compile(
+    r"^\s*(?:(?P<w>\d+(?:\.\d+)?)\s*w)?\s*(?:(?P<d>\d+(?:\.\d+)?)\s*d)?\s*(?:(?P<h>\d+(?:\.\d+)?)\s*h)?"
+    r"\s*(?:(?P<m>\d+(?:\.\d+)?)\s*m(?:in)?)?\s*(?:(?P<s>\d+(?:\.\d+)?)\s*s)?\s*$",
+    re.IGNORECASE,
+)
+
+_ISO_DURATION_RE = re.compile(
+    r"^P(?!$)(?:(?P<w>\d+(?:[.,]\d+)?)W)?(?:(?P<d>\d+(?:[.,]\d+)?)D)?"
+    r"(?:T(?=\d)(?:(?P<h>\d+(?:[.,]\d+)?)H)?(?:(?P<m>\d+(?:[.,]\d+)?)M)?(?:(?P<s>\d+(?:[.,]\d+)?)S)?)?$",
+    re.IGNORECASE,
+)
+
+
+#: ISO 8601 durations with years or months (``P1Y``, ``P2M``, ``P1M2DT3H``): calendar-dependent.
+_CALENDAR_DURATION_RE = re.compile(r"^P(?:\d+(?:[.,]\d+)?Y)?(?:\d+(?:[.,]\d+)?M)", re.IGNORECASE)
+_CALENDAR_YEARS_RE = re.compile(r"^P\d+(?:[.,]\d+)?Y", re.IGNORECASE)
+
+
+class UnitError(ValueError):
+    """A size or duration that cannot be understood; the message says what was expected."""
+
+
+def parse_size_gib(value: object, *, units: str | None = None) -> int:
+    """Return ``value`` as a whole number of GiB, rounded up.
+
+    Accepts integers (already GiB), numbers with an explicit ``units`` (``units="MiB"``, as the
+    ExecutionBroker ``MinMaxComputeLong`` carries), and strings such as ``"32Gi"``, ``"8G"``,
+    ``"512Mi"``, ``"1.5T"`` or ``"64"``.
+    """
+    if isinstance(value, bool):
+        raise UnitError(f"expected a size such as 8, '8Gi' or '512Mi', got {value!r}")
+    if isinstance(value, (int, float, Decimal)):
+        number = Decimal(str(value))
+        unit = (units or "").strip().lower()
+    elif isinstance(value, str):
+        match = _SIZE_RE.match(value)
+        if not match:
+            raise UnitError(f"expected a size such as 8, '8Gi', '512Mi' or '1.5T', got {value!r}")
+        number = Decimal(match["number"])
+        unit = match["unit"].lower() or (units or "").strip().lower()
+    else:
+        raise UnitError(f"expected a size such as 8, '8Gi' or '512Mi', got {value!r}")
+    if unit not in _SIZE_UNITS:
+        known = "Mi, Gi, Ti, M, G, T (and MiB, GiB, MB, GB ...)"
+        raise UnitError(f"unknown size unit {unit!r} in {value!r}; use one of {known}")
+    if number.is_nan() or number.is_infinite():
+        raise UnitError(f"expected a finite size, got {value!r}")
+    if number < 0:
+        raise UnitError(f"a size cannot be negative, got {value!r}")
+    size_bytes = number * _SIZE_UNITS[unit]
+    gib = size_bytes / GIB
+    return int(math.ceil(gib))
+
+
+def format_size(gib: int | None) -> str:
+    """Render a GiB count for people: ``8 GiB``, ``2 TiB``."""
+    if gib is None:
+        return "-"
+    if gib >= 1024 and gib % 1024 == 0:
+        return f"{gib // 1024} TiB"
+    return f"{gib} GiB"
+
+
+def _to_float(text: str | None) -> float:
+    if not text:
+        return 0.0
+    try:
+        return float(Decimal(text.replace(",", ".")))
+    except InvalidOperation as error:  # pragma: no cover - the regexes admit digits only
+        raise UnitError(f"not a number: {text!r}") from error
+
+
+def parse_duration(value: object) -> timedelta:
+    """Return ``value`` as a :class:`~datetime.timedelta`.
+
+    Accepts ISO 8601 durations (``PT9H30M``, ``P2D``, ``P1W``), shorthand (``10m``, ``9h30m``,
+    ``2d``, ``90s``), a number of seconds, or a timedelta. Years and months are refused: their
+    length depends on the calendar, and no booking system should guess it.
+    """
+    if isinstance(value, timedelta):
+        result = value
+    elif isinstance(value, bool):
+        raise UnitError(f"expected a duration such as 'PT1H' or '9h30m', got {value!r}")
+    elif isinstance(value, (int, float)):
+        result = timedelta(seconds=float(value))
+    elif isinstance(value, str):
+        text = value.strip()
+        iso = _ISO_DURATION_RE.match(text)
+        short = None if iso else _SHORTHAND_RE.match(text)
+        match = iso or short
+        if not text or not match or not any(match.groupdict().values()):
+            if _CALENDAR_DURATION_RE.match(text) or _CALENDAR_YEARS_RE.match(text):
+                raise UnitError(
+                    f"durations in years or months depend on the calendar; write days instead "
+                    f"(e.g. 'P30D'), got {value!r}"
+                )
+            raise UnitError(
+                f"expected an ISO 8601 duration such as 'PT9H30M' or shorthand such as '9h30m', "
+                f"'10m' or '2d', got {value!r}"
+            )
+        parts = {key: _to_float(val) for key, val in match.groupdict().items()}
+        result = timedelta(
+            weeks=parts["w"], days=parts["d"], hours=parts["h"], minutes=parts["m"], seconds=parts["s"]
+        )
+    else:
+        raise UnitError(f"expected a duration such as 'PT1H' or '9h30m', got {value!r}")
+    if result < timedelta(0):
+        raise UnitError(f"a duration cannot be negative, got {value!r}")
+    return result
+
+
+def format_duration(value: timedelta) -> str:
+    """Render a timedelta as a canonical ISO 8601 duration (``P1DT2H``, ``PT9H30M``, ``PT0S``)."""
+    total = value.total_seconds()
+    if total < 0:
+        raise UnitError(f"a duration cannot be negative, got {value!r}")
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    out = "P"
+    if days:
+        out += f"{int(days)}D"
+    time = ""
+    if hours:
+        time += f"{int(hours)}H"
+    if minutes:
+        time += f"{int(minutes)}M"
+    if seconds:
+        secs = f"{seconds:.6f}".rstrip("0").rstrip(".")
+        time += f"{secs}S"
+    if time:
+        out += "T" + time
+    return out if out != "P" else "PT0S"
+
+
+def human_duration(value: timedelta | None) -> str:
+    """Render a timedelta for people: ``9h 30m``, ``2d``, ``45s``."""
+    if value is None:
+        return "-"
+    total = int(value.total_seconds())
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [f"{n}{u}" for n, u in ((days, "d"), (hours, "h"), (minutes, "m"), (seconds, "s")) if n]
+    return " ".join(parts) or "0s"

@@ -1,0 +1,182 @@
+"""Ask every platform at once: the federation of platforms behind "can I do this?".
+
+``Federation.offers`` puts one question to all platforms concurrently, each under its own timeout,
+and returns one :class:`PlatformResult` per platform in configuration order. A platform that fails,
+hangs or answers garbage gives an ERROR result; it never spoils the others' answers, and the whole
+call costs about the slowest timeout, not the sum of the latencies. ``stream_offers`` yields the
+same results as they arrive, for user interfaces that fill in progressively.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .model import ExecutionRequest, ExecutionSession, OfferSetResponse, parse_request
+from .platforms.base import Platform, PlatformDescription, PlatformError
+
+__all__ = ["Federation", "PlatformResult", "UnknownPlatform"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 30.0
+
+
+class UnknownPlatform(KeyError):
+    """No platform of that name is configured."""
+
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        self.name = name
+        known_list = ", ".join(sorted(known)) or "none"
+        super().__init__(f"no platform named {name!r} is configured (configured: {known_list})")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class PlatformResult(BaseModel):
+    """One platform's answer to one request: YES with offers, NO with reasons, or ERROR with a cause."""
+
+    model_config = ConfigDict(extra="allow")
+
+    platform: str
+    title: str
+    status: Literal["YES", "NO", "ERROR"]
+    response: OfferSetResponse | None = None
+    error: str | None = None
+    elapsed: float = Field(description="Seconds the platform took to answer (or to fail)")
+
+    @property
+    def offers(self) -> list[ExecutionSession]:
+        return list(self.response.offers) if self.response else []
+
+    @property
+    def reasons(self) -> list[str]:
+        """Why not: the NO messages, or the error."""
+        if self.status == "ERROR":
+            return [self.error or "unknown error"]
+        return self.response.reasons if self.response else []
+
+    def to_wire(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json", exclude={"response"}, exclude_none=True)
+        if self.response is not None:
+            data["response"] = self.response.to_wire()
+        return data
+
+    def _repr_html_(self) -> str:
+        from .html import result_html
+
+        return result_html(self)
+
+
+class Federation:
+    """The configured platforms, asked together."""
+
+    def __init__(
+        self,
+        platforms: Iterable[Platform],
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        timeouts: dict[str, float] | None = None,
+    ) -> None:
+        self.platforms: list[Platform] = list(platforms)
+        names = [platform.name for platform in self.platforms]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"platform names must be unique; repeated: {', '.join(duplicates)}")
+        self.timeout = timeout
+        self.timeouts = dict(timeouts or {})
+        self._by_name = {platform.name: platform for platform in self.platforms}
+
+    def __iter__(self):
+        return iter(self.platforms)
+
+    def __len__(self) -> int:
+        return len(self.platforms)
+
+    def get(self, name: str) -> Platform:
+        """The platform called ``name``; raises :class:`UnknownPlatform` if none is configured."""
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise UnknownPlatform(name, self._by_name) from None
+
+    def timeout_for(self, platform: Platform) -> float:
+        return self.timeouts.get(platform.name, self.timeout)
+
+    def describe(self) -> list[PlatformDescription]:
+        return [platform.describe() for platform in self.platforms]
+
+    async def ask(self, platform: Platform, request: ExecutionRequest, *, user: str | None = None) -> PlatformResult:
+        """One platform's answer, turned into a result whatever happens."""
+        started = time.perf_counter()
+        timeout = self.timeout_for(platform)
+        status: Literal["YES", "NO", "ERROR"]
+        response: OfferSetResponse | None = None
+        error: str | None = None
+        try:
+            response = await asyncio.wait_for(platform.offers(request, user=user), timeout)
+            if not isinstance(response, OfferSetResponse):
+                raise PlatformError(f"the platform answered {type(response).__name__}, not an offer set")
+            status = response.result
+        except asyncio.TimeoutError:
+            status, error = "ERROR", f"no answer within {timeout:g} s (timeout)"
+        except PlatformError as failure:
+            status, error = "ERROR", str(failure)
+        except ValidationError as failure:
+            status, error = "ERROR", f"invalid answer: {failure.error_count()} problem(s), first: {failure.errors()[0]['msg']}"
+        except asyncio.CancelledError:
+            raise
+        except Exception as failure:  # a plugin's bug must not spoil the other platforms' answers
+            log.exception("platform %s failed", platform.name)
+            status, error = "ERROR", f"{type(failure).__name__}: {failure}"
+        return PlatformResult(
+            platform=platform.name,
+            title=platform.title,
+            status=status,
+            response=response,
+            error=error,
+            elapsed=round(time.perf_counter() - started, 4),
+        )
+
+    def _select(self, names: Iterable[str] | None) -> list[Platform]:
+        if names is None:
+            return list(self.platforms)
+        return [self.get(name) for name in names]
+
+    async def offers(
+        self, request: Any, *, user: str | None = None, platforms: Iterable[str] | None = None
+    ) -> list[PlatformResult]:
+        """Every platform's answer, in configuration order."""
+        request = parse_request(request)
+        selected = self._select(platforms)
+        return list(await asyncio.gather(*(self.ask(platform, request, user=user) for platform in selected)))
+
+    async def stream_offers(
+        self, request: Any, *, user: str | None = None, platforms: Iterable[str] | None = None
+    ) -> AsyncIterator[PlatformResult]:
+        """Every platform's answer, as soon as it arrives."""
+        request = parse_request(request)
+        tasks = [asyncio.ensure_future(self.ask(platform, request, user=user)) for platform in self._select(platforms)]
+        try:
+            for next_done in asyncio.as_completed(tasks):
+                yield await next_done
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def start(self) -> None:
+        for platform in self.platforms:
+            await platform.start()
+
+    async def aclose(self) -> None:
+        for platform in self.platforms:
+            try:
+                await platform.aclose()
+            except Exception:  # closing one platform must not leave the others open
+                log.exception("closing platform %s failed", platform.name)

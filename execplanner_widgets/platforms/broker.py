@@ -1,0 +1,273 @@
+"""A remote IVOA ExecutionBroker v1.0 service, reached over HTTP.
+
+The seeds' "plugin for a more complex service [that] could call the webservice API": the decision is
+delegated to the platform. The same rules keep this client safe wherever it runs (in a kernel or in
+the server's proxy):
+
+* it talks only to the URL in its configuration; identifiers from answers are checked before they
+  become part of a path, so nothing can steer it to another host or path;
+* redirects are followed only within the configured origin (``POST requests`` may answer 303);
+* the bearer token goes only to that origin, is never logged and never appears in an error;
+* answers are limited in size and must parse as the ExecutionBroker model, else they are an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..model import ExecutionRequest, ExecutionSession, OfferSetResponse, UpdateModel, canonical_kind, short_kind
+from .base import Platform, PlatformContext, PlatformDescription, PlatformError, SessionConflict, SessionNotFound
+
+__all__ = ["BrokerOptions", "BrokerPlatform", "origin_of"]
+
+MAX_ANSWER_BYTES = 2 * 1024 * 1024
+MAX_REDIRECTS = 5
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+
+
+def origin_of(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of ``url``: what "the same platform" means for credentials."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or (443 if scheme == "https" else 80)
+    return scheme, (parts.hostname or "").lower(), port
+
+
+class BrokerOptions(BaseModel):
+    """Options of a ``broker:`` entry in the platforms file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(description="Base URL of the ExecutionBroker service")
+    token_env: str | None = Field(default=None, description="Environment variable holding the bearer token")
+    token_file: str | None = Field(default=None, description="File holding the bearer token")
+    verify: bool = Field(default=True, description="Check the service's TLS certificate")
+    accepts: list[str] | None = Field(default=None, description="For listings only: kinds the service runs")
+    limits: dict[str, Any] = Field(default_factory=dict, description="For listings only: the service's limits")
+    max_answer_bytes: int = Field(default=MAX_ANSWER_BYTES, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _plain_http_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"expected an http(s) URL such as 'https://broker.example.org/', got {value!r}")
+        if parts.username or parts.password or "@" in parts.netloc:
+            raise ValueError("the URL must not carry credentials; use token_env or token_file")
+        if parts.query or parts.fragment:
+            raise ValueError("the URL must not have a query or fragment")
+        path = parts.path if parts.path.endswith("/") else parts.path + "/"
+        return f"{parts.scheme.lower()}://{parts.netloc.lower()}{path}"
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> BrokerOptions:
+        if self.token_env and self.token_file:
+            raise ValueError("give token_env or token_file, not both")
+        return self
+
+
+class BrokerPlatform(Platform):
+    """An ExecutionBroker v1.0 web service: ``POST requests``, ``GET offersets``, ``GET/POST sessions``."""
+
+    kind = "broker"
+
+    def __init__(
+        self,
+        name: str,
+        title: str | None = None,
+        *,
+        options: BrokerOptions,
+        token: str | None = None,
+        description: str | None = None,
+    ) -> None:
+        super().__init__(name, title, description=description)
+        self.options = options
+        self.base_url = options.url
+        self.origin = origin_of(options.url)
+        self.__token = token
+        self._client: httpx.AsyncClient | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:  # never show the token
+        return f"<BrokerPlatform {self.name!r} at {self.base_url}>"
+
+    @classmethod
+    def from_config(cls, name: str, title: str | None, options: dict[str, Any], context: PlatformContext) -> BrokerPlatform:
+        opts = BrokerOptions.model_validate({k: v for k, v in options.items() if k != "description"})
+        token = None
+        if opts.token_env:
+            token = os.environ.get(opts.token_env) or None
+        elif opts.token_file:
+            path = Path(opts.token_file).expanduser()
+            if not path.is_absolute() and context.config_dir is not None:
+                path = context.config_dir / path
+            try:
+                token = path.read_text(encoding="utf-8").strip() or None
+            except OSError as error:
+                raise ValueError(f"cannot read token_file {path}: {error.strerror or error}") from None
+        return cls(name, title, options=opts, token=token, description=options.get("description"))
+
+    @property
+    def has_token(self) -> bool:
+        return bool(self.__token)
+
+    def describe(self) -> PlatformDescription:
+        accepts = self.options.accepts
+        return PlatformDescription(
+            name=self.name,
+            title=self.title,
+            kind=self.kind,
+            description=self.description,
+            accepts=[short_kind(canonical_kind(k, "executable")) for k in accepts] if accepts is not None else None,
+            limits=dict(self.options.limits),
+            url=self.base_url,
+        )
+
+    # ------------------------------------------------------------------------------------ HTTP
+
+    def _http(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
+            self._client = httpx.AsyncClient(
+                follow_redirects=False,
+                trust_env=False,  # no proxies or .netrc credentials from the environment
+                verify=self.options.verify,
+                headers={"Accept": "application/json, application/yaml;q=0.9", "User-Agent": "execplanner-widgets"},
+            )
+            self._client_loop = loop
+        return self._client
+
+    def _url(self, *segments: str) -> str:
+        for segment in segments[1:]:
+            if not _SAFE_ID.match(segment):
+                raise PlatformError(f"refusing an unsafe identifier {segment[:40]!r}", status=400)
+        return urljoin(self.base_url, "/".join(segments))
+
+    def _headers_for(self, url: str) -> dict[str, str]:
+        if self.__token and origin_of(url) == self.origin:
+            return {"Authorization": f"Bearer {self.__token}"}
+        return {}
+
+    async def _call(self, method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        client = self._http()
+        for _ in range(MAX_REDIRECTS + 1):
+            if origin_of(url) != self.origin:
+                raise PlatformError(f"{self.name} redirected to another origin ({urlsplit(url).hostname}); not followed")
+            headers = self._headers_for(url)
+            try:
+                async with client.stream(method, url, json=body, headers=headers) as response:
+                    if response.status_code in (301, 302, 303, 307, 308):
+                        location = response.headers.get("Location")
+                        if not location:
+                            raise PlatformError(f"{self.name} answered {response.status_code} without a Location")
+                        url = urljoin(url, location)
+                        if response.status_code in (301, 302, 303):
+                            method, body = "GET", None
+                        continue
+                    raw = await self._read_limited(response)
+                    return response.status_code, self._decode(response, raw)
+            except httpx.TimeoutException:
+                raise PlatformError(f"{self.name} did not answer in time") from None
+            except httpx.ConnectError:
+                raise PlatformError(f"cannot connect to {self.name} at {self.origin[1]}:{self.origin[2]} (connection refused or unreachable)") from None
+            except httpx.HTTPError as error:
+                raise PlatformError(f"HTTP error talking to {self.name}: {type(error).__name__}") from None
+        raise PlatformError(f"{self.name} redirected more than {MAX_REDIRECTS} times")
+
+    async def _read_limited(self, response: httpx.Response) -> bytes:
+        limit = self.options.max_answer_bytes
+        declared = response.headers.get("Content-Length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise PlatformError(f"{self.name} answered {declared} bytes, more than the {limit} allowed")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > limit:
+                raise PlatformError(f"{self.name} answered more than the {limit} bytes allowed")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _decode(self, response: httpx.Response, raw: bytes) -> Any:
+        if not raw.strip():
+            return None
+        content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        try:
+            text = raw.decode("utf-8")
+            if "yaml" in content_type:
+                return yaml.safe_load(text)
+            return json.loads(text)
+        except (UnicodeDecodeError, ValueError, yaml.YAMLError):
+            if response.status_code >= 400:
+                return None
+            raise PlatformError(f"{self.name} answered something that is not JSON ({content_type or 'no content type'})") from None
+
+    @staticmethod
+    def _server_message(status: int, document: Any) -> str:
+        if isinstance(document, dict):
+            for key in ("message", "detail", "error", "reason"):
+                if isinstance(document.get(key), str):
+                    return document[key][:500]
+        return f"HTTP {status}"
+
+    def _check(self, status: int, document: Any, what: str) -> Any:
+        if status == 404:
+            raise SessionNotFound(f"{what} not found on {self.name}")
+        if status in (400, 403, 409, 422):
+            raise SessionConflict(f"{self.name} refused: {self._server_message(status, document)}", status=409 if status != 400 else 400)
+        if status >= 400:
+            raise PlatformError(f"{self.name} failed with {self._server_message(status, document)}")
+        if not isinstance(document, dict):
+            raise PlatformError(f"{self.name} answered {what} with no document")
+        return document
+
+    # ---------------------------------------------------------------------- ExecutionBroker API
+
+    async def offers(self, request: ExecutionRequest, *, user: str | None = None) -> OfferSetResponse:
+        status, document = await self._call("POST", self._url("requests"), request.to_broker())
+        document = self._check(status, document, "the offer set")
+        try:
+            return OfferSetResponse.model_validate(document)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first.get("loc", ()))
+            raise PlatformError(f"{self.name} answered an invalid offer set ({where}: {first['msg']})") from None
+
+    async def offerset(self, uuid: str) -> OfferSetResponse:
+        status, document = await self._call("GET", self._url("offersets", uuid))
+        document = self._check(status, document, f"offer set {uuid}")
+        try:
+            return OfferSetResponse.model_validate(document)
+        except ValidationError:
+            raise PlatformError(f"{self.name} answered an invalid offer set") from None
+
+    def _session(self, document: dict[str, Any]) -> ExecutionSession:
+        try:
+            return ExecutionSession.model_validate(document)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first.get("loc", ()))
+            raise PlatformError(f"{self.name} answered an invalid session ({where}: {first['msg']})") from None
+
+    async def session(self, uuid: str, *, user: str | None = None) -> ExecutionSession:
+        status, document = await self._call("GET", self._url("sessions", uuid))
+        return self._session(self._check(status, document, f"session {uuid}"))
+
+    async def update_session(self, uuid: str, update: UpdateModel, *, user: str | None = None) -> ExecutionSession:
+        status, document = await self._call("POST", self._url("sessions", uuid), update.to_wire())
+        return self._session(self._check(status, document, f"session {uuid}"))
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and self._client_loop is asyncio.get_running_loop():
+            await client.aclose()

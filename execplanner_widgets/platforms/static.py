@@ -1,0 +1,374 @@
+"""A platform that decides from what we know about it: accepted kinds, limits, flavours, allocations.
+
+This is the seeds' "simple plugin [that] could use local metadata about the platform to make the
+decision": no service to call, so it works for any platform the day it is described in the
+platforms file. NO answers carry one message per unmet requirement, naming the requirement, what
+was asked and the limit, plus ExecutionBroker options describing the nearest thing it could offer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid as uuid_module
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ..model import (
+    ComponentMetadata,
+    Connector,
+    ExecutionRequest,
+    ExecutionSession,
+    MessageItem,
+    OfferSetResponse,
+    OptionItem,
+    SessionPhase,
+    UpdateModel,
+    canonical_kind,
+    short_kind,
+    utcnow,
+)
+from ..model.kinds import kind_uri
+from ..model.types import Duration, GiB
+from ..model.units import format_duration, human_duration
+from .base import Platform, PlatformContext, PlatformDescription, SessionConflict, SessionNotFound
+
+__all__ = ["Flavour", "Limits", "StaticOptions", "StaticPlatform", "check_request"]
+
+
+class Limits(BaseModel):
+    """The most a platform (or a user's allocation) allows. ``None`` means "no stated limit"."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cores: int | None = Field(default=None, ge=0)
+    memory: GiB | None = None
+    storage: GiB | None = None
+    duration: Duration | None = None
+
+    def within(self, other: Limits) -> Limits:
+        """The tighter of two limits, field by field."""
+
+        def tighter(a: Any, b: Any) -> Any:
+            return b if a is None else a if b is None else min(a, b)
+
+        return Limits(
+            cores=tighter(self.cores, other.cores),
+            memory=tighter(self.memory, other.memory),
+            storage=tighter(self.storage, other.storage),
+            duration=tighter(self.duration, other.duration),
+        )
+
+
+class Flavour(BaseModel):
+    """A fixed machine size, as OpenStack offers them; requests are rounded up to one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    cores: int = Field(ge=1)
+    memory: GiB
+    storage: GiB | None = None
+
+
+class StaticOptions(Limits):
+    """Options of a ``static:`` entry in the platforms file."""
+
+    accepts: list[str] | None = Field(default=None, description="Executable kinds; none means any")
+    flavours: list[Flavour] = Field(default_factory=list)
+    allocations: dict[str, Limits] = Field(default_factory=dict, description="Per-user limits")
+    offer_ttl: Duration = Field(default=timedelta(minutes=10))
+    url: str | None = Field(default=None, description="Where users start work on this platform")
+
+    @field_validator("accepts", mode="before")
+    @classmethod
+    def _list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _sorted_flavours(self) -> StaticOptions:
+        self.flavours.sort(key=lambda f: (f.cores, f.memory, f.storage or 0))
+        return self
+
+
+@dataclass
+class Need:
+    """What a request needs (minimums) and would use (maximums), in platform units."""
+
+    kind: str
+    cores: int
+    cores_max: int | None
+    memory: int
+    memory_max: int | None
+    storage: int
+    duration: timedelta
+
+    @classmethod
+    def of(cls, request: ExecutionRequest, default_duration: timedelta) -> Need:
+        compute = request.compute
+        return cls(
+            kind=request.executable.kind,
+            cores=request.min_cores,
+            cores_max=compute.cores.max if compute and compute.cores else None,
+            memory=request.min_memory,
+            memory_max=compute.memory.max if compute and compute.memory else None,
+            storage=request.min_storage,
+            duration=request.duration or default_duration,
+        )
+
+
+def _message(text: str, level: str = "INFO", **values: Any) -> MessageItem:
+    return MessageItem(time=utcnow(), level=level, message=text, values={k: str(v) for k, v in values.items()} or None)
+
+
+def check_request(
+    request: ExecutionRequest, limits: Limits, accepts: list[str] | None, *, who: str = "this platform"
+) -> list[tuple[MessageItem, OptionItem | None]]:
+    """Every way ``request`` exceeds ``limits``: a message and, where it helps, the nearest option.
+
+    Shared by every platform that decides from limits, so their NO answers read the same.
+    """
+    problems: list[tuple[MessageItem, OptionItem | None]] = []
+    kind = request.executable.kind
+    if accepts is not None:
+        accepted = [canonical_kind(item, "executable") for item in accepts]
+        if kind not in accepted:
+            names = ", ".join(short_kind(item) for item in accepted) or "nothing"
+            problems.append(
+                (
+                    _message(f"cannot run a {short_kind(kind)} executable; {who} runs {names}", "WARN", requirement="executable.kind"),
+                    OptionItem(kind="uri:enum-value-option", path="executable.kind", values=accepted),
+                )
+            )
+    need = Need.of(request, default_duration=timedelta(hours=1))
+    checks = (
+        ("compute.cores.min", need.cores, limits.cores, "cores", lambda n: f"{n} cores", "cores"),
+        ("compute.memory.min", need.memory, limits.memory, "memory", lambda n: f"{n} GiB of memory", "GiB"),
+        ("storage.size.min", need.storage, limits.storage, "storage", lambda n: f"{n} GiB of storage", "GiB"),
+    )
+    for path, asked, limit, name, say, units in checks:
+        if limit is not None and asked > limit:
+            problems.append(
+                (
+                    _message(f"needs {say(asked)}; {who} has at most {say(limit)}", "WARN", requirement=name, asked=asked, limit=limit),
+                    OptionItem(kind="uri:integer-value-option", path=path, min=0, max=limit, units=units if units != "cores" else None),
+                )
+            )
+    if limits.duration is not None and need.duration > limits.duration:
+        problems.append(
+            (
+                _message(
+                    f"needs {human_duration(need.duration)}; {who} allows at most {human_duration(limits.duration)}",
+                    "WARN",
+                    requirement="duration",
+                    asked=format_duration(need.duration),
+                    limit=format_duration(limits.duration),
+                ),
+                OptionItem(kind="uri:string-value-option", path="schedule.requested.duration", pattern=f"<= {format_duration(limits.duration)}"),
+            )
+        )
+    for item in request.missing_data():
+        label = item.name or item.uuid or "a data item"
+        problems.append(
+            (
+                _message(f"the data item {label!r} has no location yet: find it before running", "WARN", requirement="data"),
+                None,
+            )
+        )
+    return problems
+
+
+class StaticPlatform(Platform):
+    """A platform described by metadata in the platforms file."""
+
+    kind = "static"
+
+    def __init__(self, name: str, title: str | None = None, *, options: StaticOptions | None = None, description: str | None = None) -> None:
+        super().__init__(name, title, description=description)
+        self.options = options or StaticOptions()
+        self._sessions: dict[str, ExecutionSession] = {}
+        self._siblings: dict[str, list[str]] = {}
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def from_config(cls, name: str, title: str | None, options: dict[str, Any], context: PlatformContext) -> StaticPlatform:
+        return cls(name, title, options=StaticOptions.model_validate(options), description=options.get("description"))
+
+    def describe(self) -> PlatformDescription:
+        opts = self.options
+        limits = {
+            key: value
+            for key, value in (("cores", opts.cores), ("memory", opts.memory), ("storage", opts.storage))
+            if value is not None
+        }
+        if opts.duration is not None:
+            limits["duration"] = format_duration(opts.duration)
+        extra: dict[str, Any] = {}
+        if opts.flavours:
+            extra["flavours"] = [flavour.model_dump() for flavour in opts.flavours]
+        return PlatformDescription(
+            name=self.name,
+            title=self.title,
+            kind=self.kind,
+            description=self.description,
+            accepts=[short_kind(canonical_kind(k, "executable")) for k in opts.accepts] if opts.accepts is not None else None,
+            limits=limits,
+            url=opts.url,
+            **extra,
+        )
+
+    def limits_for(self, user: str | None) -> tuple[Limits, str]:
+        """The platform's limits, tightened by ``user``'s allocation if they have one."""
+        base = Limits(cores=self.options.cores, memory=self.options.memory, storage=self.options.storage, duration=self.options.duration)
+        if user and user in self.options.allocations:
+            return base.within(self.options.allocations[user]), f"your allocation on {self.title}"
+        return base, "this platform"
+
+    def _flavour_for(self, need: Need) -> tuple[Flavour | None, str | None]:
+        """The smallest flavour that meets every minimum and no requested maximum is exceeded."""
+        if not self.options.flavours:
+            return None, None
+        big_enough = [
+            f for f in self.options.flavours if f.cores >= need.cores and f.memory >= need.memory and (f.storage is None or f.storage >= need.storage)
+        ]
+        if not big_enough:
+            largest = self.options.flavours[-1]
+            return None, f"no flavour is large enough; the largest is {largest.name} ({largest.cores} cores, {largest.memory} GiB)"
+        for flavour in big_enough:
+            if (need.cores_max is None or flavour.cores <= need.cores_max) and (need.memory_max is None or flavour.memory <= need.memory_max):
+                return flavour, None
+        smallest = big_enough[0]
+        return None, (
+            f"the smallest flavour that meets the minimum is {smallest.name} ({smallest.cores} cores, "
+            f"{smallest.memory} GiB), more than the maximum asked for"
+        )
+
+    async def offers(self, request: ExecutionRequest, *, user: str | None = None) -> OfferSetResponse:
+        limits, who = self.limits_for(user)
+        problems = check_request(request, limits, self.options.accepts, who=who)
+        need = Need.of(request, default_duration=min(limits.duration or timedelta(hours=1), timedelta(hours=1)))
+        flavour, flavour_problem = (None, None)
+        if not problems:
+            flavour, flavour_problem = self._flavour_for(need)
+            if flavour_problem:
+                problems.append((_message(flavour_problem, "WARN", requirement="flavour"), None))
+        now = utcnow()
+        offerset_id = str(uuid_module.uuid4())
+        if problems:
+            messages = [message for message, _ in problems]
+            messages.append(_message(self._nearest(limits), "INFO", requirement="nearest"))
+            return OfferSetResponse(
+                result="NO",
+                meta=ComponentMetadata(
+                    uuid=offerset_id,
+                    name=self.name,
+                    created=now,
+                    messages=messages,
+                    options=[option for _, option in problems if option is not None],
+                ),
+                description=f"{self.title} cannot run this request",
+            )
+        if flavour is not None:
+            cores, memory = flavour.cores, flavour.memory
+        else:
+            cores = min(need.cores_max or need.cores, limits.cores or need.cores_max or need.cores)
+            memory = min(need.memory_max or need.memory, limits.memory or need.memory_max or need.memory)
+        offered = request.model_copy(deep=True)
+        compute = offered.compute.model_copy() if offered.compute else None
+        compute_doc = {
+            "kind": kind_uri("compute", "simple-compute-resource"),
+            "cores": {"min": need.cores, "max": max(cores, need.cores)},
+            "memory": {"min": need.memory, "max": max(memory, need.memory)},
+        }
+        if compute is not None and compute.meta is not None:
+            compute_doc["meta"] = compute.meta.model_dump(exclude_none=True)
+        session_id = str(uuid_module.uuid4())
+        messages = [_message(f"offered by {self.title}" + (f" as flavour {flavour.name}" if flavour else ""))]
+        session = ExecutionSession.model_validate(
+            {
+                "meta": {"uuid": session_id, "name": self.name, "created": now, "messages": [m.model_dump() for m in messages]},
+                "phase": SessionPhase.OFFERED,
+                "expires": now + self.options.offer_ttl,
+                "executable": offered.executable.model_dump(exclude_none=True),
+                "compute": compute_doc,
+                "storage": [item.model_dump(exclude_none=True) for item in offered.storage],
+                "data": [item.model_dump(exclude_none=True) for item in offered.data],
+                "schedule": {
+                    "preparing": {"start": now, "duration": "PT0S"},
+                    "available": {"start": f"{now.isoformat()}/PT0S", "duration": need.duration},
+                },
+            }
+        )
+        async with self._lock:
+            self._sessions[session_id] = session
+            self._siblings[session_id] = [session_id]
+        return OfferSetResponse(
+            result="YES",
+            meta=ComponentMetadata(uuid=offerset_id, name=self.name, created=now),
+            description=f"{self.title} can run this request",
+            offers=[session],
+        )
+
+    def _nearest(self, limits: Limits) -> str:
+        parts = []
+        if limits.cores is not None:
+            parts.append(f"{limits.cores} cores")
+        if limits.memory is not None:
+            parts.append(f"{limits.memory} GiB memory")
+        if limits.storage is not None:
+            parts.append(f"{limits.storage} GiB storage")
+        if limits.duration is not None:
+            parts.append(f"for up to {human_duration(limits.duration)}")
+        kinds = ""
+        if self.options.accepts is not None:
+            kinds = " running " + ", ".join(short_kind(canonical_kind(k, "executable")) for k in self.options.accepts)
+        return f"the most this platform could offer: {', '.join(parts) or 'no stated limits'}{kinds}"
+
+    def _expire(self, session: ExecutionSession) -> None:
+        if session.phase is SessionPhase.OFFERED and session.expires is not None and session.expires <= utcnow():
+            session.phase = SessionPhase.EXPIRED
+            session.ensure_meta().messages.append(_message("the offer expired before it was accepted"))
+
+    async def session(self, uuid: str, *, user: str | None = None) -> ExecutionSession:
+        async with self._lock:
+            session = self._sessions.get(uuid)
+            if session is None:
+                raise SessionNotFound(f"no offer or session {uuid} on {self.name}")
+            self._expire(session)
+            return session.model_copy(deep=True)
+
+    async def update_session(self, uuid: str, update: UpdateModel, *, user: str | None = None) -> ExecutionSession:
+        if getattr(update, "path", None) != "phase" or not hasattr(update, "value"):
+            raise SessionConflict(f"{self.name} only accepts phase updates (path 'phase'), not {update.path!r}")
+        try:
+            target = SessionPhase(str(update.value).upper())
+        except ValueError:
+            raise SessionConflict(f"unknown phase {update.value!r}; use ACCEPTED, REJECTED or CANCELLED") from None
+        async with self._lock:
+            session = self._sessions.get(uuid)
+            if session is None:
+                raise SessionNotFound(f"no offer or session {uuid} on {self.name}")
+            self._expire(session)
+            current = session.phase
+            if target is SessionPhase.ACCEPTED and current is SessionPhase.OFFERED:
+                session.phase = SessionPhase.ACCEPTED
+                note = "accepted"
+                if self.options.url:
+                    note += f"; this platform is described by metadata only: start the task at {self.options.url}"
+                    session.connectors.append(Connector(kind="urn:execplanner:connector:web", status="AVAILABLE", protocol="HTTPS", location=self.options.url))
+                session.ensure_meta().messages.append(_message(note))
+                for sibling in self._siblings.get(uuid, []):
+                    other = self._sessions[sibling]
+                    if sibling != uuid and other.phase is SessionPhase.OFFERED:
+                        other.phase = SessionPhase.REJECTED
+            elif target is SessionPhase.REJECTED and current is SessionPhase.OFFERED:
+                session.phase = SessionPhase.REJECTED
+                session.ensure_meta().messages.append(_message("rejected"))
+            elif target is SessionPhase.CANCELLED and current in {SessionPhase.OFFERED, SessionPhase.ACCEPTED}:
+                session.phase = SessionPhase.CANCELLED
+                session.ensure_meta().messages.append(_message("cancelled"))
+            else:
+                raise SessionConflict(f"cannot change session {uuid} from {current} to {target}")
+            return session.model_copy(deep=True)

@@ -1,0 +1,1 @@
+"""Hosted platforms: ExecutionBroker services with a booking calendar, executors and UWS jobs."""
