@@ -109,13 +109,14 @@ class PlatformsFile(BaseModel):
     platforms: list[PlatformEntry]
     source: str | None = Field(default=None, exclude=True, description="Where the file was read from")
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> PlatformsFile:
-        names = [entry.name for entry in self.platforms]
+    @field_validator("platforms")
+    @classmethod
+    def _unique_names(cls, platforms: list[PlatformEntry]) -> list[PlatformEntry]:
+        names = [entry.name for entry in platforms]
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
             raise ValueError(f"platform names must be unique; repeated: {', '.join(repeated)}")
-        return self
+        return platforms
 
 
 def demo_platforms_path() -> Path:

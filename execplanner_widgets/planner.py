@@ -120,10 +120,10 @@ class Federation:
         response: OfferSetResponse | None = None
         error: str | None = None
         try:
-            response = await asyncio.wait_for(platform.offers(request, user=user), timeout)
-            if not isinstance(response, OfferSetResponse):
-                raise PlatformError(f"the platform answered {type(response).__name__}, not an offer set")
-            status = response.result
+            answer = await asyncio.wait_for(platform.offers(request, user=user), timeout)
+            if not isinstance(answer, OfferSetResponse):
+                raise PlatformError(f"the platform answered {type(answer).__name__}, not an offer set")
+            response, status = answer, answer.result
         except asyncio.TimeoutError:
             status, error = "ERROR", f"no answer within {timeout:g} s (timeout)"
         except PlatformError as failure:

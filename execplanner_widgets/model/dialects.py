@@ -269,7 +269,7 @@ def _compute_2022(items: list[Any]) -> dict[str, Any] | None:
             except (TypeError, ValueError) as error:
                 raise InvalidRequest([FieldError(f"compute-resources[{index}].{key}", str(error))]) from None
             totals[key] = (totals[key] or 0) + amount * instances
-        for key in ("local-volumes", "data-volumes", "storage-volumes", "environment-variables", "network-ports"):
+        for key in ("local-volumes", "data-volumes", "storage-volumes", "resource-volumes", "environment-variables", "network-ports"):
             if key in item:
                 extras.setdefault(key, []).extend(item[key])
     out: dict[str, Any] = {"kind": kind_uri("compute", "simple-compute-resource")}

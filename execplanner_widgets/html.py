@@ -1,0 +1,477 @@
+"""HTML summaries for front ends that cannot show widgets (Zeppelin, nbviewer, exported HTML).
+
+Every model's ``_repr_html_`` and the app's fallback come from here, so a request, an offer or a
+session reads the same in JupyterLab, on nbviewer and in an exported page. The widgets use the same
+functions for their HTML panes.
+
+Anything that came from a platform or a record (titles, messages, names, URLs) is untrusted: it is
+passed through :func:`esc` (``html.escape`` with quotes) before it becomes HTML, and a URL becomes a
+link only when it is http(s) or a relative path (never ``javascript:`` or ``data:``). Only the markup
+written in this module is ever emitted as markup.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from .model import ExecutionRequest, ExecutionSession, OfferSetResponse
+from .model.kinds import short_kind
+from .model.units import format_size, human_duration
+
+if TYPE_CHECKING:  # pragma: no cover - imported for type hints only
+    from .ossr import ExecutableEntry, OssrRecord
+    from .planner import PlatformResult
+
+__all__ = [
+    "app_html",
+    "badge",
+    "countdown",
+    "esc",
+    "executables_html",
+    "link",
+    "planner_html",
+    "request_html",
+    "result_html",
+    "results_html",
+    "safe_href",
+    "session_html",
+    "offerset_html",
+    "when",
+]
+
+#: Colours for answers and phases: green for YES/success, red for NO/failure, amber for waiting.
+TONES = {
+    "ok": "#1a7f37",
+    "no": "#b42318",
+    "error": "#7a2e0e",
+    "wait": "#9a6700",
+    "info": "#0969da",
+    "muted": "#57606a",
+}
+
+_PHASE_TONES = {
+    "OFFERED": "info",
+    "ACCEPTED": "info",
+    "WAITING": "wait",
+    "PREPARING": "wait",
+    "AVAILABLE": "ok",
+    "RUNNING": "ok",
+    "RELEASING": "wait",
+    "COMPLETED": "ok",
+    "FAILED": "no",
+    "CANCELLED": "muted",
+    "REJECTED": "muted",
+    "EXPIRED": "muted",
+    "INITIAL": "muted",
+}
+
+_ANSWER_TONES = {"YES": "ok", "NO": "no", "ERROR": "error"}
+
+_TABLE = 'style="border-collapse:collapse;margin:2px 0;font-size:0.95em"'
+_CELL = 'style="border-bottom:1px solid #d0d7de;padding:2px 8px;text-align:left;vertical-align:top"'
+_HEAD = 'style="border-bottom:2px solid #8c959f;padding:2px 8px;text-align:left"'
+_BOX = 'class="execplanner" style="font-family:var(--jp-ui-font-family,sans-serif);line-height:1.4"'
+
+
+# ------------------------------------------------------------------------------------- basics
+
+
+def esc(value: Any) -> str:
+    """``value`` as text that cannot become markup; ``None`` shows as a dash."""
+    if value is None:
+        return "&ndash;"
+    return html.escape(str(value), quote=True)
+
+
+def safe_href(url: Any) -> str | None:
+    """The URL if it may become a link (http, https or a relative path), else ``None``.
+
+    A platform decides what it puts in a connector or a result; a ``javascript:`` URL there must not
+    turn into something the user can click.
+    """
+    if not isinstance(url, str) or not url.strip():
+        return None
+    text = url.strip()
+    if any(ord(char) < 32 for char in text):
+        return None
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return None
+    if parts.scheme.lower() in ("http", "https") and parts.netloc:
+        return text
+    if not parts.scheme and not parts.netloc and not text.startswith("//"):
+        return text
+    return None
+
+
+def link(url: Any, text: Any = None) -> str:
+    """A link that opens in a new tab, or the URL as plain text when it is not a safe link."""
+    href = safe_href(url)
+    label = esc(text if text is not None else url)
+    if href is None:
+        return label
+    return f'<a href="{esc(href)}" target="_blank" rel="noopener noreferrer">{label}</a>'
+
+
+def badge(text: Any, tone: str = "info") -> str:
+    """A small coloured label such as YES, NO or RUNNING."""
+    colour = TONES.get(tone, TONES["info"])
+    return (
+        f'<span style="background:{colour};color:#fff;border-radius:3px;padding:0 5px;'
+        f'font-weight:600;font-size:0.9em">{esc(text)}</span>'
+    )
+
+
+def answer_badge(status: str) -> str:
+    return badge(status, _ANSWER_TONES.get(status, "info"))
+
+
+def phase_badge(phase: Any) -> str:
+    name = str(phase)
+    return badge(name, _PHASE_TONES.get(name, "info"))
+
+
+def _now(now: datetime | None) -> datetime:
+    return now if now is not None else datetime.now(timezone.utc)
+
+
+def when(moment: datetime | None, now: datetime | None = None) -> str:
+    """A start time as people say it: ``now``, ``today 14:00 UTC``, ``tomorrow 08:00 UTC``."""
+    if moment is None:
+        return "-"
+    now = _now(now)
+    moment = moment.astimezone(timezone.utc)
+    if moment <= now + timedelta(minutes=1):
+        return "now"
+    day = (moment.date() - now.astimezone(timezone.utc).date()).days
+    clock = moment.strftime("%H:%M UTC")
+    if day == 0:
+        return f"today {clock}"
+    if day == 1:
+        return f"tomorrow {clock}"
+    return moment.strftime("%a %d %b %H:%M UTC")
+
+
+def countdown(expires: datetime | None, now: datetime | None = None) -> str:
+    """How long an offer stays open: ``9m 58s``, or ``expired``."""
+    if expires is None:
+        return "-"
+    left = expires - _now(now)
+    if left.total_seconds() <= 0:
+        return "expired"
+    return human_duration(timedelta(seconds=int(left.total_seconds())))
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """A table from cells that are already HTML (callers escape their values)."""
+    head = "".join(f"<th {_HEAD}>{esc(header)}</th>" for header in headers)
+    body = "".join("<tr>" + "".join(f"<td {_CELL}>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table {_TABLE}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _pairs(rows: Iterable[tuple[str, str]]) -> str:
+    """A two-column key/value table; values are HTML already."""
+    body = "".join(f'<tr><th {_HEAD} scope="row">{esc(key)}</th><td {_CELL}>{value}</td></tr>' for key, value in rows)
+    return f"<table {_TABLE}><tbody>{body}</tbody></table>"
+
+
+def _range(minimum: Any, maximum: Any, unit: str = "") -> str:
+    if minimum is None and maximum is None:
+        return "-"
+    suffix = f" {unit}" if unit else ""
+    if maximum is None or maximum == minimum:
+        return f"{minimum if minimum is not None else maximum}{suffix}" if minimum is not None else f"up to {maximum}{suffix}"
+    if minimum is None:
+        return f"up to {maximum}{suffix}"
+    return f"{minimum}-{maximum}{suffix}"
+
+
+def _messages(messages: Iterable[Any]) -> str:
+    items = []
+    for message in messages:
+        text = getattr(message, "text", None) or str(message)
+        level = getattr(message, "level", None)
+        stamp = getattr(message, "time", None)
+        prefix = f"{esc(stamp.strftime('%H:%M:%S'))} " if isinstance(stamp, datetime) else ""
+        marker = f"{esc(level)}: " if level and level not in ("INFO", "OTHER") else ""
+        items.append(f"<li>{prefix}{marker}{esc(text)}</li>")
+    return f'<ul style="margin:2px 0;padding-left:1.2em">{"".join(items)}</ul>' if items else "-"
+
+
+def _document(document: dict[str, Any], title: str) -> str:
+    """The whole wire document, folded away, for people who want every field."""
+    text = json.dumps(document, indent=2, ensure_ascii=False)
+    return (
+        f"<details><summary>{esc(title)}</summary>"
+        f'<pre style="font-size:0.85em;max-height:24em;overflow:auto">{esc(text)}</pre></details>'
+    )
+
+
+def _wrap(inner: str) -> str:
+    return f"<div {_BOX}>{inner}</div>"
+
+
+# ----------------------------------------------------------------------------------- requests
+
+
+def executable_location(executable: Any) -> str | None:
+    """Where the executable is: a notebook or script location, or a container image."""
+    location = getattr(executable, "location", None)
+    if location:
+        return str(location)
+    image = getattr(executable, "image", None)
+    if image is not None and getattr(image, "locations", None):
+        return ", ".join(image.locations)
+    return None
+
+
+def data_status(item: Any) -> str:
+    """``located``, ``to find`` (required, no location) or ``optional``, as a badge."""
+    if item.is_located:
+        return badge("located", "ok")
+    if item.is_required:
+        return badge("to find", "no")
+    return badge("optional", "muted")
+
+
+def data_table(items: Sequence[Any]) -> str:
+    rows = [
+        (esc(item.name or item.uuid or f"item {index + 1}"), esc(item.description), data_status(item), link(item.location_hint) if item.location_hint else "-")
+        for index, item in enumerate(items)
+    ]
+    return _table(("Data", "Description", "Status", "Location"), rows)
+
+
+def request_html(request: ExecutionRequest) -> str:
+    """What the request asks for: executable, compute, storage, data (the shopping list), schedule."""
+    executable = request.executable
+    rows: list[tuple[str, str]] = [
+        ("Executable", f"{esc(executable.name or short_kind(executable.kind))} ({esc(short_kind(executable.kind))})"),
+    ]
+    location = executable_location(executable)
+    if location:
+        rows.append(("Location", link(location)))
+    if executable.description:
+        rows.append(("Description", esc(executable.description)))
+    compute = request.compute
+    if compute and compute.cores:
+        rows.append(("Cores", esc(_range(compute.cores.min, compute.cores.max))))
+    if compute and compute.memory:
+        rows.append(("Memory", esc(_range(compute.memory.min, compute.memory.max, "GiB"))))
+    for index, storage in enumerate(request.storage):
+        size = _range(storage.size.min, storage.size.max, "GiB") if storage.size else "-"
+        lifetime = f", kept {human_duration(storage.lifetime)}" if storage.lifetime else ""
+        rows.append((f"Storage {index + 1}" if len(request.storage) > 1 else "Storage", esc(size + lifetime)))
+    if request.duration is not None:
+        rows.append(("Duration", esc(human_duration(request.duration))))
+    window = request.start_window
+    if window is not None:
+        rows.append(("Start", esc(str(window))))
+    parts = [f"<strong>Request</strong>: {esc(request.summary())}", _pairs(rows)]
+    if request.data:
+        missing = request.missing_data()
+        if missing:
+            names = ", ".join(item.name or item.uuid or "unnamed" for item in missing)
+            parts.append(f'<div style="color:{TONES["no"]}">Still to find: {esc(names)}</div>')
+        parts.append(data_table(request.data))
+    return _wrap("".join(parts))
+
+
+# ------------------------------------------------------------------------------------ sessions
+
+
+def session_rows(session: ExecutionSession, now: datetime | None = None) -> list[tuple[str, str]]:
+    """Key facts of an offer or session, as (label, HTML) pairs."""
+    rows: list[tuple[str, str]] = [("Phase", phase_badge(session.phase))]
+    if session.meta and session.meta.name:
+        rows.append(("Platform", esc(session.meta.name)))
+    if session.uuid:
+        rows.append(("Identifier", esc(session.uuid)))
+    if session.executable is not None:
+        kind = short_kind(session.executable.kind)
+        location = executable_location(session.executable)
+        rows.append(("Executable", esc(kind) + (f": {link(location)}" if location else "")))
+    if session.start is not None:
+        end = f" until {esc(session.end.strftime('%Y-%m-%d %H:%M UTC'))}" if session.end else ""
+        rows.append(("Start", f"{esc(when(session.start, now))} ({esc(session.start.strftime('%Y-%m-%d %H:%M UTC'))}){end}"))
+    if session.schedule and session.schedule.available and session.schedule.available.duration is not None:
+        rows.append(("Duration", esc(human_duration(session.schedule.available.duration))))
+    if session.cores is not None:
+        rows.append(("Cores", esc(_range(session.compute.cores.min, session.compute.cores.max))))
+    if session.memory is not None:
+        rows.append(("Memory", esc(_range(session.compute.memory.min, session.compute.memory.max, "GiB"))))
+    for index, storage in enumerate(session.storage):
+        size = _range(storage.size.min, storage.size.max, "GiB") if storage.size else "-"
+        rows.append(("Storage" if len(session.storage) == 1 else f"Storage {index + 1}", esc(size)))
+    if session.data:
+        rows.append(("Data", ", ".join(esc(item.name or item.location_hint or item.uuid or "item") for item in session.data)))
+    if session.phase.value == "OFFERED" and session.expires is not None:
+        rows.append(("Expires", f"{esc(countdown(session.expires, now))} ({esc(session.expires.strftime('%H:%M:%S UTC'))})"))
+    if session.connectors:
+        links = [
+            link(connector.location, f"{connector.protocol or 'link'}: {connector.location}") + (f" ({esc(connector.status)})" if connector.status else "")
+            for connector in session.connectors
+            if connector.location
+        ]
+        rows.append(("Connectors", "<br>".join(links) or "-"))
+    if session.results:
+        rows.append(("Results", "<br>".join(link(result.url, result.id) if result.url else esc(result.id) for result in session.results)))
+    if session.messages:
+        rows.append(("Messages", _messages(session.messages)))
+    return rows
+
+
+def session_html(session: ExecutionSession, *, document: bool = True, now: datetime | None = None) -> str:
+    """An offer or a booked session: phase, platform, start, resources, links and messages."""
+    title = "Offer" if session.phase.value == "OFFERED" else "Session"
+    inner = f"<strong>{title}</strong>" + _pairs(session_rows(session, now))
+    if document:
+        inner += _document(session.to_wire(), "ExecutionBroker document")
+    return _wrap(inner)
+
+
+def offers_table(offers: Sequence[ExecutionSession], now: datetime | None = None) -> str:
+    rows = [
+        (
+            esc(index + 1),
+            esc(when(offer.start, now)),
+            esc(offer.cores if offer.cores is not None else "-"),
+            esc(format_size(offer.memory)),
+            esc(countdown(offer.expires, now)),
+        )
+        for index, offer in enumerate(offers)
+    ]
+    return _table(("Offer", "Start", "Cores", "Memory", "Expires in"), rows)
+
+
+def offerset_html(response: OfferSetResponse) -> str:
+    """A platform's answer: YES with its offers, or NO with the reasons."""
+    parts = [f"{answer_badge(response.result)} {esc(response.description or '')}"]
+    if response.offers:
+        parts.append(offers_table(response.offers))
+    if response.reasons:
+        parts.append(_messages(response.messages))
+    return _wrap("".join(parts))
+
+
+def reasons_html(reasons: Sequence[str]) -> str:
+    """A NO or ERROR answer's reasons as a list."""
+    if not reasons:
+        return ""
+    items = "".join(f"<li>{esc(reason)}</li>" for reason in reasons)
+    return f'<ul style="margin:2px 0;padding-left:1.2em;color:{TONES["no"]}">{items}</ul>'
+
+
+def result_html(result: PlatformResult) -> str:
+    """One platform's answer in the federation: who, YES/NO/ERROR, offers or reasons, how long."""
+    head = f"<strong>{esc(result.title)}</strong> ({esc(result.platform)}) {answer_badge(result.status)} <small>{esc(f'{result.elapsed:.2f}')} s</small>"
+    parts = [head]
+    if result.offers:
+        parts.append(offers_table(result.offers))
+    parts.append(reasons_html(result.reasons) if result.status != "YES" else "")
+    return _wrap("".join(parts))
+
+
+def results_html(results: Sequence[PlatformResult], now: datetime | None = None) -> str:
+    """Every platform's answer in one table: one row per offer, NO and ERROR rows with reasons."""
+    rows = []
+    for result in results:
+        platform = f"<strong>{esc(result.title)}</strong><br><small>{esc(result.platform)}</small>"
+        if result.status == "YES" and result.offers:
+            for offer in result.offers:
+                rows.append(
+                    (
+                        platform,
+                        answer_badge(result.status),
+                        esc(when(offer.start, now)),
+                        esc(offer.cores if offer.cores is not None else "-"),
+                        esc(format_size(offer.memory)),
+                        esc(countdown(offer.expires, now)),
+                    )
+                )
+        else:
+            rows.append((platform, answer_badge(result.status), reasons_html(result.reasons) or "-", "", "", ""))
+    answered = sum(1 for _ in results)
+    return _wrap(f"<strong>Offers</strong> ({answered} answers)" + _table(("Platform", "Answer", "Start", "Cores", "Memory", "Expires in"), rows))
+
+
+# ------------------------------------------------------------------------------------ planner
+
+
+def platforms_table(platforms: Sequence[Any]) -> str:
+    rows = []
+    for platform in platforms:
+        limits = getattr(platform, "limits", None) or {}
+        limit_text = ", ".join(f"{key} {value}" for key, value in limits.items()) or "-"
+        accepts = getattr(platform, "accepts", None)
+        rows.append(
+            (
+                f"<strong>{esc(platform.title)}</strong><br><small>{esc(platform.name)}</small>",
+                esc(platform.kind),
+                esc(", ".join(accepts) if accepts is not None else "any"),
+                esc(limit_text),
+            )
+        )
+    return _table(("Platform", "Kind", "Runs", "Limits"), rows)
+
+
+def planner_html(planner: Any) -> str:
+    """The planner: how it reaches platforms (server or in-process) and which platforms it asks."""
+    try:
+        mode = planner.describe_mode()
+    except Exception as error:  # a summary must show even when the server is unreachable
+        mode = f"mode unknown ({error})"
+    parts = [f"<strong>ExecPlanner</strong>: {esc(mode)}"]
+    try:
+        platforms = planner.platforms()
+    except Exception as error:
+        parts.append(f'<div style="color:{TONES["no"]}">Cannot list the platforms: {esc(error)}</div>')
+    else:
+        parts.append(platforms_table(platforms) if platforms else "<div>No platforms are configured.</div>")
+    return _wrap("".join(parts))
+
+
+# ----------------------------------------------------------------------------------- records
+
+
+def executables_html(entries: Sequence[ExecutableEntry], record: OssrRecord | None = None) -> str:
+    """The executables of an OSSR record: name, kind, description."""
+    parts = []
+    if record is not None and record.title:
+        parts.append(f"<strong>{esc(record.title)}</strong>")
+    rows = [(f"<strong>{esc(entry.name)}</strong>", esc(entry.short_kind), esc(entry.description or "")) for entry in entries]
+    parts.append(_table(("Executable", "Kind", "Description"), rows) if rows else "<div>No executables.</div>")
+    return _wrap("".join(parts))
+
+
+def app_html(
+    planner: Any = None,
+    *,
+    record: OssrRecord | None = None,
+    request: ExecutionRequest | None = None,
+    results: Sequence[PlatformResult] | None = None,
+    session: ExecutionSession | None = None,
+) -> str:
+    """The whole app as a static page: what the planner knows and how far the user has come.
+
+    Shown when widgets cannot be (Zeppelin, nbviewer, exported HTML, a terminal), and added to the
+    app's display data so that a saved notebook still reads well without a kernel.
+    """
+    parts = ['<div style="font-size:1.2em;font-weight:600">ExecPlanner</div>']
+    if planner is not None:
+        parts.append(planner_html(planner))
+    if record is not None:
+        parts.append(executables_html(record.entries, record))
+    if request is not None:
+        parts.append(request_html(request))
+    if results:
+        parts.append(results_html(results))
+    if session is not None:
+        parts.append(session_html(session, document=False))
+    return _wrap("".join(parts))

@@ -1,0 +1,100 @@
+"""The platforms file: clear errors that name the entry and field; the demo when none is given."""
+
+from __future__ import annotations
+
+import pytest
+
+from execplanner_widgets.config import (
+    ConfigError,
+    build_federation,
+    default_context,
+    load_platforms_file,
+    resolve_platforms_path,
+)
+from execplanner_widgets.platforms.broker import BrokerPlatform
+from execplanner_widgets.platforms.static import StaticPlatform
+
+EXAMPLE = """
+platforms:
+  - name: cesga            # URL-safe id
+    title: CESGA cloud (vo.access.egi.eu)
+    static: {accepts: [docker-container], cores: 32, memory: 64, duration: PT12H}
+  - name: munich
+    title: Compute platform in Munich
+    timeout: 5
+    broker: {url: "https://broker.example.org/", token_env: MUNICH_TOKEN}
+"""
+
+
+def write(tmp_path, text):
+    path = tmp_path / "platforms.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_the_readme_example_builds(tmp_path, monkeypatch):
+    monkeypatch.setenv("MUNICH_TOKEN", "secret-munich")
+    config = load_platforms_file(write(tmp_path, EXAMPLE))
+    federation = build_federation(config, default_context(tmp_path))
+    cesga, munich = federation.platforms
+    assert isinstance(cesga, StaticPlatform) and isinstance(munich, BrokerPlatform)
+    assert munich.has_token and "secret" not in repr(munich)
+    assert federation.timeout_for(munich) == 5
+    assert [d.name for d in federation.describe()] == ["cesga", "munich"]
+
+
+def test_demo_is_used_when_no_file_is_given(monkeypatch):
+    monkeypatch.delenv("EXECPLANNER_PLATFORMS", raising=False)
+    path, is_demo = resolve_platforms_path(None)
+    assert is_demo and path.name == "platforms.yaml" and path.is_file()
+    assert load_platforms_file(None).platforms
+
+
+def test_env_var_selects_the_file(tmp_path, monkeypatch):
+    path = write(tmp_path, EXAMPLE)
+    monkeypatch.setenv("EXECPLANNER_PLATFORMS", str(path))
+    assert resolve_platforms_path(None) == (path, False)
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "words"),
+    [
+        ("platforms:\n  - {name: Bad Name, static: {}}\n", "platforms[Bad Name].name", "URL-safe"),
+        ("platforms:\n  - {name: a, title: A}\n", "platforms[a]", "exactly one kind key"),
+        ("platforms:\n  - {name: a, static: {}, broker: {}}\n", "platforms[a]", "exactly one kind key"),
+        ("platforms:\n  - {name: a, static: {}}\n  - {name: a, static: {}}\n", "platforms", "unique"),
+        ("platforms: []\nextra: 1\n", "extra", "not allowed"),
+        ("platforms:\n  - {name: a, timeout: -1, static: {}}\n", "platforms[a].timeout", "greater than 0"),
+    ],
+)
+def test_file_errors_name_the_entry(tmp_path, text, field, words):
+    with pytest.raises(ConfigError) as caught:
+        load_platforms_file(write(tmp_path, text))
+    fields = {error.field: error.message for error in caught.value.errors}
+    assert field in fields, fields
+    assert words in fields[field]
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "words"),
+    [
+        ("platforms:\n  - {name: a, static: {cores: lots}}\n", "platforms[a].static.cores", "integer"),
+        ("platforms:\n  - {name: a, broker: {url: 'ftp://x'}}\n", "platforms[a].broker.url", "http(s) URL"),
+        ("platforms:\n  - {name: a, broker: {url: 'https://u:p@x.org/'}}\n", "platforms[a].broker.url", "credentials"),
+        ("platforms:\n  - {name: a, teleport: {}}\n", "platforms[a]", "unknown platform kind 'teleport'"),
+    ],
+)
+def test_platform_option_errors_name_the_entry_and_option(tmp_path, text, field, words):
+    config = load_platforms_file(write(tmp_path, text))
+    with pytest.raises(ConfigError) as caught:
+        build_federation(config, default_context(tmp_path))
+    fields = {error.field: error.message for error in caught.value.errors}
+    assert field in fields, fields
+    assert words in fields[field]
+
+
+def test_unreadable_and_invalid_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read platforms file"):
+        load_platforms_file(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_platforms_file(write(tmp_path, "platforms: [\n"))
