@@ -8,7 +8,7 @@ from typing import Any
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
-from traitlets import Dict, Float, Unicode, default
+from traitlets import Dict, Float, Int, TraitError, Unicode, default, validate
 
 from execplanner_widgets.config import build_federation, load_platforms_file, resolve_platforms_path
 from execplanner_widgets.planner import Federation
@@ -46,6 +46,43 @@ class ExecPlanner(ExtensionApp):
         value_trait=Float(), default_value={}, config=True, help="Per-platform timeouts in seconds, by platform name."
     )
 
+    overall_timeout = Float(
+        60.0,
+        config=True,
+        help="Upper bound in seconds on one fan-out: no platform is waited for longer than this, "
+        "whatever its own timeout says, so a question to every platform ends within it.",
+    )
+    max_body_bytes = Int(
+        1024 * 1024,
+        config=True,
+        help="Largest request body (bytes) the API accepts; larger bodies are answered 413.",
+    )
+    max_answer_bytes = Int(
+        2 * 1024 * 1024,
+        config=True,
+        help="Largest answer (bytes) read from a remote platform unless its entry sets max_answer_bytes; "
+        "a larger answer is an ERROR result for that platform.",
+    )
+
+    @validate("timeout", "overall_timeout")
+    def _positive_seconds(self, proposal: Any) -> float:
+        if proposal["value"] <= 0:
+            raise TraitError(f"ExecPlanner.{proposal['trait'].name} must be a positive number of seconds")
+        return float(proposal["value"])
+
+    @validate("platform_timeouts")
+    def _positive_platform_seconds(self, proposal: Any) -> dict[str, float]:
+        bad = sorted(name for name, seconds in proposal["value"].items() if seconds <= 0)
+        if bad:
+            raise TraitError(f"ExecPlanner.platform_timeouts must be positive; check {', '.join(bad)}")
+        return dict(proposal["value"])
+
+    @validate("max_body_bytes", "max_answer_bytes")
+    def _positive_size(self, proposal: Any) -> int:
+        if proposal["value"] <= 0:
+            raise TraitError(f"ExecPlanner.{proposal['trait'].name} must be a positive number of bytes")
+        return int(proposal["value"])
+
     @default("data_dir")
     def _default_data_dir(self) -> str:
         return str(Path(jupyter_data_dir()) / "execplanner")
@@ -66,9 +103,29 @@ class ExecPlanner(ExtensionApp):
         self.federation = build_federation(config, context)
         if "timeout" not in config.model_fields_set:
             self.federation.timeout = self.timeout
-        self.federation.timeouts.update(self.platform_timeouts)
+        self._apply_timeouts()
+        self._apply_answer_limit()
         source = "the built-in demo federation" if is_demo else str(path)
         self.log.info("ExecPlanner: %d platform(s) from %s", len(self.federation), source)
+
+    def _apply_timeouts(self) -> None:
+        """Per-platform timeouts from the traitlet over the file's, every one capped by the overall timeout."""
+        federation = self.federation
+        known = {platform.name for platform in federation}
+        for name in sorted(set(self.platform_timeouts) - known):
+            self.log.warning("ExecPlanner.platform_timeouts names %r, which is not a configured platform", name)
+        federation.timeouts.update({k: v for k, v in self.platform_timeouts.items() if k in known})
+        federation.timeout = min(federation.timeout, self.overall_timeout)
+        for platform in federation:
+            federation.timeouts[platform.name] = min(federation.timeout_for(platform), self.overall_timeout)
+
+    def _apply_answer_limit(self) -> None:
+        """Give remote platforms that do not set their own answer size limit the server's."""
+        for platform in self.federation:
+            options = getattr(platform, "options", None)
+            fields = getattr(type(options), "model_fields", {})
+            if "max_answer_bytes" in fields and "max_answer_bytes" not in options.model_fields_set:
+                options.max_answer_bytes = self.max_answer_bytes
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(API_HANDLERS)

@@ -1,7 +1,266 @@
-"""The proxy REST API under ``{base_url}execplanner/api/`` (filled in by the proxy work)."""
+"""The proxy REST API under ``{base_url}execplanner/api/``.
+
+========  ======================================  ==================================================
+method    path                                    what
+========  ======================================  ==================================================
+GET       ``platforms``                           the configured platforms (name, title, kind, limits)
+GET       ``platforms/{name}``                    one platform
+POST      ``offers``                              ask every platform (``?platform=`` selects); one
+                                                  :class:`PlatformResult` per platform
+POST      ``offers/stream``                       the same, each result sent as it arrives (NDJSON,
+                                                  or SSE with ``?format=sse`` / ``Accept``)
+GET       ``platforms/{name}/sessions/{uuid}``    an offer or session
+POST      ``platforms/{name}/sessions/{uuid}``    accept / reject / cancel (ExecutionBroker update or
+                                                  ``{"phase": "ACCEPTED"}``)
+GET       ``platforms/{name}/jobs/{id}``          follow the run (UWS state for hosted platforms)
+GET       ``openapi.json``                        the OpenAPI 3.1 description
+========  ======================================  ==================================================
+
+This is a proxy, so the rules are strict: requests name platforms, never URLs, and a name that is not
+in the configuration is a 404 before anything is contacted; identifiers are checked before they reach
+a platform; every answer is JSON (or YAML when asked for), never HTML; a platform that fails, hangs or
+answers garbage becomes an ERROR result or a 502/504 naming the platform, never a 500.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, TypeVar
 
-API_HANDLERS: list[tuple[str, type, dict[str, Any]] | tuple[str, type]] = []
+from jupyter_server.auth.decorator import authorized
+from tornado import web
+from tornado.iostream import StreamClosedError
+
+from execplanner_widgets.model import InvalidRequest, parse_request
+from execplanner_widgets.model.errors import FieldError
+from execplanner_widgets.platforms.base import Platform, PlatformError
+
+from .base import ApiError, ExecPlannerHandler
+from .jobs import follow_job
+from .models import check_identifier, parse_session_update
+from .openapi import openapi_document
+from .streaming import choose_stream_format
+
+if TYPE_CHECKING:
+    from execplanner_widgets.model import ExecutionRequest
+
+__all__ = ["API_HANDLERS", "API_PREFIX"]
+
+API_PREFIX = "execplanner/api"
+
+T = TypeVar("T")
+
+
+class ProxyHandler(ExecPlannerHandler):
+    """What the proxy routes share: limits from the extension's configuration, and platform calls
+    that end in a JSON answer whatever the platform does."""
+
+    def set_default_headers(self) -> None:
+        super().set_default_headers()
+        self.set_header("X-Content-Type-Options", "nosniff")  # JSON stays JSON, whatever a platform wrote
+        self.set_header("Cache-Control", "no-store")
+
+    @property
+    def max_body_bytes(self) -> int:
+        return int(getattr(self.extensionapp, "max_body_bytes", 1024 * 1024))
+
+    def read_body(self) -> dict[str, Any]:
+        """The body as a mapping, refused with 413 above the configured size."""
+        return self.read_document(max_bytes=self.max_body_bytes)
+
+    def read_request(self) -> ExecutionRequest:
+        """The execution request in the body, in any dialect ``parse_request`` reads (400 naming the field)."""
+        return parse_request(self.read_body())
+
+    def selected_platforms(self) -> list[str] | None:
+        """``?platform=a&platform=b`` or ``?platform=a,b`` (answered in configuration order); None means all.
+
+        Each name is looked up now, so an unknown name is a 404 before any platform is asked.
+        """
+        names = [name.strip() for value in self.get_query_arguments("platform") for name in value.split(",") if name.strip()]
+        if not names:
+            return None
+        for name in names:
+            self.federation.get(name)
+        wanted = set(names)
+        return [platform.name for platform in self.federation if platform.name in wanted]  # configuration order
+
+    def platform(self, name: str) -> Platform:
+        """The configured platform ``name`` (404 JSON naming the field otherwise)."""
+        return self.federation.get(name)
+
+    async def call_platform(self, platform: Platform, call: Awaitable[T]) -> T:
+        """Await a platform's answer under its timeout; failures become 502/504 naming the platform."""
+        timeout = self.federation.timeout_for(platform)
+        try:
+            return await asyncio.wait_for(call, timeout)
+        except asyncio.TimeoutError:
+            raise ApiError(504, f"{platform.title} did not answer within {timeout:g} s", platform=platform.name) from None
+        except (PlatformError, InvalidRequest, ApiError):
+            raise
+        except Exception as error:  # a plugin's bug: say which platform failed, keep the details in the log
+            self.log.exception("ExecPlanner: platform %s failed", platform.name)
+            raise ApiError(502, f"{platform.title} failed ({type(error).__name__})", platform=platform.name) from None
+
+
+class PlatformsHandler(ProxyHandler):
+    """``GET platforms``: who can be asked."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.write_document([description.model_dump(mode="json", exclude_none=True) for description in self.federation.describe()])
+
+
+class PlatformHandler(ProxyHandler):
+    """``GET platforms/{name}``: one platform's description."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, name: str) -> None:
+        self.write_document(self.platform(name).describe().model_dump(mode="json", exclude_none=True))
+
+
+class OffersHandler(ProxyHandler):
+    """``POST offers``: every platform's answer at once, in configuration order."""
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        request = self.read_request()
+        selection = self.selected_platforms()
+        results = await self.federation.offers(request, user=self.username, platforms=selection)
+        self.write_document([result.to_wire() for result in results])
+
+
+class OffersStreamHandler(ProxyHandler):
+    """``POST offers/stream``: each platform's answer as soon as it arrives.
+
+    Everything that can be wrong with the request is checked before the first byte is sent, so
+    errors are still ordinary 4xx JSON answers; after that, every platform's outcome (a hang, a
+    garbage answer) is a result in the stream, never a broken response.
+    """
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        try:
+            stream_format = choose_stream_format(self.request.headers.get("Accept", ""), self.get_query_argument("format", None))
+        except ValueError as error:
+            raise InvalidRequest([FieldError("format", str(error))]) from None
+        request = self.read_request()
+        selection = self.selected_platforms()
+        content_type = f"{stream_format.content_type}; charset=UTF-8"
+        self.set_status(200)
+        self.set_header("Content-Type", content_type)
+        self.set_header("X-Accel-Buffering", "no")  # let reverse proxies (JupyterHub's) pass each item on at once
+        results = self.federation.stream_offers(request, user=self.username, platforms=selection)
+        count = 0
+        try:
+            opener = stream_format.comment()
+            if opener:
+                self.write(opener)
+            await self.flush()
+            async for result in results:
+                self.write(stream_format.item(result.to_wire()))
+                await self.flush()
+                count += 1
+            self.write(stream_format.end(count))
+        except StreamClosedError:
+            self.log.debug("ExecPlanner: the client left the offers stream after %d result(s)", count)
+            return
+        finally:
+            await results.aclose()
+        await self.finish(set_content_type=content_type)
+
+
+class SessionHandler(ProxyHandler):
+    """``GET/POST platforms/{name}/sessions/{uuid}``: read, accept, reject or cancel."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, name: str, uuid: str) -> None:
+        platform = self.platform(name)
+        check_identifier(uuid, "uuid")
+        session = await self.call_platform(platform, platform.session(uuid, user=self.username))
+        self.write_document(session.to_wire())
+
+    @web.authenticated
+    @authorized
+    async def post(self, name: str, uuid: str) -> None:
+        platform = self.platform(name)
+        check_identifier(uuid, "uuid")
+        update = parse_session_update(self.read_body())
+        session = await self.call_platform(platform, platform.update_session(uuid, update, user=self.username))
+        self.log.info("ExecPlanner: %s set %s of %s/%s to %s", self.username, update.path, name, uuid, getattr(update, "value", "?"))
+        self.write_document(session.to_wire())
+
+
+class JobHandler(ProxyHandler):
+    """``GET platforms/{name}/jobs/{id}``: where the run of an accepted session stands."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, name: str, job_id: str) -> None:
+        platform = self.platform(name)
+        timeout = self.federation.timeout_for(platform)
+        status = await self.call_platform(platform, follow_job(platform, job_id, user=self.username, timeout=timeout))
+        self.write_document(status.to_wire())
+
+
+class OpenApiHandler(ProxyHandler):
+    """``GET openapi.json``: this API, described from the models it uses."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        api_url = self.base_url.rstrip("/") + "/" + API_PREFIX
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(openapi_document(api_url))
+
+
+class NotFoundHandler(ProxyHandler):
+    """Anything else under the API prefix: a JSON 404 (after authentication), never an HTML page."""
+
+    async def _not_found(self, path: str) -> None:
+        raise ApiError(404, f"no such route: {API_PREFIX}/{path[:100]}; see {API_PREFIX}/openapi.json")
+
+    @web.authenticated
+    @authorized
+    async def get(self, path: str) -> None:
+        await self._not_found(path)
+
+    @web.authenticated
+    @authorized
+    async def post(self, path: str) -> None:
+        await self._not_found(path)
+
+    @web.authenticated
+    @authorized
+    async def put(self, path: str) -> None:
+        await self._not_found(path)
+
+    @web.authenticated
+    @authorized
+    async def patch(self, path: str) -> None:
+        await self._not_found(path)
+
+    @web.authenticated
+    @authorized
+    async def delete(self, path: str) -> None:
+        await self._not_found(path)
+
+
+_SEGMENT = r"[^/]+"  # anything up to the next '/': unknown or encoded names are answered 404, never followed
+
+API_HANDLERS: list[tuple[str, type, dict[str, Any]] | tuple[str, type]] = [
+    (rf"{API_PREFIX}/platforms/?", PlatformsHandler),
+    (rf"{API_PREFIX}/platforms/(?P<name>{_SEGMENT})/?", PlatformHandler),
+    (rf"{API_PREFIX}/offers/?", OffersHandler),
+    (rf"{API_PREFIX}/offers/stream/?", OffersStreamHandler),
+    (rf"{API_PREFIX}/platforms/(?P<name>{_SEGMENT})/sessions/(?P<uuid>{_SEGMENT})/?", SessionHandler),
+    (rf"{API_PREFIX}/platforms/(?P<name>{_SEGMENT})/jobs/(?P<job_id>{_SEGMENT})/?", JobHandler),
+    (rf"{API_PREFIX}/openapi\.json", OpenApiHandler),
+    (rf"{API_PREFIX}/(?P<path>.*)", NotFoundHandler),
+]

@@ -102,8 +102,8 @@ class ExecPlannerHandler(ExtensionHandlerMixin, APIHandler):
         """Answer ``document`` as JSON, or YAML when the client asks for it in Accept."""
         self.set_status(status)
         if self.wants_yaml():
-            self.set_header("Content-Type", "application/yaml; charset=UTF-8")
-            self.finish(yaml.safe_dump(document, sort_keys=False))
+            # APIHandler.finish sets application/json unless told otherwise
+            self.finish(yaml.safe_dump(document, sort_keys=False), set_content_type="application/yaml; charset=UTF-8")
         else:
             self.set_header("Content-Type", "application/json; charset=UTF-8")
             self.finish(json.dumps(document))

@@ -72,21 +72,24 @@ async def follow_job(platform: Platform, job_id: str, *, user: str | None, timeo
     :class:`PlatformError` when the platform fails or does not answer within ``timeout`` seconds.
     """
     check_identifier(job_id, "id")
-    job: dict[str, Any] | None = None
-    session: ExecutionSession | None = None
-    try:
-        async with asyncio.timeout(timeout):
-            if platform_reads_jobs(platform):
-                try:
-                    job = _as_mapping(await platform.job(job_id, user=user))  # type: ignore[attr-defined]
-                except SessionNotFound:
-                    job = None
+
+    async def read() -> tuple[dict[str, Any] | None, ExecutionSession | None]:
+        job: dict[str, Any] | None = None
+        if platform_reads_jobs(platform):
             try:
-                session = await platform.session(job_id, user=user)
+                job = _as_mapping(await platform.job(job_id, user=user))  # type: ignore[attr-defined]
             except SessionNotFound:
-                if job is None:
-                    raise
-    except TimeoutError:
+                job = None
+        try:
+            return job, await platform.session(job_id, user=user)
+        except SessionNotFound:
+            if job is None:
+                raise
+            return job, None
+
+    try:
+        job, session = await asyncio.wait_for(read(), timeout)
+    except asyncio.TimeoutError:
         raise PlatformError(f"{platform.name} did not answer within {timeout:g} s", status=504) from None
     uws_phase = str(job["phase"]).upper() if job and job.get("phase") else None
     if session is not None:

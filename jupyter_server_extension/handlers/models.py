@@ -114,6 +114,12 @@ def check_identifier(value: str, field: str) -> str:
     return value
 
 
+def _without_kind_tags(error: InvalidRequest) -> InvalidRequest:
+    """``uri:enum-value-update.value`` -> ``value``: the union's tag means nothing to the sender."""
+    fields = [FieldError(re.sub(r"^uri:[a-z-]+-update\.?", "", item.field), item.message) for item in error.errors]
+    return InvalidRequest(fields, error.what)
+
+
 def parse_session_update(document: Any) -> UpdateModel:
     """The ExecutionBroker update in ``document``: either the standard form or ``{"phase": ...}``."""
     if not isinstance(document, dict):
@@ -134,7 +140,7 @@ def parse_session_update(document: Any) -> UpdateModel:
     try:
         update = _UPDATE.validate_python(document)
     except ValidationError as error:
-        raise from_validation_error(error, what="session update") from None
+        raise _without_kind_tags(from_validation_error(error, what="session update")) from None
     if update.path == "phase" and isinstance(getattr(update, "value", None), str):
         value = update.value.upper()  # type: ignore[union-attr]
         if value not in SessionPhase.__members__:
