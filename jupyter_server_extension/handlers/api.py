@@ -78,7 +78,8 @@ class ProxyHandler(ExecPlannerHandler):
 
         Each name is looked up now, so an unknown name is a 404 before any platform is asked.
         """
-        names = [name.strip() for value in self.get_query_arguments("platform") for name in value.split(",") if name.strip()]
+        # exact names: tornado turns control characters into spaces, so nothing is stripped here
+        names = [name for value in self.get_query_arguments("platform", strip=False) for name in value.split(",") if name]
         if not names:
             return None
         for name in names:
