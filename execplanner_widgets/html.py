@@ -34,6 +34,7 @@ __all__ = [
     "esc",
     "executables_html",
     "link",
+    "pairs_table",
     "planner_html",
     "request_html",
     "result_html",
@@ -175,7 +176,7 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     return f"<table {_TABLE}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _pairs(rows: Iterable[tuple[str, str]]) -> str:
+def pairs_table(rows: Iterable[tuple[str, str]]) -> str:
     """A two-column key/value table; values are HTML already."""
     body = "".join(f'<tr><th {_HEAD} scope="row">{esc(key)}</th><td {_CELL}>{value}</td></tr>' for key, value in rows)
     return f"<table {_TABLE}><tbody>{body}</tbody></table>"
@@ -273,7 +274,7 @@ def request_html(request: ExecutionRequest) -> str:
     window = request.start_window
     if window is not None:
         rows.append(("Start", esc(str(window))))
-    parts = [f"<strong>Request</strong>: {esc(request.summary())}", _pairs(rows)]
+    parts = [f"<strong>Request</strong>: {esc(request.summary())}", pairs_table(rows)]
     if request.data:
         missing = request.missing_data()
         if missing:
@@ -330,7 +331,7 @@ def session_rows(session: ExecutionSession, now: datetime | None = None) -> list
 def session_html(session: ExecutionSession, *, document: bool = True, now: datetime | None = None) -> str:
     """An offer or a booked session: phase, platform, start, resources, links and messages."""
     title = "Offer" if session.phase.value == "OFFERED" else "Session"
-    inner = f"<strong>{title}</strong>" + _pairs(session_rows(session, now))
+    inner = f"<strong>{title}</strong>" + pairs_table(session_rows(session, now))
     if document:
         inner += _document(session.to_wire(), "ExecutionBroker document")
     return _wrap(inner)
@@ -368,13 +369,35 @@ def reasons_html(reasons: Sequence[str]) -> str:
     return f'<ul style="margin:2px 0;padding-left:1.2em;color:{TONES["no"]}">{items}</ul>'
 
 
+def options_html(options: Sequence[Any]) -> str:
+    """What a platform says it *could* offer instead (ExecutionBroker options on a NO answer)."""
+    items = []
+    for option in options:
+        parts = []
+        if option.min is not None or option.max is not None:
+            parts.append(_range(option.min, option.max, option.units or ""))
+        if option.values:
+            parts.append("one of " + ", ".join(short_kind(value) for value in option.values))
+        if option.pattern:
+            parts.append(option.pattern)
+        items.append(f"<li><code>{esc(option.path)}</code>: {esc('; '.join(parts) or short_kind(option.kind))}</li>")
+    if not items:
+        return ""
+    return f'<div>Could offer instead:</div><ul style="margin:2px 0;padding-left:1.2em">{"".join(items)}</ul>'
+
+
 def result_html(result: PlatformResult) -> str:
     """One platform's answer in the federation: who, YES/NO/ERROR, offers or reasons, how long."""
     head = f"<strong>{esc(result.title)}</strong> ({esc(result.platform)}) {answer_badge(result.status)} <small>{esc(f'{result.elapsed:.2f}')} s</small>"
     parts = [head]
+    if result.response is not None and result.response.description:
+        parts.append(f"<div>{esc(result.response.description)}</div>")
     if result.offers:
         parts.append(offers_table(result.offers))
-    parts.append(reasons_html(result.reasons) if result.status != "YES" else "")
+    if result.status != "YES":
+        parts.append(reasons_html(result.reasons))
+        if result.response is not None and result.response.meta is not None:
+            parts.append(options_html(result.response.meta.options))
     return _wrap("".join(parts))
 
 
