@@ -1,0 +1,65 @@
+"""Third-party platforms plug in through the ``execplanner.platforms`` entry point group."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import textwrap
+
+from execplanner_widgets.config import build_federation, default_context, load_platforms_file, platform_classes
+
+PLUGIN = '''
+from execplanner_widgets.model import OfferSetResponse
+from execplanner_widgets.platforms import Platform, PlatformDescription
+
+
+class QueuePlatform(Platform):
+    """A batch queue that says YES to anything shorter than its wall time."""
+
+    kind = "queue"
+
+    def __init__(self, name, title, walltime):
+        super().__init__(name, title)
+        self.walltime = walltime
+
+    @classmethod
+    def from_config(cls, name, title, options, context):
+        return cls(name, title, options["walltime"])
+
+    async def offers(self, request, *, user=None):
+        return OfferSetResponse(result="NO", meta={"messages": [{"message": f"queue {self.walltime} is full for {user}"}]})
+
+    async def session(self, uuid, *, user=None):
+        raise KeyError(uuid)
+
+    async def update_session(self, uuid, update, *, user=None):
+        raise KeyError(uuid)
+
+    def describe(self):
+        return PlatformDescription(name=self.name, title=self.title, kind=self.kind, limits={"walltime": self.walltime})
+'''
+
+
+def test_a_plugin_distribution_is_found_and_used(tmp_path, monkeypatch):
+    package = tmp_path / "queue_plugin.py"
+    package.write_text(textwrap.dedent(PLUGIN))
+    dist = tmp_path / "queue_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: queue-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[execplanner.platforms]\nqueue = queue_plugin:QueuePlatform\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        assert platform_classes()["queue"].__name__ == "QueuePlatform"
+        config_path = tmp_path / "platforms.yaml"
+        config_path.write_text("platforms:\n  - {name: batch, title: Batch queue, queue: {walltime: PT48H}}\n")
+        federation = build_federation(load_platforms_file(config_path), default_context(tmp_path / "state"))
+        (result,) = asyncio.run(federation.offers({"executable": {"kind": "docker-container"}}, user="alice"))
+        assert (result.status, result.reasons) == ("NO", ["queue PT48H is full for alice"])
+        assert federation.describe()[0].limits == {"walltime": "PT48H"}
+    finally:
+        sys.modules.pop("queue_plugin", None)
+
+
+def test_built_in_kinds_are_always_there():
+    classes = platform_classes()
+    assert {"static", "broker", "hosted"} <= set(classes)
