@@ -81,10 +81,18 @@ def run_jupyter_server(
     *,
     base_url: str = "/jupyter/user/ada/",
     extension_config: dict[str, Any] | None = None,
+    enable_extension: bool = True,
+    config_path: Path | None = None,
 ) -> Iterator[LiveServer]:
-    """Start ``jupyter server`` with the extension enabled; stop it when the block ends."""
+    """Start ``jupyter server``; stop it when the block ends.
+
+    The extension is enabled in the server's own config unless ``enable_extension`` is False (then
+    only what ``config_path``, a folder put on ``JUPYTER_CONFIG_PATH``, says enables it).
+    """
     root.mkdir(parents=True, exist_ok=True)
     env = _jupyter_env(root)
+    if config_path is not None:
+        env["JUPYTER_CONFIG_PATH"] = os.pathsep.join([str(config_path), env["JUPYTER_CONFIG_PATH"]])
     token = secrets.token_hex(16)
     port = free_port()
     planner_config: dict[str, Any] = {"data_dir": str(root / "state")}
@@ -93,7 +101,7 @@ def run_jupyter_server(
     planner_config.update(extension_config or {})
     config = {
         "ServerApp": {
-            "jpserver_extensions": {"jupyter_server_extension": True},
+            **({"jpserver_extensions": {"jupyter_server_extension": True}} if enable_extension else {}),
             "ip": "127.0.0.1",
             "port": port,
             "port_retries": 0,
