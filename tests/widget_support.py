@@ -18,6 +18,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from brokers import Broker, answer_no, answer_yes, run_broker, static_entry, write_platforms
 from execplanner_widgets.config import build_federation, load_platforms_file
 from execplanner_widgets.model import ExecutionSession, parse_request
 from execplanner_widgets.planner import Federation, PlatformResult
@@ -141,3 +144,50 @@ def close_planner(planner: Any) -> None:
     close = getattr(planner, "close", None)
     if close is not None:
         close()
+
+
+# ------------------------------------------------------------------------------------- fixtures
+
+#: Seconds a booked session on the test broker runs before it reads COMPLETED.
+RUN_FOR = 1.5
+
+
+class Platforms:
+    """A real federation for widget tests: the planner and the brokers behind it.
+
+    ``big``: static, runs anything up to 16 cores; ``small``: static, 1 core (says NO to most);
+    ``remote``: an ExecutionBroker on 127.0.0.1 with two offers, sessions COMPLETED ``RUN_FOR`` s
+    after acceptance; ``hostile``: a broker whose title and NO message carry markup; ``down``: a
+    broker URL where nothing listens (ERROR).
+    """
+
+    def __init__(self, planner: Any, remote: Broker, hostile: Broker, path: Path) -> None:
+        self.planner = planner
+        self.remote = remote
+        self.hostile = hostile
+        self.path = path
+
+    names = ("big", "small", "remote", "hostile", "down")
+
+
+@pytest.fixture
+def platforms(tmp_path: Path) -> Iterator[Platforms]:
+    with run_broker(answer_no()) as gone:
+        closed_port = gone.port
+    with run_broker(answer_yes(offers=2, run_for=RUN_FOR)) as remote, run_broker(answer_no(HOSTILE_REASON)) as hostile:
+        path = write_platforms(
+            tmp_path / "platforms.yaml",
+            [
+                static_entry("big", title="Big static platform", storage=500, url="https://big.example.org/start"),
+                static_entry("small", title="Small static platform", cores=1, memory=2),
+                remote.entry("remote", title="Remote broker"),
+                hostile.entry("hostile", title=HOSTILE_TITLE),
+                {"name": "down", "title": "Broker that is down", "broker": {"url": f"http://127.0.0.1:{closed_port}/"}},
+            ],
+            timeout=10,
+        )
+        planner = make_planner(path, tmp_path / "data")
+        try:
+            yield Platforms(planner, remote, hostile, path)
+        finally:
+            close_planner(planner)

@@ -93,7 +93,7 @@ class PlannerApp(widgets.VBox):
         self.shopping.observe(self._data_changed, "request")
         self.shopping.observe(self._gate, "complete")
         self.resources.observe(self._gate, "request")
-        self.offers.observe(self._offers_changed, ["results", "busy"])
+        self.offers.observe(self._offers_changed, ["answered", "expected", "busy"])
         self.offers.observe(self._booked, "accepted")
         self.job.observe(self._job_changed, ["session", "phase"])
         if request is not None:

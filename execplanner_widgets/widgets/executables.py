@@ -83,7 +83,7 @@ class ExecutableList(widgets.VBox):
         )
         self.filter_box.observe(lambda change: setattr(self, "filter", change["new"]), "value")
         self.title = widgets.HTML("")
-        self.rows_box = widgets.VBox(layout=widgets.Layout(max_height="24em", overflow_y="auto"))
+        self.rows_box = widgets.VBox(layout=widgets.Layout(max_height="24em", overflow="auto"))
         self.status = status_widget()
         self.rows: list[_Row] = []
         self._loader = Worker("execplanner-record-loader", on_error=self._show_error)

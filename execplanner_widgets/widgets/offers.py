@@ -217,7 +217,7 @@ class OfferBrowser(widgets.VBox):
         self.rows_box.children = tuple(self.rows)
         self.table.layout.display = ""
         self.results = [*self.results, result]
-        self.answered = len(self.results)
+        self.answered = len(self.results)  # after results: observers of the count see every answer
         self._show_progress()
         if any(row.offer is not None for row in new_rows):
             self._clock.start()
