@@ -5,6 +5,7 @@ record ever becomes markup (the injection test uses a real broker whose title an
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from html import escape
 from html.parser import HTMLParser
 
 import pytest
@@ -153,6 +154,7 @@ def test_platform_answers_with_markup_show_as_text(platforms):  # noqa: F811 - f
     for text in (hostile, table):
         assert "&lt;script&gt;alert(1)&lt;/script&gt; &lt;b&gt;Hostile&lt;/b&gt; &amp;amp; co" not in text  # escaped once, not twice
         assert "&lt;script&gt;alert(1)&lt;/script&gt; &lt;b&gt;Hostile&lt;/b&gt; &amp; co" in text
+        assert escape(HOSTILE_TITLE) in text
         assert "&lt;b&gt;no&lt;/b&gt; room &lt;script&gt;alert(1)&lt;/script&gt;" in text
         assert_inert(text)
         assert "<b>Hostile</b>" not in text and "<b>no</b>" not in text

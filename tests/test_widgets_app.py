@@ -13,7 +13,7 @@ from sidecar import Sidecar
 
 from brokers import answer_yes, run_broker, static_entry, write_platforms
 from execplanner_widgets.widgets import PlannerApp, app as app_module, widgets_available
-from widget_support import DATA, RUN_FOR, WAIT, close_planner, make_planner, platforms, wait_for  # noqa: F401 - fixture
+from widget_support import DATA, RUN_FOR, WAIT, make_planner, platforms, wait_for  # noqa: F401 - fixture
 
 AGNPY = DATA / "agnpy"
 BASKET = [{"name": "M87 images", "url": "https://data.example.org/m87/images.tar"}, "https://data.example.org/m87/other.fits"]
@@ -134,7 +134,7 @@ def test_find_offers_works_in_the_background(tmp_path: Path):
             assert "answered 2 of 2: 2 YES" in app.offers.progress_text.value
             app.close()
         finally:
-            close_planner(planner)
+            planner.close()
 
 
 # ------------------------------------------------------------------------------- how it shows

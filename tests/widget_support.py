@@ -1,18 +1,14 @@
 """What the widget tests share: a planner over real platforms, bounded waits, sample records.
 
 The widgets talk only to the kernel client's API (``platforms``, ``stream_offers``, ``accept``,
-``reject``, ``cancel``, ``session``, ``describe_mode``). :func:`make_planner` returns the project's
-``Planner`` in local mode when ``execplanner_widgets.client`` is there; until then it returns
-:class:`FederationPlanner`, which gives the same API over a real :class:`Federation` built from a real
-platforms file (static platforms, and ExecutionBroker services on 127.0.0.1 from ``brokers.py``).
+``reject``, ``cancel``, ``session``, ``describe_mode``). :func:`make_planner` gives the project's
+``Planner`` in local mode over a real platforms file (static platforms, and ExecutionBroker services
+on 127.0.0.1 from ``brokers.py``); ``test_widgets_server.py`` drives the same widgets in server mode.
 Nothing is mocked: offers, NO reasons, bookings and cancellations come from the platforms.
 """
 
 from __future__ import annotations
 
-import asyncio
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,10 +17,7 @@ from typing import Any
 import pytest
 
 from brokers import Broker, answer_no, answer_yes, run_broker, static_entry, write_platforms
-from execplanner_widgets.config import build_federation, load_platforms_file
-from execplanner_widgets.model import ExecutionSession, parse_request
-from execplanner_widgets.planner import Federation, PlatformResult
-from execplanner_widgets.platforms.base import PlatformContext, PlatformDescription
+from execplanner_widgets.client import Planner
 
 DATA = Path(__file__).resolve().parent / "data" / "ossr"
 
@@ -48,102 +41,9 @@ def wait_for(condition: Callable[[], Any], timeout: float = WAIT, what: str = "t
         time.sleep(0.02)
 
 
-class FederationPlanner:
-    """The kernel client's API over a real :class:`Federation`, run on its own event loop thread."""
-
-    mode = "local"
-
-    def __init__(self, federation: Federation, *, user: str | None = None) -> None:
-        self.federation = federation
-        self.user = user
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="test-federation-loop", daemon=True)
-        self._thread.start()
-        self._call(federation.start())
-
-    @classmethod
-    def from_file(cls, path: Path, data_dir: Path, **kwargs: Any) -> FederationPlanner:
-        config = load_platforms_file(path)
-        data_dir.mkdir(parents=True, exist_ok=True)
-        federation = build_federation(config, PlatformContext(data_dir=data_dir, config_dir=path.parent))
-        return cls(federation, **kwargs)
-
-    def _call(self, coroutine: Any, timeout: float = WAIT) -> Any:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
-
-    def describe_mode(self) -> str:
-        return f"in-process (test federation of {len(self.federation)} platforms)"
-
-    def platforms(self) -> list[PlatformDescription]:
-        return self.federation.describe()
-
-    def offers(self, request: Any) -> list[PlatformResult]:
-        return self._call(self.federation.offers(parse_request(request), user=self.user))
-
-    def stream_offers(self, request: Any) -> Iterator[PlatformResult]:
-        answers: queue.Queue[Any] = queue.Queue()
-        done = object()
-
-        async def pump() -> None:
-            try:
-                async for result in self.federation.stream_offers(parse_request(request), user=self.user):
-                    answers.put(result)
-            finally:
-                answers.put(done)
-
-        future = asyncio.run_coroutine_threadsafe(pump(), self._loop)
-        for _ in range(len(self.federation) + 1):
-            item = answers.get(timeout=WAIT)
-            if item is done:
-                break
-            yield item
-        future.result(WAIT)
-
-    def _target(self, session: Any, platform: str | None) -> tuple[Any, str]:
-        uuid = session.uuid if isinstance(session, ExecutionSession) else str(session)
-        name = platform or (session.meta.name if isinstance(session, ExecutionSession) and session.meta else None)
-        if not name:
-            raise ValueError("say which platform the session is on")
-        return self.federation.get(name), uuid
-
-    def accept(self, offer: Any, platform: str | None = None) -> ExecutionSession:
-        target, uuid = self._target(offer, platform)
-        return self._call(target.accept(uuid, user=self.user))
-
-    def reject(self, offer: Any, platform: str | None = None) -> ExecutionSession:
-        target, uuid = self._target(offer, platform)
-        return self._call(target.reject(uuid, user=self.user))
-
-    def cancel(self, session: Any, platform: str | None = None) -> ExecutionSession:
-        target, uuid = self._target(session, platform)
-        return self._call(target.cancel(uuid, user=self.user))
-
-    def session(self, session: Any, platform: str | None = None) -> ExecutionSession:
-        target, uuid = self._target(session, platform)
-        return self._call(target.session(uuid, user=self.user))
-
-    def close(self) -> None:
-        try:
-            self._call(self.federation.aclose())
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=10)
-            self._loop.close()
-
-
-def make_planner(platforms_file: Path, data_dir: Path) -> Any:
-    """The project's Planner in local mode if it exists yet, else :class:`FederationPlanner`."""
-    try:
-        from execplanner_widgets.client import Planner
-    except ImportError:
-        return FederationPlanner.from_file(platforms_file, data_dir)
+def make_planner(platforms_file: Path, data_dir: Path) -> Planner:
+    """The kernel client in local mode over ``platforms_file`` (the same API as server mode)."""
     return Planner(platforms_file=str(platforms_file), mode="local", data_dir=str(data_dir))
-
-
-def close_planner(planner: Any) -> None:
-    close = getattr(planner, "close", None)
-    if close is not None:
-        close()
 
 
 # ------------------------------------------------------------------------------------- fixtures
@@ -161,13 +61,11 @@ class Platforms:
     broker URL where nothing listens (ERROR).
     """
 
-    def __init__(self, planner: Any, remote: Broker, hostile: Broker, path: Path) -> None:
+    def __init__(self, planner: Planner, remote: Broker, hostile: Broker, path: Path) -> None:
         self.planner = planner
         self.remote = remote
         self.hostile = hostile
         self.path = path
-
-    names = ("big", "small", "remote", "hostile", "down")
 
 
 @pytest.fixture
@@ -190,4 +88,4 @@ def platforms(tmp_path: Path) -> Iterator[Platforms]:
         try:
             yield Platforms(planner, remote, hostile, path)
         finally:
-            close_planner(planner)
+            planner.close()
