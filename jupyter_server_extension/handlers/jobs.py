@@ -2,9 +2,10 @@
 
 Hosted platforms live in the server's own process and run accepted sessions as UWS jobs, so their
 job state is read directly (no HTTP round trip to ourselves). A platform takes part by providing a
-coroutine method ``job(job_id, *, user=None)`` that returns the UWS job as a JSON-ready mapping (or
-a pydantic model) with at least ``phase``, and ``SessionNotFound`` for an unknown id; the proxy then
-also reads the session of the same id when there is one. Every other platform is followed through
+coroutine method ``job(job_id, *, user=None)`` that returns the UWS job as a JSON-ready mapping, or a
+pydantic model with ``to_json()`` (UWS JSON, as ``HostedPlatform.job`` returns), with at least
+``phase``, and raises ``SessionNotFound`` for an unknown id; the proxy then also reads the session of
+the same id when there is one. Every other platform is followed through
 its ExecutionBroker session. The kernel client's in-process mode uses the same function, so both
 modes answer alike.
 """
@@ -32,11 +33,15 @@ def platform_reads_jobs(platform: Platform) -> bool:
 
 
 def _as_mapping(document: Any) -> dict[str, Any]:
+    """The job as JSON: a mapping as is, a model through its UWS JSON (``to_json``) or wire form."""
     if isinstance(document, Mapping):
         return dict(document)
     if isinstance(document, BaseModel):
-        to_wire = getattr(document, "to_wire", None)
-        return dict(to_wire()) if callable(to_wire) else document.model_dump(mode="json", by_alias=True, exclude_none=True)
+        for method in ("to_json", "to_wire"):
+            render = getattr(document, method, None)
+            if callable(render):
+                return dict(render())
+        return document.model_dump(mode="json", by_alias=True, exclude_none=True)
     raise PlatformError(f"the platform described a job as {type(document).__name__}, not a document")
 
 
@@ -48,8 +53,9 @@ def _results(job: dict[str, Any] | None, session: ExecutionSession | None) -> li
     for item in items if isinstance(items, list) else []:
         if isinstance(item, Mapping):
             try:
+                fields = {key: value for key, value in item.items() if key not in ("href", "url")}
                 href = item.get("href") or item.get("url")
-                results.append(ResultItem.model_validate({**item, "url": href} if href else dict(item)))
+                results.append(ResultItem.model_validate({**fields, "url": href} if href else fields))
             except ValidationError:
                 continue  # a result without an id cannot be shown; the job document still carries it
     return results
