@@ -30,9 +30,25 @@ from typing import Any
 
 import requests
 
-__all__ = ["LiveServer", "free_port", "run_jupyter_server"]
+__all__ = ["DISCOVERY_VARIABLES", "LiveServer", "free_port", "no_discovery_hints", "run_jupyter_server"]
 
 START_TIMEOUT = 90.0
+
+#: Environment variables through which the kernel client finds a server (or is told how to run).
+DISCOVERY_VARIABLES = (
+    "EXECPLANNER_URL", "EXECPLANNER_TOKEN", "EXECPLANNER_MODE", "EXECPLANNER_PLATFORMS", "JPY_PARENT_PID",
+    "JUPYTERHUB_API_TOKEN", "JUPYTERHUB_SERVICE_PREFIX", "JUPYTERHUB_SERVICE_URL",
+)
+
+
+def no_discovery_hints(monkeypatch: Any, scratch: Path) -> Any:
+    """Clear every discovery hint the test runner's environment may hold: no server is found unless
+    a test sets one. Runtime files and local state go to folders under ``scratch``."""
+    for name in DISCOVERY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(scratch / "empty-runtime"))
+    monkeypatch.setenv("EXECPLANNER_DATA_DIR", str(scratch / "local-state"))
+    return monkeypatch
 
 
 @dataclass

@@ -13,6 +13,7 @@ import pytest
 from brokers import answer_yes, hang, run_broker, static_entry, write_platforms
 from execplanner_widgets import InvalidRequest, Planner, PlannerError
 from execplanner_widgets.client import PlannerTimeout
+from jupyter_live import no_discovery_hints
 
 REQUEST = {"executable": {"kind": "jupyter-notebook", "location": "a.ipynb"}, "compute": {"cores": {"min": 2}}}
 HANG_TIMEOUT = 1.5
@@ -21,12 +22,7 @@ HANG_TIMEOUT = 1.5
 @pytest.fixture
 def no_server(monkeypatch, tmp_path):
     """An environment where no Jupyter server can be found."""
-    for name in ("EXECPLANNER_URL", "EXECPLANNER_TOKEN", "EXECPLANNER_MODE", "EXECPLANNER_PLATFORMS", "JPY_PARENT_PID",
-                 "JUPYTERHUB_API_TOKEN", "JUPYTERHUB_SERVICE_PREFIX", "JUPYTERHUB_SERVICE_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
-    monkeypatch.setenv("EXECPLANNER_DATA_DIR", str(tmp_path / "state"))
-    return monkeypatch
+    return no_discovery_hints(monkeypatch, tmp_path)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from jupyter_client import BlockingKernelClient
 from brokers import answer_yes, hang, run_broker, static_entry, write_platforms
 from execplanner_widgets import InvalidRequest, Planner, PlannerError
 from execplanner_widgets.client import PlannerTimeout
-from jupyter_live import run_jupyter_server
+from jupyter_live import no_discovery_hints, run_jupyter_server
 
 REQUEST = {
     "executable": {"kind": "jupyter-notebook", "location": "analysis.ipynb"},
@@ -55,12 +55,7 @@ def server(tmp_path_factory, platforms_file):
 @pytest.fixture
 def clean_env(monkeypatch, tmp_path):
     """No discovery hint from the test runner's own environment."""
-    for name in ("EXECPLANNER_URL", "EXECPLANNER_TOKEN", "EXECPLANNER_MODE", "EXECPLANNER_PLATFORMS", "JPY_PARENT_PID",
-                 "JUPYTERHUB_API_TOKEN", "JUPYTERHUB_SERVICE_PREFIX", "JUPYTERHUB_SERVICE_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "empty-runtime"))
-    monkeypatch.setenv("EXECPLANNER_DATA_DIR", str(tmp_path / "local-state"))
-    return monkeypatch
+    return no_discovery_hints(monkeypatch, tmp_path)
 
 
 @pytest.fixture

@@ -222,7 +222,11 @@ class OpenApiHandler(ProxyHandler):
 
 
 class NotFoundHandler(ProxyHandler):
-    """Anything else under the API prefix: a JSON 404 (after authentication), never an HTML page."""
+    """Anything else under the API prefix: a JSON 404 (after authentication), never an HTML page.
+
+    One decorated method per HTTP method, not one shared: ``@authorized`` remembers the action
+    (read/write) of the first call in its closure, so a shared method would authorize a POST as a GET.
+    """
 
     async def _not_found(self, path: str) -> None:
         raise ApiError(404, f"no such route: {API_PREFIX}/{path[:100]}; see {API_PREFIX}/openapi.json")
