@@ -129,11 +129,20 @@ def _base_url(url: str) -> str:
     return url
 
 
-def _env_server() -> ServerInfo | None:
+def _candidate(url: Any, token: str | None, source: str, notes: list[str]) -> ServerInfo | None:
+    """A server to probe, or None (with a note) when ``url`` is not a usable http(s) URL."""
+    try:
+        return ServerInfo(_base_url(str(url)), token, source)
+    except PlannerError as error:
+        notes.append(f"{source}: {error}")
+        return None
+
+
+def _env_server(notes: list[str]) -> ServerInfo | None:
     url = os.environ.get("EXECPLANNER_URL")
     if not url:
         return None
-    return ServerInfo(_base_url(url), os.environ.get("EXECPLANNER_TOKEN") or None, "$EXECPLANNER_URL")
+    return _candidate(url, os.environ.get("EXECPLANNER_TOKEN") or None, "$EXECPLANNER_URL", notes)
 
 
 def _running_servers() -> list[dict[str, Any]]:
@@ -147,17 +156,18 @@ def _running_servers() -> list[dict[str, Any]]:
         return []
 
 
-def _hub_server(servers: list[dict[str, Any]]) -> ServerInfo | None:
+def _hub_server(servers: list[dict[str, Any]], notes: list[str]) -> ServerInfo | None:
     token = os.environ.get("JUPYTERHUB_API_TOKEN")
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX")
     if not token or not prefix:
         return None
     url = os.environ.get("JUPYTERHUB_SERVICE_URL")
     if url:
-        return ServerInfo(_base_url(url), token, "JupyterHub ($JUPYTERHUB_SERVICE_URL)")
+        return _candidate(url, token, "JupyterHub ($JUPYTERHUB_SERVICE_URL)", notes)
     for info in servers:
         if info.get("base_url") == prefix and info.get("url"):
-            return ServerInfo(_base_url(info["url"]), token, "JupyterHub ($JUPYTERHUB_SERVICE_PREFIX)")
+            return _candidate(info["url"], token, "JupyterHub ($JUPYTERHUB_SERVICE_PREFIX)", notes)
+    notes.append(f"no running server has the JupyterHub prefix {prefix}")
     return None
 
 
@@ -201,7 +211,9 @@ def _runtime_servers(servers: list[dict[str, Any]], http: requests.Session, note
         if not info.get("token"):
             notes.append(f"server pid {info.get('pid')} has no token in its runtime file (password login only)")
             continue
-        usable.append((info, ServerInfo(_base_url(info["url"]), info["token"], f"runtime file of server pid {info.get('pid')}")))
+        server = _candidate(info.get("url"), info["token"], f"runtime file of server pid {info.get('pid')}", notes)
+        if server is not None:
+            usable.append((info, server))
     parents = _parent_pids()
     by_pid = [server for info, server in usable if info.get("pid") in parents]
     if by_pid:
@@ -248,11 +260,11 @@ def discover_server(http: requests.Session | None = None) -> tuple[ServerInfo | 
     http = http or _new_http()
     notes: list[str] = []
     candidates: list[ServerInfo] = []
-    from_env = _env_server()
+    from_env = _env_server(notes)
     if from_env is not None:
         candidates.append(from_env)
     servers = _running_servers()
-    hub = _hub_server(servers)
+    hub = _hub_server(servers, notes)
     if hub is not None:
         candidates.append(hub)
     candidates.extend(_runtime_servers(servers, http, notes))

@@ -157,3 +157,17 @@ def test_widget_hooks(planner, monkeypatch):
     monkeypatch.setitem(sys.modules, "execplanner_widgets.widgets.app", None)
     with pytest.raises(ImportError, match="use the planner's methods"):
         planner.app()
+
+
+def test_unusable_discovery_hints_are_reported_not_fatal(no_server, platforms_file):
+    no_server.setenv("EXECPLANNER_PLATFORMS", str(platforms_file))
+    no_server.setenv("EXECPLANNER_URL", "not a url")
+    with pytest.warns(UserWarning, match="running in-process"), Planner() as client:
+        assert client.mode == "local"
+        assert "$EXECPLANNER_URL: expected the Jupyter server's http(s) URL" in client.describe_mode()
+    no_server.delenv("EXECPLANNER_URL")
+    no_server.setenv("JUPYTERHUB_SERVICE_PREFIX", "/user/ada/")
+    no_server.setenv("JUPYTERHUB_API_TOKEN", "secret")
+    with Planner() as client:
+        assert client.mode == "local" and "no running server has the JupyterHub prefix /user/ada/" in client.describe_mode()
+        assert "secret" not in client.describe_mode()
