@@ -48,12 +48,13 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from .model import (
     ExecutionSession,
     FieldError,
     InvalidRequest,
+    ResultItem,
     SessionPhase,
     parse_request,
 )
@@ -366,17 +367,32 @@ class _ServerBackend:
             except requests.RequestException as error:
                 raise PlannerError(f"the offers stream from {self.server.url} broke off: {type(error).__name__}") from None
 
+    def _absolute(self, results: list[ResultItem]) -> None:
+        """Result links from the server are server-relative; make them usable from the kernel."""
+        for item in results:
+            if item.url and not urlsplit(item.url).scheme:
+                item.url = urljoin(self.server.url, item.url)
+
+    def _session(self, document: Any) -> ExecutionSession:
+        session = ExecutionSession.model_validate(document)
+        self._absolute(session.results)
+        return session
+
     def session(self, platform: str, uuid: str) -> ExecutionSession:
-        return ExecutionSession.model_validate(self._json("GET", f"platforms/{_segment(platform)}/sessions/{_segment(uuid)}"))
+        return self._session(self._json("GET", f"platforms/{_segment(platform)}/sessions/{_segment(uuid)}"))
 
     def update(self, platform: str, uuid: str, phase: SessionPhase) -> ExecutionSession:
         body = {"kind": "uri:enum-value-update", "path": "phase", "value": str(phase)}
-        return ExecutionSession.model_validate(self._json("POST", f"platforms/{_segment(platform)}/sessions/{_segment(uuid)}", body=body))
+        return self._session(self._json("POST", f"platforms/{_segment(platform)}/sessions/{_segment(uuid)}", body=body))
 
     def job(self, platform: str, job_id: str) -> JobStatus:
         from jupyter_server_extension.handlers.models import JobStatus
 
-        return JobStatus.model_validate(self._json("GET", f"platforms/{_segment(platform)}/jobs/{_segment(job_id)}"))
+        status = JobStatus.model_validate(self._json("GET", f"platforms/{_segment(platform)}/jobs/{_segment(job_id)}"))
+        self._absolute(status.results)
+        if status.session is not None:
+            self._absolute(status.session.results)
+        return status
 
     def describe(self) -> str:
         count = f", {self.server.platforms} platform(s)" if self.server.platforms is not None else ""
@@ -629,6 +645,11 @@ class Planner:
             raise ValueError(f"mode must be 'auto', 'server' or 'local', not {chosen!r}")
         if chosen == "local" and url:
             raise ValueError("a url is for server mode; leave it out for mode='local'")
+        if platforms_file is not None and (chosen == "server" or url is not None):
+            raise ValueError(
+                "a platforms file is for local mode; a server uses its own (c.ExecPlanner.platforms_file). "
+                "Leave out platforms_file, or use mode='local'"
+            )
         self._origins: dict[str, str] = {}
         self._lock = threading.Lock()
         self._backend: _ServerBackend | _LocalBackend

@@ -171,3 +171,14 @@ def test_unusable_discovery_hints_are_reported_not_fatal(no_server, platforms_fi
     with Planner() as client:
         assert client.mode == "local" and "no running server has the JupyterHub prefix /user/ada/" in client.describe_mode()
         assert "secret" not in client.describe_mode()
+
+
+def test_a_platforms_file_with_server_mode_is_refused_not_ignored(tmp_path):
+    from execplanner_widgets.client import Planner
+
+    path = tmp_path / "platforms.yaml"
+    path.write_text("platforms:\n  - {name: a, static: {}}\n")
+    with pytest.raises(ValueError, match="a platforms file is for local mode"):
+        Planner(path, mode="server")
+    with pytest.raises(ValueError, match="a platforms file is for local mode"):
+        Planner(path, url="http://127.0.0.1:9/")
