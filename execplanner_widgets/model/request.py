@@ -124,7 +124,7 @@ class ExecutionRequest(WireModel):
         if self.compute and self.compute.cores:
             cores = self.compute.cores
             span = f"{cores.min}" if cores.max in (None, cores.min) else f"{cores.min}-{cores.max}"
-            parts.append(f"{span} cores")
+            parts.append(f"{span} core" + ("" if span == "1" else "s"))
         if self.compute and self.compute.memory and self.compute.memory.min is not None:
             parts.append(f"{self.compute.memory.min} GiB memory")
         if self.storage:
