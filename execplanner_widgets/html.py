@@ -291,7 +291,7 @@ def session_rows(session: ExecutionSession, now: datetime | None = None) -> list
     """Key facts of an offer or session, as (label, HTML) pairs."""
     rows: list[tuple[str, str]] = [("Phase", phase_badge(session.phase))]
     if session.meta and session.meta.name:
-        rows.append(("Platform", esc(session.meta.name)))
+        rows.append(("Name", esc(session.meta.name)))
     if session.uuid:
         rows.append(("Identifier", esc(session.uuid)))
     if session.executable is not None:
@@ -420,8 +420,7 @@ def results_html(results: Sequence[PlatformResult], now: datetime | None = None)
                 )
         else:
             rows.append((platform, answer_badge(result.status), reasons_html(result.reasons) or "-", "", "", ""))
-    answered = sum(1 for _ in results)
-    return _wrap(f"<strong>Offers</strong> ({answered} answers)" + _table(("Platform", "Answer", "Start", "Cores", "Memory", "Expires in"), rows))
+    return _wrap(f"<strong>Offers</strong> ({len(results)} answers)" + _table(("Platform", "Answer", "Start", "Cores", "Memory", "Expires in"), rows))
 
 
 # ------------------------------------------------------------------------------------ planner

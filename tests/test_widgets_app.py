@@ -59,10 +59,10 @@ def test_missing_data_blocks_the_flow_and_says_which(platforms):  # noqa: F811 -
     app.offers.find_button.click()
     assert app.offers.busy is False and app.offers.results == []
     assert "Still to find: images (step 2)." in app.offers.status.value
-    assert app.offers.request is None
+    assert app.offers.request is None and app.offers.find_button.disabled
     assert platforms.remote.requests == []  # no platform was asked
     app.shopping.set_location("images", "/data/m87")
-    assert app.offers.blocked == "" and app.offers.find() is True
+    assert app.offers.blocked == "" and not app.offers.find_button.disabled and app.offers.find() is True
     assert app.offers.wait(WAIT) and app.offers.answered == 5
     app.close()
 

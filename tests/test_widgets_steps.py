@@ -4,6 +4,7 @@ HTML they show). Platforms are real (static platforms and brokers on 127.0.0.1).
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from io import BytesIO
 
@@ -14,7 +15,7 @@ from pyvo.dal import DALResults
 from execplanner_widgets.model import ExecutionSession, RucioDataResource, SimpleDataResource, parse_request
 from execplanner_widgets.ossr import read_record
 from execplanner_widgets.widgets import ExecutableList, JobMonitor, OfferBrowser, ResourceForm, ShoppingList, basket_item
-from widget_support import DATA, HOSTILE_REASON, RUN_FOR, WAIT, platforms, wait_for  # noqa: F401 - fixture
+from widget_support import DATA, HOSTILE_REASON, RUN_FOR, WAIT, platforms, text_of, wait_for  # noqa: F401 - fixture
 
 AGNPY = DATA / "agnpy"
 
@@ -271,8 +272,10 @@ def test_without_a_request_the_form_says_what_to_do_first():
 
 def test_blocked_offers_do_not_ask_any_platform(platforms):  # noqa: F811 - fixture
     browser = OfferBrowser(platforms.planner, compton_request())
+    assert browser.find_button.disabled is False
     browser.blocked = "Still to find: images (step 2)."
     assert browser.find_button.description == "Find offers" and browser.accept_button.description == "Accept"
+    assert browser.find_button.disabled is True and browser.find_button.tooltip == "Still to find: images (step 2)."
     browser.find_button.click()
     assert browser.busy is False and browser.results == []
     assert "Still to find: images" in browser.status.value
@@ -295,8 +298,8 @@ def test_answers_fill_the_table_with_offers_reasons_and_errors(platforms):  # no
     down = next(row for row in browser.rows if row.platform == "down")
     assert "cannot connect" in down.children[2].value
     remote = [row for row in browser.rows if row.platform == "remote"]
-    assert [row.children[3].value for row in remote] == ["2", "2"] and remote[0].children[4].value == "4 GiB"
-    assert remote[1].children[2].value.endswith("UTC</span>")  # the second offer starts an hour later
+    assert [text_of(row.children[3].value) for row in remote] == ["2", "2"] and text_of(remote[0].children[4].value) == "4 GiB"
+    assert re.fullmatch(r"(today|tomorrow) \d\d:\d\d UTC", text_of(remote[1].children[2].value))  # an hour later
     assert "m " in remote[0].expires.value  # e.g. "4m 59s"
     small.details_button.click()
     assert "Could offer instead" in browser.details.value and browser.details.layout.display == ""
@@ -338,7 +341,7 @@ def test_expired_offers_cannot_be_selected_or_accepted(platforms):  # noqa: F811
     row.select_button.click()
     later = row.offer.expires + timedelta(seconds=1)
     assert browser.refresh_clock(now=later) == 0
-    assert row.expires.value == "expired" and row.select_button.description == "Expired" and row.select_button.disabled
+    assert text_of(row.expires.value) == "expired" and row.select_button.description == "Expired" and row.select_button.disabled
     assert browser.accept_button.disabled and "expired" in browser.status.value
     assert browser.accept() is False and browser.accepted is None
     browser.choose(row)

@@ -10,6 +10,7 @@ Nothing is mocked: offers, NO reasons, bookings and cancellations come from the 
 from __future__ import annotations
 
 import time
+from html.parser import HTMLParser
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,16 @@ def wait_for(condition: Callable[[], Any], timeout: float = WAIT, what: str = "t
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(0.02)
+
+
+def text_of(markup: str) -> str:
+    """The text a browser would show for ``markup`` (tags dropped, entities decoded, spaces collapsed)."""
+    parts: list[str] = []
+    parser = HTMLParser(convert_charrefs=True)
+    parser.handle_data = parts.append  # type: ignore[method-assign]
+    parser.feed(markup)
+    parser.close()
+    return " ".join("".join(parts).split())
 
 
 def make_planner(platforms_file: Path, data_dir: Path) -> Planner:

@@ -84,7 +84,7 @@ class PlannerApp(widgets.VBox):
             mode = f"cannot describe the planner: {describe_error(error)}"
         self.header = widgets.HTML(
             f'<div style="font-size:1.15em;font-weight:600">{esc(SIDEBAR_TITLE)}</div>'
-            f'<div style="font-size:0.9em;color:#57606a">{esc(mode)}</div>'
+            f'<div style="font-size:0.9em;color:#57606a;line-height:1.35">{esc(mode)}</div>'
         )
         self._sidecar: Any = None
         super().__init__([self.header, self.steps], **kwargs)

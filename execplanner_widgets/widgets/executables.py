@@ -16,7 +16,7 @@ from ..html import badge, esc
 from ..model import ExecutionRequest, InvalidRequest
 from ..ossr import ExecutableEntry, OssrRecord, read_record
 from .background import Worker
-from .common import describe_error, status, status_widget
+from .common import compact, describe_error, status, status_widget
 
 __all__ = ["ExecutableList", "matches"]
 
@@ -37,7 +37,7 @@ class _Row(widgets.HBox):
             f"<div><strong>{esc(entry.name)}</strong> {badge(entry.short_kind, 'muted')}</div>"
             f'<div style="font-size:0.92em">{esc(entry.description or "")}</div>'
         )
-        self.text = widgets.HTML(text, layout=widgets.Layout(flex="1 1 auto", min_width="12em"))
+        self.text = widgets.HTML(compact(text), layout=widgets.Layout(flex="1 1 12em", min_width="0"))
         self.button = widgets.Button(
             description="Select", tooltip=f"Run {entry.name}", icon="play", layout=widgets.Layout(width="8em", flex="0 0 auto")
         )
@@ -45,7 +45,7 @@ class _Row(widgets.HBox):
         super().__init__(
             [self.text, self.button],
             layout=widgets.Layout(
-                align_items="center", border_bottom="1px solid #d0d7de", padding="2px 0", flex_flow="row wrap"
+                align_items="center", border_bottom="1px solid #d0d7de", padding="2px 0", flex_flow="row wrap", flex="0 0 auto"
             ),
         )
 

@@ -184,11 +184,11 @@ class JobMonitor(widgets.VBox):
             self.details.value = ""
             self.cancel_button.disabled = True
             return
-        self.title.value = f"<div>Session <code>{esc(session.uuid)}</code> on <strong>{esc(self.platform or '?')}</strong></div>"
+        self.title.value = f'<div style="line-height:1.35">Session <code>{esc(session.uuid)}</code> on <strong>{esc(self.platform or "?")}</strong></div>'
         colour = _PHASE_COLOURS.get(self.phase, TONES["info"])
         self.phase_label.value = f'<span style="font-size:1.5em;font-weight:700;color:{colour}">{esc(self.phase)}</span>'
         steps = " &rarr; ".join(f"{esc(item['phase'])} <small>{esc(item['time'].strftime('%H:%M:%S'))}</small>" for item in self.history)
-        self.history_html.value = f"<div><b>History</b>: {steps}</div>"
+        self.history_html.value = f'<div style="line-height:1.35"><b>History</b>: {steps}</div>'
         self.details.value = pairs_table([row for row in session_rows(session) if row[0] != "Phase"])
         final = session.phase in FINAL_PHASES
         self.cancel_button.disabled = final or self._canceller.busy

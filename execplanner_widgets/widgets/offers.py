@@ -24,7 +24,7 @@ from ..model import ExecutionRequest, ExecutionSession, SessionPhase
 from ..model.units import format_size
 from ..planner import PlatformResult
 from .background import Repeater, Worker
-from .common import cell, describe_error, status, status_widget
+from .common import cell, compact, describe_error, status, status_widget
 
 __all__ = ["OfferBrowser"]
 
@@ -65,7 +65,8 @@ class _Row(widgets.HBox):
             width = f"calc({COLUMNS[2]} + {COLUMNS[3]} + {COLUMNS[4]} + {COLUMNS[5]})"
             cells += [cell(reasons_html(result.reasons) or "-", width, min_width="12em"), self.details_button]
         super().__init__(
-            cells, layout=widgets.Layout(flex_flow="row wrap", align_items="center", border_bottom="1px solid #d0d7de", padding="2px 0")
+            cells,
+            layout=widgets.Layout(flex="0 0 auto", flex_flow="row wrap", align_items="center", border_bottom="1px solid #d0d7de", padding="2px 0"),
         )
 
     @property
@@ -82,8 +83,8 @@ class _Row(widgets.HBox):
         if self.offer is None or self.expires is None:
             return False
         text = countdown(self.offer.expires, now)
-        if self.expires.value != esc(text):
-            self.expires.value = esc(text)
+        if self.expires.value != compact(esc(text)):
+            self.expires.value = compact(esc(text))
         if text == "expired" and not self.expired:
             self.expired = True
             self.select_button.disabled = True
@@ -145,6 +146,8 @@ class OfferBrowser(widgets.VBox):
         self._lock = threading.RLock()
         self._generation = 0
         self._details_row: _Row | None = None
+        self._selected_row: _Row | None = None
+        self._accepted_offer: ExecutionSession | None = None
         self._search = Worker("execplanner-find-offers", on_error=self._search_failed)
         self._booking = Worker("execplanner-accept", on_error=self._booking_failed)
         self._clock = Repeater("execplanner-offer-clock", self._tick, tick)
@@ -177,7 +180,7 @@ class OfferBrowser(widgets.VBox):
             generation = self._generation
             self._clear()
             self.busy = True
-            self.find_button.disabled = True
+            self._update_find_button()
             self.progress.layout.visibility = "visible"
             self.progress_text.value = status("asking the platforms ...", "wait")
             self.status.value = ""
@@ -235,7 +238,7 @@ class OfferBrowser(widgets.VBox):
         self.rows.sort(key=_Row.sort_key)
         self.rows_box.children = tuple(self.rows)
         self.busy = False
-        self.find_button.disabled = False
+        self._update_find_button()
         self.progress.layout.visibility = "hidden"
         counts = {status_name: sum(1 for result in self.results if result.status == status_name) for status_name in ("YES", "NO", "ERROR")}
         offers = sum(len(result.offers) for result in self.results if result.status == "YES")
@@ -284,13 +287,18 @@ class OfferBrowser(widgets.VBox):
                 self._generation += 1  # answers to the old request are no longer wanted
                 self._clear()
                 self.busy = False
-                self.find_button.disabled = False
                 self.progress_text.value = ""
         self._blocked_changed({"new": self.blocked})
+
+    def _update_find_button(self) -> None:
+        """Find offers is live only when there is a complete request and no search running."""
+        self.find_button.disabled = self.busy or bool(self.blocked) or self.request is None
+        self.find_button.tooltip = self.blocked or ("Asking the platforms ..." if self.busy else "Ask every platform for offers")
 
     @observe("blocked")
     def _blocked_changed(self, change: dict[str, Any]) -> None:
         reason = change["new"]
+        self._update_find_button()
         if reason:
             self.status.value = status(reason, "no")
         elif self.request is not None and not self.results:
@@ -347,9 +355,6 @@ class OfferBrowser(widgets.VBox):
         self.details.layout.display = ""
 
     # --------------------------------------------------------------------------------- booking
-
-    _selected_row: _Row | None = None
-    _accepted_offer: ExecutionSession | None = None
 
     def accept(self) -> bool:
         """Book the selected offer (as the **Accept** button does); False if it could not start."""

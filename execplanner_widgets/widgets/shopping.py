@@ -24,7 +24,7 @@ from ..model import DataResource, ExecutionRequest
 from ..model.components import DataResourceModel
 from ..model.errors import from_validation_error
 from ..model.kinds import kind_uri
-from .common import field_message, status, status_widget
+from .common import compact, field_message, status, status_widget
 
 __all__ = ["BasketItem", "ShoppingList", "basket_item"]
 
@@ -124,14 +124,14 @@ class _Row(widgets.VBox):
                 widgets.HBox([self.location, self.basket], layout=widgets.Layout(flex_flow="row wrap")),
                 self.message,
             ],
-            layout=widgets.Layout(border_bottom="1px solid #d0d7de", padding="2px 0 4px 0"),
+            layout=widgets.Layout(border_bottom="1px solid #d0d7de", padding="2px 0 4px 0", flex="0 0 auto"),
         )
 
     def show(self, item: DataResource, basket: list[BasketItem]) -> None:
         """Bring the row up to date with ``item`` without treating that as the user's input."""
         self._syncing = True
         try:
-            self.title.value = (
+            self.title.value = compact(
                 f"<strong>{esc(_label(item, self.index))}</strong>"
                 + (f' <span style="font-size:0.92em">{esc(item.description)}</span>' if item.description else "")
             )
