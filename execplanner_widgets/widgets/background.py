@@ -83,7 +83,8 @@ class Repeater:
         return thread is not None and thread.is_alive()
 
     def start(self) -> None:
-        if self.running:
+        """Start the loop unless it is running; a loop that was asked to stop is replaced at once."""
+        if self.running and not self._stop.is_set():
             return
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, args=(self._stop,), name=self.name, daemon=True)
