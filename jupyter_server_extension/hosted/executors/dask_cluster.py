@@ -1,0 +1,176 @@
+"""The ``dask`` executor: sessions run on a Dask cluster, for users who outgrow one machine.
+
+With ``scheduler: tcp://...`` it joins that cluster; with none it starts a local one (threads in
+this process by default, ``processes: true`` for worker processes). The platform's capacity is
+read from the workers (threads and memory limits) unless the options fix it. Each session is one
+Dask task (:func:`.dask_task.run_on_worker`) that carries its staged files there and its results
+back, so workers need no shared file system and not even this project installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import time
+from datetime import timezone
+from typing import Any
+
+from .base import EXECUTABLE_KINDS, Executor, RunOutcome, RunSpec, container_reason
+from .local import describe_exit
+
+__all__ = ["DaskExecutor"]
+
+GIB = 1024**3
+#: How long after the deadline we still wait for the worker to report back before giving up.
+REPORT_MARGIN = 30.0
+
+
+class DaskExecutor(Executor):
+    """Runs sessions as tasks on a Dask cluster (at an address, or a local cluster)."""
+
+    def __init__(
+        self,
+        scheduler: str | None = None,
+        *,
+        workers: int = 1,
+        threads_per_worker: int | None = None,
+        processes: bool = False,
+        transfer_limit_gib: int = 1,
+    ) -> None:
+        self.scheduler = scheduler
+        self.workers = workers
+        self.threads_per_worker = threads_per_worker
+        self.processes = processes
+        self.transfer_limit = transfer_limit_gib * GIB
+        self.name = f"dask at {scheduler}" if scheduler else "dask (local cluster)"
+        self._client: Any = None
+        self._cluster: Any = None
+        self._lock = asyncio.Lock()
+        self._offsets = itertools.count()
+
+    def unsupported(self, kind: str) -> str | None:
+        if kind in EXECUTABLE_KINDS:
+            return None
+        return container_reason(kind) or f"cannot run a {kind} executable: this platform runs notebooks and Python scripts"
+
+    async def start(self) -> None:
+        async with self._lock:
+            if self._client is not None:
+                return
+            try:
+                import cloudpickle
+                from distributed import Client, LocalCluster
+            except ImportError:
+                raise RuntimeError("the dask executor needs Dask: pip install 'execplanner-widgets[dask]'") from None
+            from . import dask_task, procs
+
+            for module in (dask_task, procs):
+                cloudpickle.register_pickle_by_value(module)
+            if self.scheduler:
+                self._client = await Client(self.scheduler, asynchronous=True, timeout="20s")
+            else:
+                threads = self.threads_per_worker or max(1, (os.cpu_count() or 1) // self.workers)
+                self._cluster = await LocalCluster(
+                    n_workers=self.workers,
+                    threads_per_worker=threads,
+                    processes=self.processes,
+                    host="127.0.0.1",
+                    dashboard_address=None,
+                    asynchronous=True,
+                )
+                self._client = await Client(self._cluster, asynchronous=True)
+
+    async def capacity(self) -> tuple[int, int]:
+        await self.start()
+        info = await self._client.scheduler.identity()
+        workers = info.get("workers", {}).values()
+        cores = sum(int(worker.get("nthreads") or 0) for worker in workers)
+        memory = sum(int(worker.get("memory_limit") or 0) for worker in workers) // GIB
+        return max(cores, 0), max(memory, 0)
+
+    async def run(self, spec: RunSpec, stop: asyncio.Event) -> RunOutcome:
+        from distributed import Event
+
+        from .dask_task import pack_folder, run_on_worker
+        from .procs import TASK_PROGRAM
+
+        await self.start()
+        files: dict[str, bytes] = {}
+        too_big: list[str] = []
+        await asyncio.to_thread(pack_folder, str(spec.workdir), "", self.transfer_limit, files, too_big)
+        if too_big:
+            return RunOutcome("failed", f"the staged files are larger than the {self.transfer_limit // GIB} GiB a Dask worker may receive: {', '.join(too_big[:3])}")
+        task = {
+            "kind": spec.kind,
+            "session": spec.session,
+            "entry": spec.entry.relative_to(spec.workdir).as_posix(),
+            "arguments": spec.arguments,
+            "notebook_out": spec.executed_notebook,
+            "cores": spec.cores,
+            "cpu_offset": spec.cpu_offset or next(self._offsets),
+            "memory_bytes": spec.memory_gib * GIB,
+        }
+        stop_name = f"execplanner-stop-{spec.session}"
+        deadline = spec.deadline.astimezone(timezone.utc).timestamp()
+        future = self._client.submit(
+            run_on_worker, task, files, TASK_PROGRAM, stop_name, deadline, self.transfer_limit, key=f"execplanner-{spec.session}", pure=False
+        )
+        waiting = asyncio.ensure_future(self._result(future))
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            remaining = deadline - time.time()
+            await asyncio.wait({waiting, stopped}, timeout=max(0.0, remaining) + REPORT_MARGIN, return_when=asyncio.FIRST_COMPLETED)
+            if not waiting.done() and stop.is_set():
+                await Event(stop_name, client=self._client).set()
+                await asyncio.wait({waiting}, timeout=REPORT_MARGIN)
+            if not waiting.done():
+                await future.cancel()
+                waiting.cancel()
+                return RunOutcome("failed", "the Dask worker did not report back after the end of the slot; the task was cancelled")
+            report = waiting.result()
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(Event(stop_name, client=self._client).set(), 5)
+                await future.cancel()
+            raise
+        except Exception as error:  # the worker raised: the task program could not even start
+            return RunOutcome("failed", f"the Dask worker failed: {type(error).__name__}: {error}")
+        finally:
+            stopped.cancel()
+        return self._outcome(spec, report, stop)
+
+    @staticmethod
+    async def _result(future: Any) -> dict[str, Any]:
+        return await future
+
+    def _outcome(self, spec: RunSpec, report: dict[str, Any], stop: asyncio.Event) -> RunOutcome:
+        spec.results.mkdir(parents=True, exist_ok=True)
+        for name, content in report.get("files", {}).items():
+            from .dask_task import safe_relative
+
+            target = spec.results / safe_relative(name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+        skipped = report.get("skipped") or []
+        note = f"; {len(skipped)} output file(s) exceeded the transfer limit and were not returned" if skipped else ""
+        reason = report.get("reason")
+        if reason == "cancelled" or (reason and stop.is_set()):
+            return RunOutcome("cancelled", "stopped on request" + note, report.get("code"))
+        if reason == "timeout":
+            end = spec.deadline.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+            return RunOutcome("timeout", f"stopped at the end of its booked slot ({end})" + note, report.get("code"))
+        outcome = describe_exit(spec, int(report.get("code") or 0), spec.results / "stderr.txt")
+        outcome.message += note
+        return outcome
+
+    async def aclose(self) -> None:
+        client, cluster = self._client, self._cluster
+        self._client = self._cluster = None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.close()
+        if cluster is not None:
+            with contextlib.suppress(Exception):
+                await cluster.close()

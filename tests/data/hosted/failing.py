@@ -1,0 +1,3 @@
+"""Fails on purpose, with a message the session should carry."""
+
+raise SystemExit("the input catalogue is empty")
