@@ -10,6 +10,7 @@ unexpected failure is logged and answered ``{"message": "internal error"}`` with
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -30,6 +31,14 @@ __all__ = ["ApiError", "ExecPlannerHandler", "EXTENSION_NAME"]
 EXTENSION_NAME = "execplanner"
 JSON_TYPES = ("application/json", "text/json")
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+
+
+_ANONYMOUS_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _is_anonymous(user: Any) -> bool:
+    """A user made up by jupyter_server's ``IdentityProvider.generate_anonymous_user``."""
+    return bool(_ANONYMOUS_ID.match(str(getattr(user, "username", "")))) and str(getattr(user, "name", "")).startswith("Anonymous ")
 
 
 class ApiError(web.HTTPError):
@@ -58,9 +67,14 @@ class ExecPlannerHandler(ExtensionHandlerMixin, APIHandler):
 
     @property
     def username(self) -> str | None:
-        """The Jupyter identity of the caller, which platforms use for allocations and ownership."""
+        """The Jupyter identity of the caller, which platforms use for allocations and ownership.
+
+        ``None`` for the owner of a single-user server: with one shared token or password,
+        jupyter_server makes up a new anonymous user for every token request (a random id), which
+        identifies nobody, so all such callers are the same person.
+        """
         user = self.current_user
-        if user is None:
+        if user is None or _is_anonymous(user):
             return None
         return getattr(user, "username", None) or getattr(user, "name", None) or str(user)
 
