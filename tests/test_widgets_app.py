@@ -13,7 +13,7 @@ from sidecar import Sidecar
 
 from brokers import answer_yes, run_broker, static_entry, write_platforms
 from execplanner_widgets.widgets import PlannerApp, app as app_module, widgets_available
-from widget_support import DATA, RUN_FOR, WAIT, make_planner, platforms, wait_for  # noqa: F401 - fixture
+from widget_support import DATA, RUN_FOR, WAIT, book_and_cancel, make_planner, platforms, wait_for  # noqa: F401 - fixture
 
 AGNPY = DATA / "agnpy"
 BASKET = [{"name": "M87 images", "url": "https://data.example.org/m87/images.tar"}, "https://data.example.org/m87/other.fits"]
@@ -102,15 +102,7 @@ def test_no_reasons_and_hostile_strings_show_as_text_in_the_app(platforms):  # n
 
 def test_cancel_from_the_app_cancels_the_booking(platforms):  # noqa: F811 - fixture
     app = PlannerApp(platforms.planner, request={"executable": {"kind": "jupyter-notebook", "location": "a.ipynb"}}, poll=0.2)
-    app.offers.find()
-    assert app.offers.wait(WAIT)
-    app.offers.select("big")
-    app.offers.accept()
-    assert app.offers.wait(WAIT) and app.job.phase == "ACCEPTED"
-    app.job.cancel_button.click()
-    assert app.job.wait(WAIT)
-    assert app.job.phase == "CANCELLED" and str(app.session.phase) == "CANCELLED"
-    assert str(platforms.planner.session(app.session, platform="big").phase) == "CANCELLED"
+    assert str(book_and_cancel(app, "big").phase) == "CANCELLED"
     app.close()
 
 

@@ -8,7 +8,7 @@ import pytest
 from brokers import answer_no, answer_yes, run_broker, static_entry, write_platforms
 from execplanner_widgets.widgets import PlannerApp
 from jupyter_live import run_jupyter_server
-from widget_support import HOSTILE_REASON, HOSTILE_TITLE, RUN_FOR, WAIT, wait_for
+from widget_support import HOSTILE_REASON, HOSTILE_TITLE, RUN_FOR, WAIT, book_and_cancel, wait_for
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -62,12 +62,5 @@ def test_the_app_books_and_follows_a_job_through_the_server(server_planner):
 
 def test_cancel_through_the_server(server_planner):
     app = PlannerApp(server_planner, request=REQUEST, poll=0.2)
-    app.offers.find()
-    assert app.offers.wait(WAIT)
-    app.offers.select("big")
-    app.offers.accept()
-    assert app.offers.wait(WAIT) and app.job.phase == "ACCEPTED"
-    app.job.cancel_button.click()
-    assert app.job.wait(WAIT) and app.job.phase == "CANCELLED"
-    assert str(server_planner.session(app.session, platform="big").phase) == "CANCELLED"
+    assert str(book_and_cancel(app, "big").phase) == "CANCELLED"
     app.close()

@@ -52,6 +52,20 @@ def text_of(markup: str) -> str:
     return " ".join("".join(parts).split())
 
 
+def book_and_cancel(app: Any, platform: str) -> Any:
+    """Find offers, book ``platform``'s first offer and cancel it, with the app's own controls;
+    returns the cancelled session as the platform reports it."""
+    app.offers.find()
+    assert app.offers.wait(WAIT)
+    app.offers.select(platform)
+    app.offers.accept()
+    assert app.offers.wait(WAIT) and app.job.phase == "ACCEPTED"
+    app.job.cancel_button.click()
+    assert app.job.wait(WAIT)
+    assert app.job.phase == "CANCELLED" and str(app.session.phase) == "CANCELLED"
+    return app.planner.session(app.session, platform=platform)
+
+
 def make_planner(platforms_file: Path, data_dir: Path) -> Planner:
     """The kernel client in local mode over ``platforms_file`` (the same API as server mode)."""
     return Planner(platforms_file=str(platforms_file), mode="local", data_dir=str(data_dir))

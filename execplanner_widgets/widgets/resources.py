@@ -70,6 +70,14 @@ def read_duration(text: str) -> timedelta | None:
     return duration
 
 
+def _put(mapping: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``key`` to ``value``, or remove it when the form says nothing (None or empty)."""
+    if value is None or value == {} or value == []:
+        mapping.pop(key, None)
+    else:
+        mapping[key] = value
+
+
 def check_order(minimum: int | None, maximum: int | None, unit: str = "") -> None:
     if minimum is not None and maximum is not None and minimum > maximum:
         suffix = f" {unit}" if unit else ""
@@ -288,61 +296,32 @@ class ResourceForm(widgets.VBox):
         """The source request's document with the form's resources written over it."""
         document = self.source.to_wire()
         compute = dict(document.get("compute") or {})
-        for key, name in ((self.cores.key, "cores"), (self.memory.key, "memory")):
-            if values.get(key):
-                compute[name] = values[key]
-            else:
-                compute.pop(name, None)
-        if compute and set(compute) - {"kind"}:
-            document["compute"] = compute
-        else:
-            document.pop("compute", None)
-        storage_items = list(document.get("storage") or [])
+        _put(compute, "cores", values.get(self.cores.key))
+        _put(compute, "memory", values.get(self.memory.key))
+        _put(document, "compute", compute if set(compute) - {"kind"} else None)
+        written = list(document.get("storage") or [])
         storage: list[dict[str, Any]] = []
         for index, (size, lifetime) in enumerate(self.storage):
-            item = dict(storage_items[index]) if index < len(storage_items) else {"kind": kind_uri("storage", "simple-storage-resource")}
             given_size, given_lifetime = values.get(size.key), values.get(lifetime.key)
-            if index >= len(storage_items) and not given_size and given_lifetime is None:
+            if index >= len(written) and not given_size and given_lifetime is None:
                 continue  # the spare row, left empty: no storage asked for
-            if given_size:
-                item["size"] = given_size
-            else:
-                item.pop("size", None)
+            item = dict(written[index]) if index < len(written) else {"kind": kind_uri("storage", "simple-storage-resource")}
+            _put(item, "size", given_size)
             schedule = dict(item.get("schedule") or {})
             available = dict(schedule.get("available") or {})
-            if given_lifetime is not None:
-                available["duration"] = given_lifetime
-            else:
-                available.pop("duration", None)
-            if available:
-                schedule["available"] = available
-            else:
-                schedule.pop("available", None)
-            if schedule:
-                item["schedule"] = schedule
-            else:
-                item.pop("schedule", None)
+            _put(available, "duration", given_lifetime)
+            _put(schedule, "available", available)
+            _put(item, "schedule", schedule)
             storage.append(item)
-        storage.extend(storage_items[len(self.storage) :])
-        if storage:
-            document["storage"] = storage
-        else:
-            document.pop("storage", None)
-        requested = dict(((document.get("schedule") or {}).get("requested")) or {})
-        for key, name in ((self.duration.key, "duration"), (self.start.key, "start")):
-            if values.get(key) is not None:
-                requested[name] = values[key] if name == "duration" else str(values[key])
-            else:
-                requested.pop(name, None)
+        storage.extend(written[len(self.storage) :])
+        _put(document, "storage", storage)
         schedule = dict(document.get("schedule") or {})
-        if requested:
-            schedule["requested"] = requested
-        else:
-            schedule.pop("requested", None)
-        if schedule:
-            document["schedule"] = schedule
-        else:
-            document.pop("schedule", None)
+        requested = dict(schedule.get("requested") or {})
+        _put(requested, "duration", values.get(self.duration.key))
+        start = values.get(self.start.key)
+        _put(requested, "start", str(start) if start is not None else None)
+        _put(schedule, "requested", requested)
+        _put(document, "schedule", schedule)
         return document
 
     def _field_for(self, path: str) -> str:
