@@ -425,3 +425,38 @@ def test_hostile_reasons_are_text_in_the_offer_rows(platforms):  # noqa: F811 - 
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &lt;b&gt;Hostile&lt;/b&gt;" in values
     assert "&lt;b&gt;no&lt;/b&gt; room" in values and "<script>" not in values and "<img" not in values
     assert HOSTILE_REASON not in values
+
+
+def test_model_errors_are_placed_next_to_the_field_they_concern():
+    form = ResourceForm(compton_request())
+    assert form._field_for("compute.cores.min") == "compute.cores"
+    assert form._field_for("compute.memory") == "compute.memory"
+    assert form._field_for("storage[0].size.max") == "storage[0].size"
+    assert form._field_for("storage[0].schedule.available.duration") == "storage[0].lifetime"
+    assert form._field_for("schedule.requested.start") == "schedule.requested.start"
+    assert form._field_for("executable.kind") == "request"  # not a form field: said under the form
+
+
+def test_the_expiry_clock_ticks_by_itself(platforms):  # noqa: F811 - fixture
+    browser = OfferBrowser(platforms.planner, parse_request({"executable": {"kind": "docker-container", "image": "x"}}), tick=0.2)
+    browser.find()
+    assert browser.wait(WAIT)
+    row = next(row for row in browser.rows if row.platform == "big")
+    first = text_of(row.expires.value)
+    wait_for(lambda: text_of(row.expires.value) != first, WAIT, "the countdown to move")
+    assert browser._clock.running
+    browser.close()
+    assert not browser._clock.running
+
+
+def test_every_step_has_an_html_summary(platforms):  # noqa: F811 - fixture
+    request = compton_request()
+    assert "External Compton tutorial" in ExecutableList(AGNPY)._repr_html_()
+    assert "Still to find: images" in ShoppingList(request)._repr_html_()
+    assert "20 GiB, kept 4h" in ResourceForm(request)._repr_html_()
+    assert "not complete" in ResourceForm()._repr_html_()
+    browser = OfferBrowser(platforms.planner, parse_request({"executable": {"kind": "docker-container", "image": "x"}}))
+    browser.find()
+    assert browser.wait(WAIT)
+    assert "Big static platform" in browser._repr_html_() and "&lt;b&gt;no&lt;/b&gt;" in browser._repr_html_()
+    assert "No session yet" in JobMonitor(platforms.planner)._repr_html_()
