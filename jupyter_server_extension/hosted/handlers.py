@@ -37,8 +37,8 @@ from jupyter_server.utils import url_path_join
 from pydantic import TypeAdapter, ValidationError
 from tornado import web
 
-from execplanner_widgets.model import ExecutionRequest, UpdateModel, parse_instant, parse_request
-from execplanner_widgets.model.errors import from_validation_error
+from execplanner_widgets.model import ExecutionRequest, InvalidRequest, UpdateModel, parse_instant, parse_request
+from execplanner_widgets.model.errors import FieldError, from_validation_error
 from execplanner_widgets.planner import UnknownPlatform
 
 from ..handlers.base import ApiError, ExecPlannerHandler
@@ -157,6 +157,14 @@ class HostedHandler(ExecPlannerHandler):
         return parse_request(self.read_document())
 
 
+def _update_error(error: ValidationError) -> InvalidRequest:
+    """A 400 for a bad update document, with field names as the client wrote them (``value``,
+    not ``uri:enum-value-update.value``: the union's tag is not a field)."""
+    converted = from_validation_error(error, what="update")
+    fields = [FieldError(item.field.split(".", 1)[1] if item.field.startswith("uri:") and "." in item.field else item.field, item.message) for item in converted.errors]
+    return InvalidRequest(fields, "update")
+
+
 # ------------------------------------------------------------------------ ExecutionBroker
 
 
@@ -203,7 +211,7 @@ class SessionHandler(HostedHandler):
         try:
             update = _UPDATE.validate_python(document)
         except ValidationError as error:
-            raise from_validation_error(error, what="update") from None
+            raise _update_error(error) from None
         session = await platform.update_session(uuid, update, user=self.username)
         self.write_document(session.to_wire())
 

@@ -215,6 +215,7 @@ class HostedPlatform(Platform):
             return cached[1]
         cores, memory = self.options.cores, self.options.memory
         if cores is None or memory is None:
+            await self._ensure_started()
             found_cores, found_memory = await self._engine.run(self.executor.capacity())
             cores = found_cores if cores is None else cores
             memory = found_memory if memory is None else memory

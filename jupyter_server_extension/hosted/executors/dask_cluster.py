@@ -72,13 +72,15 @@ class DaskExecutor(Executor):
                 self._client = await Client(self.scheduler, asynchronous=True, timeout="20s")
             else:
                 threads = self.threads_per_worker or max(1, (os.cpu_count() or 1) // self.workers)
+                # threads in this process talk in-process; worker processes over TCP on loopback only
+                network = {"host": "127.0.0.1"} if self.processes else {}
                 self._cluster = await LocalCluster(
                     n_workers=self.workers,
                     threads_per_worker=threads,
                     processes=self.processes,
-                    host="127.0.0.1",
                     dashboard_address=None,
                     asynchronous=True,
+                    **network,
                 )
                 self._client = await Client(self._cluster, asynchronous=True)
 

@@ -1,0 +1,164 @@
+"""The store: real SQLite files with writers serialised by the database itself, times kept in UTC,
+clear errors for unusable URLs, and the same booking rules on a real PostgreSQL server (started
+here in a temporary folder when PostgreSQL and psycopg are installed; skipped otherwise)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text
+
+from execplanner_widgets.model import SessionPhase, format_instant, parse_request, utcnow
+from execplanner_widgets.platforms.base import PlatformContext
+from jupyter_server_extension.hosted.platform import HostedPlatform
+from jupyter_server_extension.hosted.store import LockRow, OfferSetRow, Store, default_db_url
+from test_hosted_support import DATA, request_document
+
+
+def test_writers_are_serialised_by_the_database_not_by_python(tmp_path):
+    """Two Store objects (two engines, as two servers have) on one file: the second writer waits
+    for the first to commit, because SQLite's write lock is taken at BEGIN IMMEDIATE."""
+    url = default_db_url(tmp_path)
+    first, second = Store(url), Store(url)
+    first.create_all("gaia")
+    second.create_all("gaia")
+    times: dict[str, float] = {}
+    holding = threading.Event()
+
+    def slow_writer() -> None:
+        with first.write("gaia") as session:
+            holding.set()
+            time.sleep(0.6)
+            session.add(OfferSetRow(uuid="a", platform="gaia", created=datetime.now(timezone.utc), result="NO", messages=[], options=[], request={}))
+            times["first_commit"] = time.monotonic()
+
+    def quick_writer() -> None:
+        holding.wait(5)
+        with second.write("gaia") as session:
+            times["second_begin"] = time.monotonic()
+            assert session.get(OfferSetRow, "a") is not None  # it sees the first writer's row
+    threads = [threading.Thread(target=slow_writer), threading.Thread(target=quick_writer)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert times["second_begin"] >= times["first_commit"]
+    with second.read() as session:
+        assert session.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert session.scalars(select(LockRow.platform)).all() == ["gaia"]
+    first.dispose()
+    second.dispose()
+
+
+def test_times_are_kept_as_aware_utc(tmp_path):
+    store = Store(default_db_url(tmp_path))
+    store.create_all("gaia")
+    moment = datetime(2026, 11, 22, 14, 0, 5, 123456, tzinfo=timezone(timedelta(hours=2)))
+    with store.write("gaia") as session:
+        session.add(OfferSetRow(uuid="t", platform="gaia", created=moment, result="NO", messages=[], options=[], request={}))
+    with store.read() as session:
+        stored = session.get(OfferSetRow, "t").created
+    assert stored == moment and stored.tzinfo is not None and stored.utcoffset() == timedelta(0)
+    with pytest.raises(Exception, match="naive datetimes"):
+        with store.write("gaia") as session:
+            session.add(OfferSetRow(uuid="n", platform="gaia", created=datetime(2026, 1, 1), result="NO", messages=[], options=[], request={}))
+    store.dispose()
+
+
+def test_unusable_database_urls_are_explained():
+    with pytest.raises(ValueError, match="not an in-memory SQLite database"):
+        Store("sqlite://")
+    with pytest.raises(ValueError, match="cannot use the database"):
+        Store("nosuchdialect://user:secret@host/db")
+    try:
+        Store("nosuchdialect://user:secret@host/db")
+    except ValueError as error:
+        assert "secret" not in str(error)
+
+
+# ------------------------------------------------------------------------------ PostgreSQL
+
+
+def _postgres_binary(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    return str(candidates[-1]) if candidates else None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    """A throw-away PostgreSQL server on 127.0.0.1 (as the ``postgres`` user when run as root)."""
+    pytest.importorskip("psycopg")
+    initdb, pg_ctl = _postgres_binary("initdb"), _postgres_binary("pg_ctl")
+    if not initdb or not pg_ctl:
+        pytest.skip("PostgreSQL (initdb, pg_ctl) is not installed")
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        if not shutil.which("runuser"):
+            pytest.skip("running as root without runuser: cannot start PostgreSQL")
+        try:
+            import pwd
+
+            owner = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no postgres user to run PostgreSQL")
+        prefix = ["runuser", "-u", "postgres", "--"]
+    folder = Path(tempfile.mkdtemp(prefix="execplanner-pg-"))
+    if prefix:
+        os.chown(folder, owner.pw_uid, owner.pw_gid)
+    data, port = folder / "data", _free_port()
+    run = {"check": True, "capture_output": True, "timeout": 120}
+    subprocess.run([*prefix, initdb, "-D", str(data), "-U", "execplanner", "--auth=trust", "-E", "UTF8"], **run)
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run([*prefix, pg_ctl, "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"], **run)
+    try:
+        yield f"postgresql+psycopg://execplanner@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"], capture_output=True, timeout=60)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.asyncio
+async def test_bookings_on_postgresql_never_overbook(postgres_url, tmp_path):
+    servers = [
+        HostedPlatform.from_config("pg", "On PostgreSQL", {"cores": 3, "offers": 1, "db_url": postgres_url}, PlatformContext(data_dir=tmp_path / f"s{i}"))
+        for i in range(2)
+    ]
+    try:
+        window = f"{format_instant(utcnow() + timedelta(hours=1))}/PT0S"
+        request = parse_request(request_document(DATA / "sum_numbers.py", cores=1, duration="PT30M", start=window))
+        answers = await asyncio.gather(*(servers[i % 2].offers(request, user=f"user{i}") for i in range(12)))
+        offered = [(i, answer.offers[0]) for i, answer in enumerate(answers) if answer.result == "YES"]
+        assert len(offered) == 3
+        booked = await asyncio.gather(*(servers[(i + 1) % 2].accept(offer.meta.uuid, user=f"user{i}") for i, offer in offered))
+        assert all(session.phase is SessionPhase.ACCEPTED for session in booked)
+        start = offered[0][1].start
+        assert (await servers[0].peak_usage(start, start + timedelta(minutes=30)))[0] == 3
+    finally:
+        for server in servers:
+            await server.aclose()
+    # a new platform object on the same database (a restart) sees the bookings
+    again = HostedPlatform.from_config("pg", "On PostgreSQL", {"cores": 3, "db_url": postgres_url}, PlatformContext(data_dir=tmp_path / "s0"))
+    try:
+        session = await again.session(offered[0][1].meta.uuid, user=f"user{offered[0][0]}")
+        assert session.phase in (SessionPhase.ACCEPTED, SessionPhase.WAITING)
+    finally:
+        await again.aclose()
