@@ -186,6 +186,7 @@ class PlannerApp(widgets.VBox):
 
             if self._sidecar is None:
                 self._sidecar = Sidecar(title=SIDEBAR_TITLE)
+            self._sidecar.clear_output()  # shown again: one app in the sidebar, not two
             with self._sidecar:
                 display(self)
             return self._sidecar
