@@ -13,7 +13,15 @@ import pytest
 from jupyter_server_extension.hosted.calendar import Capacity, Hold, Need, Profile, find_slots
 
 
-def need(cores: int = 1, memory: int = 1, storage: int = 0, duration: float = 10, *, cores_max: int | None = None, storage_duration: float | None = None) -> Need:
+def need(
+    cores: int = 1,
+    memory: int = 1,
+    storage: int = 0,
+    duration: float = 10,
+    *,
+    cores_max: int | None = None,
+    storage_duration: float | None = None,
+) -> Need:
     return Need(
         cores=cores,
         memory=memory,
@@ -50,14 +58,18 @@ def test_adding_a_hold_in_place_matches_building_from_scratch():
 
 
 def test_an_empty_calendar_offers_now_then_after_each_sibling():
-    slots = find_slots([(Profile.from_holds([]), Capacity(4, 8, None))], need(cores=2, duration=10, cores_max=4), 100, 1000, 3)
+    slots = find_slots(
+        [(Profile.from_holds([]), Capacity(4, 8, None))], need(cores=2, duration=10, cores_max=4), 100, 1000, 3
+    )
     # each offer holds what it offers (4 cores), so the next one starts when it ends
     assert [(slot.start, slot.cores) for slot in slots] == [(100, 4), (110, 4), (120, 4)]
 
 
 def test_a_busy_calendar_offers_later_start_times():
     busy = [Hold(0, 3600, 180, 300, 0), Hold(3600, 7200, 150, 100, 0), Hold(7200, 9000, 100, 100, 0)]
-    slots = find_slots([(Profile.from_holds(busy), Capacity(200, 350, None))], need(cores=64, memory=64, duration=1800), 0, 86400, 3)
+    slots = find_slots(
+        [(Profile.from_holds(busy), Capacity(200, 350, None))], need(cores=64, memory=64, duration=1800), 0, 86400, 3
+    )
     assert [slot.start for slot in slots] == [7200, 9000, 10800]
     assert all(slot.cores == 64 for slot in slots)
 
@@ -81,7 +93,9 @@ def test_the_whole_duration_must_fit_not_just_the_start():
 def test_an_exact_start_time_is_offered_only_if_it_fits():
     profile = Profile.from_holds([Hold(0, 100, 4, 0, 0)])
     assert find_slots([(profile, Capacity(4, 8, None))], need(cores=1), 50, 50, 4) == []
-    slots = find_slots([(Profile.from_holds([Hold(0, 100, 4, 0, 0)]), Capacity(4, 8, None))], need(cores=1), 100, 100, 4)
+    slots = find_slots(
+        [(Profile.from_holds([Hold(0, 100, 4, 0, 0)]), Capacity(4, 8, None))], need(cores=1), 100, 100, 4
+    )
     assert [slot.start for slot in slots] == [100]
 
 
@@ -114,7 +128,9 @@ def test_unlimited_resources_are_not_tracked():
     assert slots[0].start == 0
 
 
-def _brute_force(holds: list[Hold], capacity: Capacity, wanted: Need, earliest: int, latest: int, count: int) -> list[tuple[int, int]]:
+def _brute_force(
+    holds: list[Hold], capacity: Capacity, wanted: Need, earliest: int, latest: int, count: int
+) -> list[tuple[int, int]]:
     """Every integer start in order, checking every second of the window: obviously right, slow."""
     found: list[tuple[int, int]] = []
     held = list(holds)
@@ -130,7 +146,8 @@ def _brute_force(holds: list[Hold], capacity: Capacity, wanted: Need, earliest: 
                 continue
             length = wanted.windows()[index]
             used = max(
-                sum(hold.amounts()[index] for hold in held if hold.start <= t < hold.end) for t in range(start, start + int(length))
+                sum(hold.amounts()[index] for hold in held if hold.start <= t < hold.end)
+                for t in range(start, start + int(length))
             )
             free.append(limit - used)
         if all(f >= m for f, m in zip(free, wanted.minimums())):
@@ -149,7 +166,9 @@ def test_the_sweep_agrees_with_brute_force_on_random_calendars(seed):
     holds = []
     for _ in range(rng.randint(5, 25)):
         start = rng.randint(0, 150)
-        holds.append(Hold(start, start + rng.randint(1, 40), rng.randint(0, 6), rng.randint(0, 10), rng.choice([0, 0, 5, 10])))
+        holds.append(
+            Hold(start, start + rng.randint(1, 40), rng.randint(0, 6), rng.randint(0, 10), rng.choice([0, 0, 5, 10]))
+        )
     wanted = Need(
         cores=rng.randint(1, 6),
         memory=rng.randint(1, 8),

@@ -35,7 +35,9 @@ async def platforms(tmp_path):
     def factory(name: str = "local", **options) -> HostedPlatform:
         defaults = {"cores": 2, "memory": 4, "storage": 10, "offers": 1, "offer_ttl": "PT1M"}
         defaults.update(options)
-        platform = HostedPlatform.from_config(name, f"{name} platform", defaults, PlatformContext(data_dir=tmp_path / "state"))
+        platform = HostedPlatform.from_config(
+            name, f"{name} platform", defaults, PlatformContext(data_dir=tmp_path / "state")
+        )
         made.append(platform)
         return platform
 
@@ -77,11 +79,21 @@ async def test_a_notebook_runs_with_data_downloaded_over_http(platforms, data_se
     local = platforms()
     booked = await book(
         local,
-        request_document(DATA / "sum_numbers.ipynb", kind="jupyter-notebook", data=[f"{data_server}/numbers.csv"], duration="PT2M"),
+        request_document(
+            DATA / "sum_numbers.ipynb", kind="jupyter-notebook", data=[f"{data_server}/numbers.csv"], duration="PT2M"
+        ),
     )
     session = await finished(local, booked.meta.uuid)
     assert session.phase is SessionPhase.COMPLETED, [m.text for m in session.messages]
-    assert phases_in_history(session) == ["OFFERED", "ACCEPTED", "WAITING", "PREPARING", "RUNNING", "RELEASING", "COMPLETED"]
+    assert phases_in_history(session) == [
+        "OFFERED",
+        "ACCEPTED",
+        "WAITING",
+        "PREPARING",
+        "RUNNING",
+        "RELEASING",
+        "COMPLETED",
+    ]
     assert all(message.time is not None and message.level for message in session.messages)
     assert any("fetched numbers.csv" in message.text and data_server in message.text for message in session.messages)
     executed = nbformat.read(result_path(session, "sum_numbers.executed.ipynb"), as_version=4)
@@ -98,7 +110,9 @@ async def test_a_notebook_runs_with_data_downloaded_over_http(platforms, data_se
 @pytest.mark.asyncio
 async def test_a_script_runs_on_its_booked_cpus_with_local_data_and_arguments(platforms):
     local = platforms(cores=200)  # 200 booked cores map onto this machine's CPUs
-    booked = await book(local, request_document(DATA / "sum_numbers.py", cores=1, data=[DATA / "numbers.csv"], arguments=["sum"]))
+    booked = await book(
+        local, request_document(DATA / "sum_numbers.py", cores=1, data=[DATA / "numbers.csv"], arguments=["sum"])
+    )
     session = await finished(local, booked.meta.uuid)
     assert session.phase is SessionPhase.COMPLETED, [m.text for m in session.messages]
     stdout = result_path(session, "stdout.txt").read_text()
@@ -163,7 +177,9 @@ async def test_cancelling_a_running_session_stops_it(platforms):
 async def test_storage_folders_are_made_and_removed_after_their_lifetime(platforms):
     local = platforms()
     storage = [{"meta": {"name": "scratch"}, "size": {"min": 2}, "schedule": {"available": {"duration": "PT4S"}}}]
-    booked = await book(local, request_document(DATA / "sum_numbers.py", data=[DATA / "numbers.csv"], storage=storage, duration="PT2S"))
+    booked = await book(
+        local, request_document(DATA / "sum_numbers.py", data=[DATA / "numbers.csv"], storage=storage, duration="PT2S")
+    )
     assert booked.storage[0].size.min == 2
     session = await finished(local, booked.meta.uuid)
     assert session.phase is SessionPhase.COMPLETED
@@ -202,7 +218,10 @@ async def test_closing_the_platform_leaves_no_process_behind(platforms):
 async def test_a_session_waits_for_its_booked_start(platforms):
     local = platforms()
     start = utcnow() + timedelta(seconds=3)
-    booked = await book(local, request_document(DATA / "sum_numbers.py", data=[DATA / "numbers.csv"], start=f"{format_instant(start)}/PT0S"))
+    booked = await book(
+        local,
+        request_document(DATA / "sum_numbers.py", data=[DATA / "numbers.csv"], start=f"{format_instant(start)}/PT0S"),
+    )
     assert booked.start == start
     await asyncio.sleep(1)
     assert (await local.session(booked.meta.uuid, user=USER)).phase is SessionPhase.WAITING
@@ -215,18 +234,24 @@ async def test_a_session_waits_for_its_booked_start(platforms):
 def test_the_subprocess_executor_knows_what_it_cannot_run():
     executor = SubprocessExecutor()
     assert executor.unsupported("python-script") is None
-    assert "container engine" in executor.unsupported("docker-container") or "only" in executor.unsupported("docker-container")
+    assert "container engine" in executor.unsupported("docker-container") or "only" in executor.unsupported(
+        "docker-container"
+    )
     assert "singularity" in executor.unsupported("singularity-container")
 
 
 @pytest.mark.asyncio
 async def test_a_script_runs_on_a_dask_cluster(platforms):
     pytest.importorskip("distributed")
-    dask = platforms("cluster", executor="dask", cores=None, memory=None, workers=1, threads_per_worker=2, processes=False)
+    dask = platforms(
+        "cluster", executor="dask", cores=None, memory=None, workers=1, threads_per_worker=2, processes=False
+    )
     capacity = await dask.capacity()
     assert capacity.cores == 2  # read from the local cluster's worker threads
     assert capacity.memory >= 1
-    booked = await book(dask, request_document(DATA / "sum_numbers.py", data=[DATA / "numbers.csv"], arguments=["dask"]))
+    booked = await book(
+        dask, request_document(DATA / "sum_numbers.py", data=[DATA / "numbers.csv"], arguments=["dask"])
+    )
     session = await finished(dask, booked.meta.uuid)
     assert session.phase is SessionPhase.COMPLETED, [m.text for m in session.messages]
     assert any("dask (local cluster)" in m.text for m in session.messages)
@@ -240,10 +265,18 @@ async def test_a_notebook_runs_in_a_dask_worker_process(platforms, data_server):
     pytest.importorskip("distributed")
     dask = platforms("workers", executor="dask", cores=2, memory=4, workers=1, threads_per_worker=1, processes=True)
     booked = await book(
-        dask, request_document(DATA / "sum_numbers.ipynb", kind="jupyter-notebook", data=[f"{data_server}/numbers.csv"], duration="PT2M")
+        dask,
+        request_document(
+            DATA / "sum_numbers.ipynb", kind="jupyter-notebook", data=[f"{data_server}/numbers.csv"], duration="PT2M"
+        ),
     )
     session = await finished(dask, booked.meta.uuid)
     assert session.phase is SessionPhase.COMPLETED, [m.text for m in session.messages]
     executed = nbformat.read(result_path(session, "sum_numbers.executed.ipynb"), as_version=4)
-    assert any(output.get("data", {}).get("text/plain") == "12" for cell in executed.cells if cell.cell_type == "code" for output in cell.outputs)
+    assert any(
+        output.get("data", {}).get("text/plain") == "12"
+        for cell in executed.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+    )
     assert result_path(session, "outputs/total.txt").read_text() == "12"

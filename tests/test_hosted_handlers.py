@@ -31,7 +31,14 @@ def jp_server_config(tmp_path):
             {
                 "name": "gaia",
                 "title": "Gaia data mining platform",
-                "hosted": {"cores": 4, "memory": 8, "storage": 20, "offers": 3, "offer_ttl": "PT2M", "allocations": {"alice": {"cores": 2}}},
+                "hosted": {
+                    "cores": 4,
+                    "memory": 8,
+                    "storage": 20,
+                    "offers": 3,
+                    "offer_ttl": "PT2M",
+                    "allocations": {"alice": {"cores": 2}},
+                },
             },
             {"name": "cloud", "title": "A static cloud", "static": {"accepts": ["docker-container"], "cores": 8}},
         ],
@@ -46,7 +53,15 @@ def later(hours: float = 1, exact: bool = False) -> str:
     return f"{start}/PT0S" if exact else f"{start}/PT12H"
 
 
-async def call(jp_fetch, *path: str, method: str = "GET", body: Any = None, user: str | None = None, headers: dict | None = None, **kwargs):
+async def call(
+    jp_fetch,
+    *path: str,
+    method: str = "GET",
+    body: Any = None,
+    user: str | None = None,
+    headers: dict | None = None,
+    **kwargs,
+):
     all_headers = dict(JSON if body is not None and not isinstance(body, (str, bytes)) else {})
     all_headers.update(headers or {})
     if user:
@@ -65,10 +80,22 @@ async def error_of(coroutine) -> tuple[int, dict[str, Any]]:
 
 
 async def test_requests_in_json_yaml_and_an_older_dialect(jp_fetch):
-    answer = json.loads((await call(jp_fetch, "gaia", "requests", method="POST", body=request_document(DATA / "sum_numbers.py", start=later()))).body)
+    answer = json.loads(
+        (
+            await call(
+                jp_fetch,
+                "gaia",
+                "requests",
+                method="POST",
+                body=request_document(DATA / "sum_numbers.py", start=later()),
+            )
+        ).body
+    )
     assert answer["result"] == "YES" and len(answer["offers"]) == 3
     offer = answer["offers"][0]
-    assert offer["phase"] == "OFFERED" and offer["expires"] and offer["schedule"]["available"]["start"].endswith("/PT0S")
+    assert (
+        offer["phase"] == "OFFERED" and offer["expires"] and offer["schedule"]["available"]["start"].endswith("/PT0S")
+    )
     assert offer["meta"]["url"].endswith(f"/execplanner/platforms/gaia/sessions/{offer['meta']['uuid']}")
     assert offer["meta"]["messages"][0]["level"] == "INFO" and offer["meta"]["messages"][0]["time"]
 
@@ -77,7 +104,11 @@ async def test_requests_in_json_yaml_and_an_older_dialect(jp_fetch):
     assert response.headers["Content-Type"].startswith("application/yaml")
     assert yaml.safe_load(response.body)["result"] == "YES"
 
-    note_2021 = {"tasktype": "python-script", "taskinfo": {"location": str(DATA / "sum_numbers.py")}, "resources": {"mincores": 1, "minmemory": "1G", "minduration": "10m"}}
+    note_2021 = {
+        "tasktype": "python-script",
+        "taskinfo": {"location": str(DATA / "sum_numbers.py")},
+        "resources": {"mincores": 1, "minmemory": "1G", "minduration": "10m"},
+    }
     old = json.loads((await call(jp_fetch, "gaia", "requests", method="POST", body=note_2021)).body)
     assert old["result"] == "YES"
 
@@ -90,9 +121,21 @@ async def test_requests_in_json_yaml_and_an_older_dialect(jp_fetch):
 
 
 async def test_accept_reject_and_conflicts(jp_fetch):
-    answer = json.loads((await call(jp_fetch, "gaia", "requests", method="POST", body=request_document(DATA / "sum_numbers.py", start=later()))).body)
+    answer = json.loads(
+        (
+            await call(
+                jp_fetch,
+                "gaia",
+                "requests",
+                method="POST",
+                body=request_document(DATA / "sum_numbers.py", start=later()),
+            )
+        ).body
+    )
     first, second, third = (offer["meta"]["uuid"] for offer in answer["offers"])
-    rejected = json.loads((await call(jp_fetch, "gaia", "sessions", third, method="POST", body={**ACCEPT, "value": "REJECTED"})).body)
+    rejected = json.loads(
+        (await call(jp_fetch, "gaia", "sessions", third, method="POST", body={**ACCEPT, "value": "REJECTED"})).body
+    )
     assert rejected["phase"] == "REJECTED"
     accepted = json.loads((await call(jp_fetch, "gaia", "sessions", first, method="POST", body=ACCEPT)).body)
     assert accepted["phase"] == "ACCEPTED"
@@ -110,7 +153,13 @@ async def test_bad_input_is_answered_4xx_naming_the_field(jp_fetch):
         ("requests", b"{not json", JSON, 400, None),
         ("requests", {"compute": {"cores": 2}}, None, 400, "executable"),
         ("requests", request_document(DATA / "sum_numbers.py", cores={"min": "many"}), None, 400, "compute.cores.min"),
-        ("requests", request_document(DATA / "sum_numbers.py", duration="soon"), None, 400, "schedule.requested.duration"),
+        (
+            "requests",
+            request_document(DATA / "sum_numbers.py", duration="soon"),
+            None,
+            400,
+            "schedule.requested.duration",
+        ),
         ("requests", b"x=1", {"Content-Type": "text/csv"}, 415, None),
     ]
     for route, body, headers, status, field in cases:
@@ -119,22 +168,42 @@ async def test_bad_input_is_answered_4xx_naming_the_field(jp_fetch):
         assert reply["message"]
         if field:
             assert reply["field"] == field, reply
-    offer = json.loads((await call(jp_fetch, "gaia", "requests", method="POST", body=request_document(DATA / "sum_numbers.py", start=later()))).body)["offers"][0]
+    offer = json.loads(
+        (
+            await call(
+                jp_fetch,
+                "gaia",
+                "requests",
+                method="POST",
+                body=request_document(DATA / "sum_numbers.py", start=later()),
+            )
+        ).body
+    )["offers"][0]
     uuid = offer["meta"]["uuid"]
-    code, reply = await error_of(call(jp_fetch, "gaia", "sessions", uuid, method="POST", body={"kind": "uri:enum-value-update", "path": "phase"}))
+    code, reply = await error_of(
+        call(jp_fetch, "gaia", "sessions", uuid, method="POST", body={"kind": "uri:enum-value-update", "path": "phase"})
+    )
     assert code == 400 and reply["field"] == "value"
-    code, reply = await error_of(call(jp_fetch, "gaia", "sessions", uuid, method="POST", body={**ACCEPT, "value": "RUNNING"}))
+    code, reply = await error_of(
+        call(jp_fetch, "gaia", "sessions", uuid, method="POST", body={**ACCEPT, "value": "RUNNING"})
+    )
     assert code == 400 and reply["field"] == "value"
     code, reply = await error_of(call(jp_fetch, "gaia", "sessions", "no-such-session"))
     assert code == 404
-    code, reply = await error_of(call(jp_fetch, "nowhere", "requests", method="POST", body=request_document(DATA / "sum_numbers.py")))
+    code, reply = await error_of(
+        call(jp_fetch, "nowhere", "requests", method="POST", body=request_document(DATA / "sum_numbers.py"))
+    )
     assert code == 404 and reply["field"] == "platform"
-    code, reply = await error_of(call(jp_fetch, "cloud", "requests", method="POST", body=request_document(DATA / "sum_numbers.py")))
+    code, reply = await error_of(
+        call(jp_fetch, "cloud", "requests", method="POST", body=request_document(DATA / "sum_numbers.py"))
+    )
     assert code == 404 and "not a hosted platform" in reply["message"]
 
 
 async def test_a_notebook_runs_end_to_end_and_its_results_download(jp_fetch):
-    document = request_document(DATA / "sum_numbers.ipynb", kind="jupyter-notebook", data=[DATA / "numbers.csv"], duration="PT2M")
+    document = request_document(
+        DATA / "sum_numbers.ipynb", kind="jupyter-notebook", data=[DATA / "numbers.csv"], duration="PT2M"
+    )
     answer = json.loads((await call(jp_fetch, "gaia", "requests", method="POST", body=document)).body)
     uuid = answer["offers"][0]["meta"]["uuid"]
     await call(jp_fetch, "gaia", "sessions", uuid, method="POST", body=ACCEPT)
@@ -154,22 +223,50 @@ async def test_a_notebook_runs_end_to_end_and_its_results_download(jp_fetch):
     assert download.headers["Content-Type"].startswith("application/x-ipynb+json")
     assert "attachment" in download.headers["Content-Disposition"]
     executed = nbformat.reads(download.body.decode(), as_version=4)
-    assert any(output.get("data", {}).get("text/plain") == "12" for cell in executed.cells if cell.cell_type == "code" for output in cell.outputs)
-    total = await jp_fetch("execplanner", "platforms", *results["outputs/total.txt"]["url"].split(prefix, 1)[1].split("/"))
+    assert any(
+        output.get("data", {}).get("text/plain") == "12"
+        for cell in executed.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+    )
+    total = await jp_fetch(
+        "execplanner", "platforms", *results["outputs/total.txt"]["url"].split(prefix, 1)[1].split("/")
+    )
     assert total.body == b"12"
     code, _ = await error_of(call(jp_fetch, "gaia", "sessions", uuid, "results", "..%2F..%2Fplatforms.yaml"))
     assert code == 404
 
 
 async def test_results_need_authentication(jp_fetch, jp_serverapp, http_server_client, jp_base_url):
-    answer = json.loads((await call(jp_fetch, "gaia", "requests", method="POST", body=request_document(DATA / "sum_numbers.py", start=later()))).body)
+    answer = json.loads(
+        (
+            await call(
+                jp_fetch,
+                "gaia",
+                "requests",
+                method="POST",
+                body=request_document(DATA / "sum_numbers.py", start=later()),
+            )
+        ).body
+    )
     uuid = answer["offers"][0]["meta"]["uuid"]
-    for path in ("", f"offersets/{answer['meta']['uuid']}", f"sessions/{uuid}", f"sessions/{uuid}/results/stdout.txt", "jobs", f"jobs/{uuid}"):
+    for path in (
+        "",
+        f"offersets/{answer['meta']['uuid']}",
+        f"sessions/{uuid}",
+        f"sessions/{uuid}/results/stdout.txt",
+        "jobs",
+        f"jobs/{uuid}",
+    ):
         response = await http_server_client.fetch(f"{jp_base_url}execplanner/platforms/gaia/{path}", raise_error=False)
         assert response.code == 403, path
     for path in ("requests", "direct", f"sessions/{uuid}", "jobs", f"jobs/{uuid}/phase"):
         response = await http_server_client.fetch(
-            f"{jp_base_url}execplanner/platforms/gaia/{path}", method="POST", body=json.dumps(ACCEPT), headers=JSON, raise_error=False
+            f"{jp_base_url}execplanner/platforms/gaia/{path}",
+            method="POST",
+            body=json.dumps(ACCEPT),
+            headers=JSON,
+            raise_error=False,
         )
         assert response.code == 403, path
     # the offer is untouched
@@ -192,9 +289,17 @@ async def test_allocations_and_ownership_follow_the_jupyter_identity(jp_fetch):
 
 
 async def test_direct_runs_at_once_or_explains(jp_fetch):
-    session = json.loads((await call(jp_fetch, "gaia", "direct", method="POST", body=request_document(DATA / "sum_numbers.py", start=later()))).body)
+    session = json.loads(
+        (
+            await call(
+                jp_fetch, "gaia", "direct", method="POST", body=request_document(DATA / "sum_numbers.py", start=later())
+            )
+        ).body
+    )
     assert session["phase"] == "ACCEPTED"
-    code, reply = await error_of(call(jp_fetch, "gaia", "direct", method="POST", body=request_document(DATA / "sum_numbers.py", cores=40)))
+    code, reply = await error_of(
+        call(jp_fetch, "gaia", "direct", method="POST", body=request_document(DATA / "sum_numbers.py", cores=40))
+    )
     assert code == 400 and reply["phase"] == "REJECTED" and "40 cores" in reply["reasons"][0]
 
 
@@ -203,13 +308,21 @@ async def test_many_concurrent_requests_and_accepts_never_overbook(jp_fetch, jp_
     other's siblings) at once, over real HTTP: the platform has 4 cores and never books more."""
     window = later(2, exact=True)
     requests = [
-        call(jp_fetch, "gaia", "requests", method="POST", body=request_document(DATA / "sum_numbers.py", cores={"min": 1, "max": 2}, duration="PT1H", start=window))
+        call(
+            jp_fetch,
+            "gaia",
+            "requests",
+            method="POST",
+            body=request_document(DATA / "sum_numbers.py", cores={"min": 1, "max": 2}, duration="PT1H", start=window),
+        )
         for _ in range(24)
     ]
     answers = [json.loads(response.body) for response in await asyncio.gather(*requests)]
     offers = [offer["meta"]["uuid"] for answer in answers if answer["result"] == "YES" for offer in answer["offers"]]
     assert 2 <= len(offers) <= 4  # 1-2 cores each, from 4 cores: the holds leave no room for more
-    accepts = [call(jp_fetch, "gaia", "sessions", uuid, method="POST", body=ACCEPT, raise_error=False) for uuid in offers * 3]
+    accepts = [
+        call(jp_fetch, "gaia", "sessions", uuid, method="POST", body=ACCEPT, raise_error=False) for uuid in offers * 3
+    ]
     responses = await asyncio.gather(*accepts)
     assert {response.code for response in responses} <= {200, 409}
     booked = {uuid for uuid, response in zip(offers * 3, responses) if response.code == 200}
@@ -218,7 +331,9 @@ async def test_many_concurrent_requests_and_accepts_never_overbook(jp_fetch, jp_
     assert sum(session["compute"]["cores"]["max"] for session in sessions) <= 4
     start = utcnow() + timedelta(hours=2)
     extension = next(app for app in _extension_apps(jp_serverapp) if app.name == "execplanner")
-    peak = await extension.federation.get("gaia").peak_usage(start - timedelta(minutes=1), start + timedelta(hours=1, minutes=1))
+    peak = await extension.federation.get("gaia").peak_usage(
+        start - timedelta(minutes=1), start + timedelta(hours=1, minutes=1)
+    )
     assert peak[0] <= 4
 
 

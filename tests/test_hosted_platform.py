@@ -164,15 +164,23 @@ async def test_allocations_cap_what_a_user_asks_and_holds(platforms):
     assert too_big.result == "NO"
     assert any("your allocation on gaia platform" in reason and "6 cores" in reason for reason in too_big.reasons)
     assert any(option.path == "compute.cores.min" and option.max == 4 for option in too_big.meta.options)
-    assert (await gaia.offers(parse_request(request_document(SCRIPT, cores=6, start=later())), user="bob")).result == "YES"
+    assert (
+        await gaia.offers(parse_request(request_document(SCRIPT, cores=6, start=later())), user="bob")
+    ).result == "YES"
     # alice books 4 cores for an hour from T; her next request cannot overlap it, although the platform could
     window = f"{format_instant(utcnow() + timedelta(hours=1))}/PT0S"
-    first = (await gaia.offers(parse_request(request_document(SCRIPT, cores=4, duration="PT1H", start=window)), user="alice")).offers[0]
+    first = (
+        await gaia.offers(parse_request(request_document(SCRIPT, cores=4, duration="PT1H", start=window)), user="alice")
+    ).offers[0]
     await gaia.accept(first.meta.uuid, user="alice")
-    again = await gaia.offers(parse_request(request_document(SCRIPT, cores=2, duration="PT1H", start=window)), user="alice")
+    again = await gaia.offers(
+        parse_request(request_document(SCRIPT, cores=2, duration="PT1H", start=window)), user="alice"
+    )
     assert again.result == "NO"
     assert "your allocation" in again.reasons[0] and "would fit the platform itself" in again.reasons[0]
-    assert (await gaia.offers(parse_request(request_document(SCRIPT, cores=2, duration="PT1H", start=window)), user="bob")).result == "YES"
+    assert (
+        await gaia.offers(parse_request(request_document(SCRIPT, cores=2, duration="PT1H", start=window)), user="bob")
+    ).result == "YES"
 
 
 @pytest.mark.asyncio
@@ -181,7 +189,10 @@ async def test_no_answers_say_why(platforms, tmp_path):
     cases = [
         (request_document(SCRIPT, cores=64), "needs 64 cores; gaia platform has at most 8 cores"),
         (request_document(SCRIPT, duration="PT5H"), "allows at most 2h"),
-        (request_document("docker.io/library/python:3.12", kind="docker-container"), "cannot run a docker-container executable"),
+        (
+            request_document("docker.io/library/python:3.12", kind="docker-container"),
+            "cannot run a docker-container executable",
+        ),
         (request_document(tmp_path / "missing.py"), "no such file"),
         (request_document(SCRIPT, data=["s3://bucket/object"]), "fetches http(s) URLs and local paths"),
         (request_document(SCRIPT, start="2020-01-01T00:00:00Z/PT1H"), "is in the past"),
@@ -203,7 +214,9 @@ async def test_a_platform_that_lists_containers_still_says_no_without_an_engine(
     gaia = platforms(accepts=["jupyter-notebook", "python-script", "docker-container"])
     response = await gaia.offers(parse_request(request_document("python:3.12", kind="docker-container")), user="alice")
     assert response.result == "NO"
-    assert any("container engine" in reason or "run notebooks and Python scripts only" in reason for reason in response.reasons)
+    assert any(
+        "container engine" in reason or "run notebooks and Python scripts only" in reason for reason in response.reasons
+    )
 
 
 @pytest.mark.asyncio
@@ -211,7 +224,9 @@ async def test_bad_updates_name_the_field(platforms):
     gaia = platforms()
     offer = (await gaia.offers(parse_request(request_document(SCRIPT, start=later())), user="alice")).offers[0]
     with pytest.raises(InvalidRequest) as error:
-        await gaia.update_session(offer.meta.uuid, StringValueUpdate(path="executable.location", value="x"), user="alice")
+        await gaia.update_session(
+            offer.meta.uuid, StringValueUpdate(path="executable.location", value="x"), user="alice"
+        )
     assert error.value.errors[0].field == "path"
     with pytest.raises(InvalidRequest) as error:
         await gaia.update_session(offer.meta.uuid, EnumValueUpdate(path="phase", value="COMPLETED"), user="alice")
@@ -232,7 +247,9 @@ async def test_direct_books_the_earliest_offer_or_says_why_not(platforms):
 async def test_state_survives_a_restart(tmp_path):
     first = make(tmp_path)
     try:
-        response = await first.offers(parse_request(request_document(SCRIPT, cores=8, duration="PT1H", start=later(3))), user="alice")
+        response = await first.offers(
+            parse_request(request_document(SCRIPT, cores=8, duration="PT1H", start=later(3))), user="alice"
+        )
         booked = await first.accept(response.offers[0].meta.uuid, user="alice")
         kept = (await first.offers(parse_request(request_document(SCRIPT, start=later(30))), user="bob")).offers[0]
     finally:
@@ -241,12 +258,16 @@ async def test_state_survives_a_restart(tmp_path):
     try:
         again = await second.session(booked.meta.uuid, user="alice")
         assert again.phase in (SessionPhase.ACCEPTED, SessionPhase.WAITING)
-        assert [message.text for message in again.messages][: len(booked.messages)] == [message.text for message in booked.messages]
+        assert [message.text for message in again.messages][: len(booked.messages)] == [
+            message.text for message in booked.messages
+        ]
         offerset = await second.offerset(response.meta.uuid, user="alice")
         assert {offer.phase for offer in offerset.offers[1:]} == {SessionPhase.REJECTED}
         assert (await second.session(kept.meta.uuid, user="bob")).phase is SessionPhase.OFFERED
         # the booking still holds all 8 cores at its time
-        clash = await second.offers(parse_request(request_document(SCRIPT, cores=1, start=f"{format_instant(booked.start)}/PT0S")), user="carol")
+        clash = await second.offers(
+            parse_request(request_document(SCRIPT, cores=1, start=f"{format_instant(booked.start)}/PT0S")), user="carol"
+        )
         assert clash.result == "NO"
     finally:
         await second.aclose()
@@ -264,7 +285,8 @@ async def test_two_servers_on_one_database_never_overbook(tmp_path):
         offered = [(i, answer.offers[0]) for i, answer in enumerate(answers) if answer.result == "YES"]
         assert len(offered) == 4  # exactly the capacity, whichever server answered
         accepted = await asyncio.gather(
-            *(servers[(i + 1) % 2].accept(offer.meta.uuid, user=f"user{i}") for i, offer in offered), return_exceptions=True
+            *(servers[(i + 1) % 2].accept(offer.meta.uuid, user=f"user{i}") for i, offer in offered),
+            return_exceptions=True,
         )
         assert all(not isinstance(item, Exception) for item in accepted), accepted
         start = offered[0][1].start

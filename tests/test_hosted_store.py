@@ -39,7 +39,17 @@ def test_writers_are_serialised_by_the_database_not_by_python(tmp_path):
         with first.write("gaia") as session:
             holding.set()
             time.sleep(0.6)
-            session.add(OfferSetRow(uuid="a", platform="gaia", created=datetime.now(timezone.utc), result="NO", messages=[], options=[], request={}))
+            session.add(
+                OfferSetRow(
+                    uuid="a",
+                    platform="gaia",
+                    created=datetime.now(timezone.utc),
+                    result="NO",
+                    messages=[],
+                    options=[],
+                    request={},
+                )
+            )
             times["first_commit"] = time.monotonic()
 
     def quick_writer() -> None:
@@ -47,6 +57,7 @@ def test_writers_are_serialised_by_the_database_not_by_python(tmp_path):
         with second.write("gaia") as session:
             times["second_begin"] = time.monotonic()
             assert session.get(OfferSetRow, "a") is not None  # it sees the first writer's row
+
     threads = [threading.Thread(target=slow_writer), threading.Thread(target=quick_writer)]
     for thread in threads:
         thread.start()
@@ -65,13 +76,25 @@ def test_times_are_kept_as_aware_utc(tmp_path):
     store.create_all("gaia")
     moment = datetime(2026, 11, 22, 14, 0, 5, 123456, tzinfo=timezone(timedelta(hours=2)))
     with store.write("gaia") as session:
-        session.add(OfferSetRow(uuid="t", platform="gaia", created=moment, result="NO", messages=[], options=[], request={}))
+        session.add(
+            OfferSetRow(uuid="t", platform="gaia", created=moment, result="NO", messages=[], options=[], request={})
+        )
     with store.read() as session:
         stored = session.get(OfferSetRow, "t").created
     assert stored == moment and stored.tzinfo is not None and stored.utcoffset() == timedelta(0)
     with pytest.raises(Exception, match="naive datetimes"):
         with store.write("gaia") as session:
-            session.add(OfferSetRow(uuid="n", platform="gaia", created=datetime(2026, 1, 1), result="NO", messages=[], options=[], request={}))
+            session.add(
+                OfferSetRow(
+                    uuid="n",
+                    platform="gaia",
+                    created=datetime(2026, 1, 1),
+                    result="NO",
+                    messages=[],
+                    options=[],
+                    request={},
+                )
+            )
     store.dispose()
 
 
@@ -132,14 +155,21 @@ def postgres_url():
     try:
         yield f"postgresql+psycopg://execplanner@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"], capture_output=True, timeout=60)
+        subprocess.run(
+            [*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"], capture_output=True, timeout=60
+        )
         shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.mark.asyncio
 async def test_bookings_on_postgresql_never_overbook(postgres_url, tmp_path):
     servers = [
-        HostedPlatform.from_config("pg", "On PostgreSQL", {"cores": 3, "offers": 1, "db_url": postgres_url}, PlatformContext(data_dir=tmp_path / f"s{i}"))
+        HostedPlatform.from_config(
+            "pg",
+            "On PostgreSQL",
+            {"cores": 3, "offers": 1, "db_url": postgres_url},
+            PlatformContext(data_dir=tmp_path / f"s{i}"),
+        )
         for i in range(2)
     ]
     try:
@@ -148,7 +178,9 @@ async def test_bookings_on_postgresql_never_overbook(postgres_url, tmp_path):
         answers = await asyncio.gather(*(servers[i % 2].offers(request, user=f"user{i}") for i in range(12)))
         offered = [(i, answer.offers[0]) for i, answer in enumerate(answers) if answer.result == "YES"]
         assert len(offered) == 3
-        booked = await asyncio.gather(*(servers[(i + 1) % 2].accept(offer.meta.uuid, user=f"user{i}") for i, offer in offered))
+        booked = await asyncio.gather(
+            *(servers[(i + 1) % 2].accept(offer.meta.uuid, user=f"user{i}") for i, offer in offered)
+        )
         assert all(session.phase is SessionPhase.ACCEPTED for session in booked)
         start = offered[0][1].start
         assert (await servers[0].peak_usage(start, start + timedelta(minutes=30)))[0] == 3
@@ -156,7 +188,9 @@ async def test_bookings_on_postgresql_never_overbook(postgres_url, tmp_path):
         for server in servers:
             await server.aclose()
     # a new platform object on the same database (a restart) sees the bookings
-    again = HostedPlatform.from_config("pg", "On PostgreSQL", {"cores": 3, "db_url": postgres_url}, PlatformContext(data_dir=tmp_path / "s0"))
+    again = HostedPlatform.from_config(
+        "pg", "On PostgreSQL", {"cores": 3, "db_url": postgres_url}, PlatformContext(data_dir=tmp_path / "s0")
+    )
     try:
         session = await again.session(offered[0][1].meta.uuid, user=f"user{offered[0][0]}")
         assert session.phase in (SessionPhase.ACCEPTED, SessionPhase.WAITING)

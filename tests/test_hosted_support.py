@@ -37,7 +37,10 @@ def request_document(
         executable["arguments"] = arguments
     document: dict[str, Any] = {
         "executable": executable,
-        "compute": {"cores": cores if isinstance(cores, dict) else {"min": cores}, "memory": memory if isinstance(memory, dict) else {"min": memory}},
+        "compute": {
+            "cores": cores if isinstance(cores, dict) else {"min": cores},
+            "memory": memory if isinstance(memory, dict) else {"min": memory},
+        },
         "schedule": {"requested": {"duration": duration}},
     }
     if start is not None:

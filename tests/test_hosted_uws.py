@@ -15,7 +15,15 @@ from pyvo.io.uws import parse_job, parse_job_list
 from tornado.httpclient import HTTPClientError
 
 from execplanner_widgets.model import format_instant, parse_instant, utcnow
-from test_hosted_support import DATA, assert_valid_uws, eventually, extension_config, request_document, uws_schema, write_platforms
+from test_hosted_support import (
+    DATA,
+    assert_valid_uws,
+    eventually,
+    extension_config,
+    request_document,
+    uws_schema,
+    write_platforms,
+)
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
@@ -24,7 +32,13 @@ FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 def jp_server_config(tmp_path):
     platforms = write_platforms(
         tmp_path / "platforms.yaml",
-        [{"name": "gaia", "title": "Gaia data mining platform", "hosted": {"cores": 2, "memory": 4, "offers": 2, "retention": "P2D"}}],
+        [
+            {
+                "name": "gaia",
+                "title": "Gaia data mining platform",
+                "hosted": {"cores": 2, "memory": 4, "offers": 2, "retention": "P2D"},
+            }
+        ],
     )
     return extension_config(platforms, tmp_path / "state")
 
@@ -41,8 +55,16 @@ def later(hours: float = 2) -> str:
 async def submit(jp_fetch, document: dict[str, Any], query: dict[str, str] | None = None) -> str:
     """POST jobs; check the 303 and return the new job's id."""
     response = await jp_fetch(
-        "execplanner", "platforms", "gaia", "jobs", method="POST", body=json.dumps(document), params=query or {},
-        headers={"Content-Type": "application/json"}, follow_redirects=False, raise_error=False,
+        "execplanner",
+        "platforms",
+        "gaia",
+        "jobs",
+        method="POST",
+        body=json.dumps(document),
+        params=query or {},
+        headers={"Content-Type": "application/json"},
+        follow_redirects=False,
+        raise_error=False,
     )
     assert response.code == 303, response.body
     location = urlsplit(response.headers["Location"]).path
@@ -50,13 +72,30 @@ async def submit(jp_fetch, document: dict[str, Any], query: dict[str, str] | Non
     return location.rsplit("/", 1)[1]
 
 
-async def uws(jp_fetch, *path: str, method: str = "GET", form: dict[str, str] | None = None, follow_redirects: bool = True, **kwargs):
+async def uws(
+    jp_fetch,
+    *path: str,
+    method: str = "GET",
+    form: dict[str, str] | None = None,
+    follow_redirects: bool = True,
+    **kwargs,
+):
     """A UWS call; a 303 is followed with a GET of its Location, as a UWS client does (done here
     because pytest-jupyter's test client cannot follow redirects itself)."""
     if form is not None:
         kwargs.update(body=urlencode(form), headers={**FORM, **kwargs.pop("headers", {})})
     raise_error = kwargs.pop("raise_error", True)
-    response = await jp_fetch("execplanner", "platforms", "gaia", "jobs", *path, method=method, follow_redirects=False, raise_error=False, **kwargs)
+    response = await jp_fetch(
+        "execplanner",
+        "platforms",
+        "gaia",
+        "jobs",
+        *path,
+        method=method,
+        follow_redirects=False,
+        raise_error=False,
+        **kwargs,
+    )
     if response.code == 303 and follow_redirects:
         location = urlsplit(response.headers["Location"]).path.split("/execplanner/platforms/gaia/", 1)[1]
         return await jp_fetch("execplanner", "platforms", "gaia", *location.split("/"))
@@ -97,7 +136,11 @@ async def test_a_job_runs_and_its_documents_are_valid_uws(jp_fetch, schema):
     path = urlsplit(href).path.split("/execplanner/platforms/", 1)[1].split("/")
     assert (await jp_fetch("execplanner", "platforms", *path)).body == b"12\n"
     parameters = {parameter.id_: str(parameter.content).strip() for parameter in job.parameters}
-    assert parameters["kind"] == "python-script" and parameters["cores"] == "1" and parameters["executable"].endswith("sum_numbers.py")
+    assert (
+        parameters["kind"] == "python-script"
+        and parameters["cores"] == "1"
+        and parameters["executable"].endswith("sum_numbers.py")
+    )
 
     listing = await uws(jp_fetch)
     assert_valid_uws(schema, listing.body)
@@ -140,23 +183,44 @@ async def test_abort_a_queued_job_and_what_is_not_allowed_after(jp_fetch, schema
     job_id = await submit(jp_fetch, request_document(DATA / "sum_numbers.py", start=later()))
     assert (await uws(jp_fetch, job_id, "phase")).body == b"QUEUED"
     # RUN on a queued job is allowed (it is booked to run already)
-    ran = await uws(jp_fetch, job_id, "phase", method="POST", form={"PHASE": "RUN"}, follow_redirects=False, raise_error=False)
+    ran = await uws(
+        jp_fetch, job_id, "phase", method="POST", form={"PHASE": "RUN"}, follow_redirects=False, raise_error=False
+    )
     assert ran.code == 303
-    aborted = await uws(jp_fetch, job_id, "phase", method="POST", form={"phase": "abort"})  # names and values in any case
+    aborted = await uws(
+        jp_fetch, job_id, "phase", method="POST", form={"phase": "abort"}
+    )  # names and values in any case
     assert_valid_uws(schema, aborted.body)
     assert parse_job(io.BytesIO(aborted.body)).phase == "ABORTED"
     assert await status_of(uws(jp_fetch, job_id, "phase", method="POST", form={"PHASE": "ABORT"})) == 403
     assert await status_of(uws(jp_fetch, job_id, "phase", method="POST", form={"PHASE": "SUSPEND"})) == 400
-    assert await status_of(uws(jp_fetch, job_id, "executionduration", method="POST", form={"EXECUTIONDURATION": "10"})) == 403
+    assert (
+        await status_of(uws(jp_fetch, job_id, "executionduration", method="POST", form={"EXECUTIONDURATION": "10"}))
+        == 403
+    )
 
 
 async def test_execution_duration_and_destruction_can_change_while_queued(jp_fetch):
     job_id = await submit(jp_fetch, request_document(DATA / "sum_numbers.py", duration="PT10M", start=later()))
-    changed = await uws(jp_fetch, job_id, "executionduration", method="POST", form={"EXECUTIONDURATION": "300"}, follow_redirects=False, raise_error=False)
+    changed = await uws(
+        jp_fetch,
+        job_id,
+        "executionduration",
+        method="POST",
+        form={"EXECUTIONDURATION": "300"},
+        follow_redirects=False,
+        raise_error=False,
+    )
     assert changed.code == 303 and urlsplit(changed.headers["Location"]).path.endswith(f"/jobs/{job_id}")
     assert (await uws(jp_fetch, job_id, "executionduration")).body == b"300"
-    assert await status_of(uws(jp_fetch, job_id, "executionduration", method="POST", form={"EXECUTIONDURATION": "3600"})) == 403
-    assert await status_of(uws(jp_fetch, job_id, "executionduration", method="POST", form={"EXECUTIONDURATION": "soon"})) == 400
+    assert (
+        await status_of(uws(jp_fetch, job_id, "executionduration", method="POST", form={"EXECUTIONDURATION": "3600"}))
+        == 403
+    )
+    assert (
+        await status_of(uws(jp_fetch, job_id, "executionduration", method="POST", form={"EXECUTIONDURATION": "soon"}))
+        == 400
+    )
     wanted = utcnow() + timedelta(hours=5)
     await uws(jp_fetch, job_id, "destruction", method="POST", form={"DESTRUCTION": format_instant(wanted)})
     assert parse_instant((await uws(jp_fetch, job_id, "destruction")).body.decode()) == wanted
@@ -180,7 +244,11 @@ async def test_job_list_filters_and_delete(jp_fetch, schema):
     assert await ids(PHASE="ABORTED") == [aborted]
     assert await ids(LAST="2") == [newest, aborted]
     first = parse_job(io.BytesIO((await uws(jp_fetch, queued)).body))
-    assert queued not in await ids(AFTER=format_instant(first.creationtime.datetime if hasattr(first.creationtime, "datetime") else first.creationtime))
+    assert queued not in await ids(
+        AFTER=format_instant(
+            first.creationtime.datetime if hasattr(first.creationtime, "datetime") else first.creationtime
+        )
+    )
     assert await status_of(uws(jp_fetch, params={"PHASE": "SLEEPING"})) == 400
     assert await status_of(uws(jp_fetch, params={"LAST": "-1"})) == 400
     assert await status_of(uws(jp_fetch, params={"AFTER": "yesterday"})) == 400
@@ -188,7 +256,9 @@ async def test_job_list_filters_and_delete(jp_fetch, schema):
     deleted = await uws(jp_fetch, queued, method="DELETE", follow_redirects=False, raise_error=False)
     assert deleted.code == 303 and urlsplit(deleted.headers["Location"]).path.endswith("/jobs")
     assert await status_of(uws(jp_fetch, queued)) == 404
-    via_post = await uws(jp_fetch, newest, method="POST", form={"ACTION": "DELETE"}, follow_redirects=False, raise_error=False)
+    via_post = await uws(
+        jp_fetch, newest, method="POST", form={"ACTION": "DELETE"}, follow_redirects=False, raise_error=False
+    )
     assert via_post.code == 303
     assert await ids() == [aborted]
     assert await status_of(uws(jp_fetch, aborted, method="POST", form={"ACTION": "ARCHIVE"})) == 400
@@ -201,16 +271,39 @@ async def test_unknown_jobs_and_refused_tasks(jp_fetch):
     assert await status_of(uws(jp_fetch, "no-such-job", method="DELETE")) == 404
     with pytest.raises(HTTPClientError) as caught:
         await jp_fetch(
-            "execplanner", "platforms", "gaia", "jobs", method="POST", body=json.dumps(request_document(DATA / "sum_numbers.py", cores=64)),
+            "execplanner",
+            "platforms",
+            "gaia",
+            "jobs",
+            method="POST",
+            body=json.dumps(request_document(DATA / "sum_numbers.py", cores=64)),
             headers={"Content-Type": "application/json"},
         )
     assert caught.value.code == 400
     reply = json.loads(caught.value.response.body)
     assert "64 cores" in reply["reasons"][0]
     with pytest.raises(HTTPClientError) as caught:
-        await jp_fetch("execplanner", "platforms", "gaia", "jobs", method="POST", body=json.dumps({"compute": {}}), headers={"Content-Type": "application/json"})
+        await jp_fetch(
+            "execplanner",
+            "platforms",
+            "gaia",
+            "jobs",
+            method="POST",
+            body=json.dumps({"compute": {}}),
+            headers={"Content-Type": "application/json"},
+        )
     assert caught.value.code == 400 and json.loads(caught.value.response.body)["field"] == "executable"
     # a task sent as a REQUEST form field, as form-only UWS clients do
     form = urlencode({"REQUEST": json.dumps(request_document(DATA / "sum_numbers.py", start=later())), "PHASE": "RUN"})
-    created = await jp_fetch("execplanner", "platforms", "gaia", "jobs", method="POST", body=form, headers=FORM, follow_redirects=False, raise_error=False)
+    created = await jp_fetch(
+        "execplanner",
+        "platforms",
+        "gaia",
+        "jobs",
+        method="POST",
+        body=form,
+        headers=FORM,
+        follow_redirects=False,
+        raise_error=False,
+    )
     assert created.code == 303

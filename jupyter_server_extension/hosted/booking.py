@@ -37,8 +37,22 @@ __all__ = ["Bookings", "Plan", "plan_request", "precise_now", "ceil_seconds", "d
 
 #: Phases in which a session no longer holds anything: its offer was declined or lapsed.
 RELEASED = (SessionPhase.REJECTED.value, SessionPhase.EXPIRED.value)
-RUNNING_PHASES = (SessionPhase.PREPARING.value, SessionPhase.AVAILABLE.value, SessionPhase.RUNNING.value, SessionPhase.RELEASING.value)
-FINAL = tuple(phase.value for phase in (SessionPhase.COMPLETED, SessionPhase.FAILED, SessionPhase.CANCELLED, SessionPhase.REJECTED, SessionPhase.EXPIRED))
+RUNNING_PHASES = (
+    SessionPhase.PREPARING.value,
+    SessionPhase.AVAILABLE.value,
+    SessionPhase.RUNNING.value,
+    SessionPhase.RELEASING.value,
+)
+FINAL = tuple(
+    phase.value
+    for phase in (
+        SessionPhase.COMPLETED,
+        SessionPhase.FAILED,
+        SessionPhase.CANCELLED,
+        SessionPhase.REJECTED,
+        SessionPhase.EXPIRED,
+    )
+)
 
 
 def precise_now() -> datetime:
@@ -79,7 +93,11 @@ def plan_request(request: ExecutionRequest, options: HostedOptions, now: datetim
     names: list[str] = []
     lifetime = timedelta(0)
     for index, item in enumerate(request.storage):
-        low = item.size.min if item.size and item.size.min is not None else (item.size.max if item.size and item.size.max else 0)
+        low = (
+            item.size.min
+            if item.size and item.size.min is not None
+            else (item.size.max if item.size and item.size.max else 0)
+        )
         high = item.size.max if item.size and item.size.max is not None else low
         storage.append((low or 0, max(high or 0, low or 0)))
         names.append(item.name or f"storage-{index + 1}")
@@ -102,7 +120,9 @@ def plan_request(request: ExecutionRequest, options: HostedOptions, now: datetim
         return None, problems
     compute = request.compute
     cores_max = compute.cores.max if compute and compute.cores and compute.cores.max is not None else request.min_cores
-    memory_max = compute.memory.max if compute and compute.memory and compute.memory.max is not None else request.min_memory
+    memory_max = (
+        compute.memory.max if compute and compute.memory and compute.memory.max is not None else request.min_memory
+    )
     need = Need(
         cores=request.min_cores,
         memory=request.min_memory,
@@ -137,7 +157,9 @@ def split_storage(items: Sequence[tuple[int, int]], total: int) -> list[int]:
 
 
 def _message(text: str, level: str = "INFO") -> dict[str, Any]:
-    return MessageItem(time=precise_now().replace(microsecond=0), level=level, message=text).model_dump(mode="json", exclude_none=True)
+    return MessageItem(time=precise_now().replace(microsecond=0), level=level, message=text).model_dump(
+        mode="json", exclude_none=True
+    )
 
 
 def _short(value: datetime) -> str:
@@ -169,7 +191,12 @@ class Bookings:
         """Everything that holds capacity somewhere in ``[low, high)``: bookings, live offers and
         (for the whole platform) reservations. Reads only rows that overlap the window."""
         query = select(
-            SessionRow.start, SessionRow.compute_end, SessionRow.storage_end, SessionRow.cores, SessionRow.memory, SessionRow.storage
+            SessionRow.start,
+            SessionRow.compute_end,
+            SessionRow.storage_end,
+            SessionRow.cores,
+            SessionRow.memory,
+            SessionRow.storage,
         ).where(
             SessionRow.platform == self.platform,
             SessionRow.hold_end > low,
@@ -191,22 +218,37 @@ class Bookings:
             else:
                 holds.append(Hold(begin, compute_until, cores, memory, storage))
         if not by_owner:
-            reserved = select(ReservationRow.start, ReservationRow.end, ReservationRow.cores, ReservationRow.memory, ReservationRow.storage).where(
-                ReservationRow.platform == self.platform, ReservationRow.end > low, ReservationRow.start < high
-            )
+            reserved = select(
+                ReservationRow.start,
+                ReservationRow.end,
+                ReservationRow.cores,
+                ReservationRow.memory,
+                ReservationRow.storage,
+            ).where(ReservationRow.platform == self.platform, ReservationRow.end > low, ReservationRow.start < high)
             for start, end, cores, memory, storage in session.execute(reserved):
                 holds.append(Hold(to_seconds(start), to_seconds(end), cores, memory, storage))
         return holds
 
     # ------------------------------------------------------------------------------ offers
 
-    def refuse(self, request: dict[str, Any], messages: list[dict[str, Any]], options: list[dict[str, Any]], user: str | None) -> str:
+    def refuse(
+        self, request: dict[str, Any], messages: list[dict[str, Any]], options: list[dict[str, Any]], user: str | None
+    ) -> str:
         """Record a NO answer (so ``GET offersets/{uuid}`` can show it again) and return its id."""
         with self.store.write(self.platform) as session:
-            return self._offerset(session, request, "NO", messages, options, user, f"{self.title} cannot run this request")
+            return self._offerset(
+                session, request, "NO", messages, options, user, f"{self.title} cannot run this request"
+            )
 
     def _offerset(
-        self, session: Session, request: dict[str, Any], result: str, messages: list[dict[str, Any]], options: list[dict[str, Any]], user: str | None, description: str
+        self,
+        session: Session,
+        request: dict[str, Any],
+        result: str,
+        messages: list[dict[str, Any]],
+        options: list[dict[str, Any]],
+        user: str | None,
+        description: str,
     ) -> str:
         identifier = str(uuid_module.uuid4())
         session.add(
@@ -224,7 +266,9 @@ class Bookings:
         )
         return identifier
 
-    def offer(self, request: ExecutionRequest, plan: Plan, capacity: Capacity, allocation: Capacity | None, user: str | None) -> str:
+    def offer(
+        self, request: ExecutionRequest, plan: Plan, capacity: Capacity, allocation: Capacity | None, user: str | None
+    ) -> str:
         """Find up to ``options.offers`` start times and hold them as offers; return the offer set id."""
         options = self.options
         with self.store.write(self.platform) as session:
@@ -238,15 +282,29 @@ class Bookings:
             if allocation is not None:
                 mine = self.holds(session, earliest, span_end, now, owner=user, by_owner=True)
                 constraints.append((Profile.from_holds(mine), allocation))
-            slots = find_slots(constraints, plan.need, to_seconds(earliest), to_seconds(latest), options.offers) if earliest <= latest else []
+            slots = (
+                find_slots(constraints, plan.need, to_seconds(earliest), to_seconds(latest), options.offers)
+                if earliest <= latest
+                else []
+            )
             document = request.to_broker()
             if not slots:
                 reason = self._no_slot_reason(plan, holds, capacity, allocation, earliest, latest)
-                return self._offerset(session, document, "NO", [_message(reason, "WARN")], [], user, f"{self.title} has no free time for this request")
+                return self._offerset(
+                    session,
+                    document,
+                    "NO",
+                    [_message(reason, "WARN")],
+                    [],
+                    user,
+                    f"{self.title} has no free time for this request",
+                )
             expires = now.replace(microsecond=0) + options.offer_ttl
             times = ", ".join(_short(from_seconds(slot.start)) for slot in slots)
             summary = f"{len(slots)} offer{'s' if len(slots) != 1 else ''} for {describe_need(plan.need, plan.run)}, starting {times}; they hold the time until {_short(expires)}"
-            offerset = self._offerset(session, document, "YES", [_message(summary)], [], user, f"{self.title} can run this request")
+            offerset = self._offerset(
+                session, document, "YES", [_message(summary)], [], user, f"{self.title} can run this request"
+            )
             for slot in slots:
                 start = from_seconds(slot.start)
                 compute_end = start + timedelta(seconds=plan.need.duration)
@@ -285,8 +343,12 @@ class Bookings:
                 )
             return offerset
 
-    def _offered_document(self, request: ExecutionRequest, plan: Plan, cores: int, memory: int, storage: int) -> dict[str, Any]:
-        compute = request.compute.to_wire() if request.compute else {"kind": kind_uri("compute", "simple-compute-resource")}
+    def _offered_document(
+        self, request: ExecutionRequest, plan: Plan, cores: int, memory: int, storage: int
+    ) -> dict[str, Any]:
+        compute = (
+            request.compute.to_wire() if request.compute else {"kind": kind_uri("compute", "simple-compute-resource")}
+        )
         compute["cores"] = {"min": cores, "max": cores}
         compute["memory"] = {"min": memory, "max": memory}
         items = []
@@ -308,16 +370,26 @@ class Bookings:
         }
 
     def _no_slot_reason(
-        self, plan: Plan, holds: list[Hold], capacity: Capacity, allocation: Capacity | None, earliest: datetime, latest: datetime
+        self,
+        plan: Plan,
+        holds: list[Hold],
+        capacity: Capacity,
+        allocation: Capacity | None,
+        earliest: datetime,
+        latest: datetime,
     ) -> str:
         wanted = describe_need(plan.need, plan.run)
         if earliest > latest:
             return "the requested start window ends before now; no offer can start in it"
         if allocation is not None:
-            alone = find_slots([(Profile.from_holds(holds), capacity)], plan.need, to_seconds(earliest), to_seconds(latest), 1)
+            alone = find_slots(
+                [(Profile.from_holds(holds), capacity)], plan.need, to_seconds(earliest), to_seconds(latest), 1
+            )
             if alone:
                 limits = ", ".join(
-                    f"{value} {name}" for name, value in zip(("cores", "GiB memory", "GiB storage"), allocation.limits()) if value is not None
+                    f"{value} {name}"
+                    for name, value in zip(("cores", "GiB memory", "GiB storage"), allocation.limits())
+                    if value is not None
                 )
                 return (
                     f"your allocation on {self.title} ({limits} at any one time) is taken by your other bookings "
@@ -329,9 +401,19 @@ class Bookings:
 
     # ---------------------------------------------------------------------------- updates
 
-    def event(self, session: Session, row: SessionRow, message: str, level: str = "INFO", phase: str | None = None) -> None:
+    def event(
+        self, session: Session, row: SessionRow, message: str, level: str = "INFO", phase: str | None = None
+    ) -> None:
         """Record one step of ``row``'s history (``phase`` defaults to its current phase)."""
-        session.add(EventRow(session=row.uuid, time=precise_now().replace(microsecond=0), level=level, phase=phase or row.phase, message=message))
+        session.add(
+            EventRow(
+                session=row.uuid,
+                time=precise_now().replace(microsecond=0),
+                level=level,
+                phase=phase or row.phase,
+                message=message,
+            )
+        )
 
     def _owned(self, session: Session, uuid: str, user: str | None) -> SessionRow:
         row = session.get(SessionRow, uuid)
@@ -343,7 +425,9 @@ class Bookings:
         if row.phase == SessionPhase.OFFERED.value and row.expires is not None and row.expires <= now:
             row.phase = SessionPhase.EXPIRED.value
             row.modified = now
-            self.event(session, row, f"expired at {_short(row.expires)} without being accepted; its capacity is free again")
+            self.event(
+                session, row, f"expired at {_short(row.expires)} without being accepted; its capacity is free again"
+            )
             return True
         return False
 
@@ -380,17 +464,31 @@ class Bookings:
                     )
                     siblings = session.scalars(
                         select(SessionRow).where(
-                            SessionRow.offerset == row.offerset, SessionRow.uuid != uuid, SessionRow.phase == SessionPhase.OFFERED.value
+                            SessionRow.offerset == row.offerset,
+                            SessionRow.uuid != uuid,
+                            SessionRow.phase == SessionPhase.OFFERED.value,
                         )
                     )
                     for sibling in siblings:
                         sibling.phase = SessionPhase.REJECTED.value
                         sibling.modified = now
-                        self.event(session, sibling, f"rejected: the offer {uuid} of the same request was accepted; this time is free again")
+                        self.event(
+                            session,
+                            sibling,
+                            f"rejected: the offer {uuid} of the same request was accepted; this time is free again",
+                        )
         if problem is not None:
             raise SessionConflict(problem)
 
-    def _still_fits(self, session: Session, row: SessionRow, now: datetime, capacity: Capacity, allocation: Capacity | None, user: str | None) -> str | None:
+    def _still_fits(
+        self,
+        session: Session,
+        row: SessionRow,
+        now: datetime,
+        capacity: Capacity,
+        allocation: Capacity | None,
+        user: str | None,
+    ) -> str | None:
         """Re-check the booking against everything else held (defence in depth: offers already hold)."""
         checks: list[tuple[list[Hold], Capacity, str]] = [
             (self.holds(session, row.start, row.hold_end, now, exclude=row.uuid), capacity, self.title)
@@ -405,7 +503,9 @@ class Bookings:
             used_storage = profile.peak(start, to_seconds(row.storage_end))
             wanted = (row.cores, row.memory, row.storage)
             used = (used_compute[0], used_compute[1], used_storage[2])
-            for name, have, taken, asked in zip(("cores", "GiB of memory", "GiB of storage"), limit.limits(), used, wanted):
+            for name, have, taken, asked in zip(
+                ("cores", "GiB of memory", "GiB of storage"), limit.limits(), used, wanted
+            ):
                 if have is not None and asked and taken + asked > have:
                     return f"{who} no longer has {asked} {name} free for this time ({have - taken} left); ask for new offers"
         return None
@@ -474,7 +574,9 @@ class Bookings:
             row = session.get(OfferSetRow, uuid)
             if row is None or row.platform != self.platform or row.owner != user:
                 raise SessionNotFound(f"no offer set {uuid} on {self.platform}")
-            sessions = list(session.scalars(select(SessionRow).where(SessionRow.offerset == uuid).order_by(SessionRow.start)))
+            sessions = list(
+                session.scalars(select(SessionRow).where(SessionRow.offerset == uuid).order_by(SessionRow.start))
+            )
             events = self._events(session, [item.uuid for item in sessions])
             return row, [(item, events[item.uuid]) for item in sessions]
 

@@ -70,7 +70,12 @@ def effective_phase(row: SessionRow, now: datetime) -> SessionPhase:
 def message_items(events: Iterable[EventRow]) -> list[MessageItem]:
     """Events as ExecutionBroker messages (time, level, message; the phase as a value)."""
     return [
-        MessageItem(time=event.time, level=event.level, message=event.message, values={"phase": event.phase} if event.phase else None)
+        MessageItem(
+            time=event.time,
+            level=event.level,
+            message=event.message,
+            values={"phase": event.phase} if event.phase else None,
+        )
         for event in events
     ]
 
@@ -82,18 +87,32 @@ def _schedule(row: SessionRow) -> dict[str, Any]:
             "start": f"{format_instant(row.available_start)}/PT0S",
             "duration": format_duration(row.available_end - row.available_start),
         },
-        "releasing": {"start": format_instant(row.available_end), "duration": format_duration(max(row.compute_end, row.available_end) - row.available_end)},
+        "releasing": {
+            "start": format_instant(row.available_end),
+            "duration": format_duration(max(row.compute_end, row.available_end) - row.available_end),
+        },
     }
 
 
 def _connectors(row: SessionRow, phase: SessionPhase, links: Links, session_dir: Path) -> list[dict[str, Any]]:
     if row.accepted is None or row.deleted:
         return []
-    status = "FINISHED" if phase.value in ("COMPLETED", "FAILED", "CANCELLED") else ("AVAILABLE" if phase is SessionPhase.RUNNING else "PREPARING")
+    status = (
+        "FINISHED"
+        if phase.value in ("COMPLETED", "FAILED", "CANCELLED")
+        else ("AVAILABLE" if phase is SessionPhase.RUNNING else "PREPARING")
+    )
     job = links.job(row.uuid)
     if job is not None:
         return [{"kind": UWS_CONNECTOR, "status": status, "protocol": "HTTP", "location": job}]
-    return [{"kind": "urn:execplanner:connector:folder", "status": status, "protocol": "FILE", "location": session_dir.as_uri()}]
+    return [
+        {
+            "kind": "urn:execplanner:connector:folder",
+            "status": status,
+            "protocol": "FILE",
+            "location": session_dir.as_uri(),
+        }
+    ]
 
 
 def _results(row: SessionRow, links: Links, session_dir: Path) -> list[dict[str, Any]]:

@@ -152,7 +152,9 @@ class HostedHandler(ExecPlannerHandler):
         if content_type in FORM_TYPES:
             text = self.uws_value("REQUEST")
             if not text:
-                raise ApiError(400, "send the task description as a JSON or YAML body, or in a REQUEST form field", field="REQUEST")
+                raise ApiError(
+                    400, "send the task description as a JSON or YAML body, or in a REQUEST form field", field="REQUEST"
+                )
             return parse_request(text)
         return parse_request(self.read_document())
 
@@ -161,7 +163,13 @@ def _update_error(error: ValidationError) -> InvalidRequest:
     """A 400 for a bad update document, with field names as the client wrote them (``value``,
     not ``uri:enum-value-update.value``: the union's tag is not a field)."""
     converted = from_validation_error(error, what="update")
-    fields = [FieldError(item.field.split(".", 1)[1] if item.field.startswith("uri:") and "." in item.field else item.field, item.message) for item in converted.errors]
+    fields = [
+        FieldError(
+            item.field.split(".", 1)[1] if item.field.startswith("uri:") and "." in item.field else item.field,
+            item.message,
+        )
+        for item in converted.errors
+    ]
     return InvalidRequest(fields, "update")
 
 
@@ -279,7 +287,9 @@ class JobListHandler(HostedHandler):
                 after = parse_instant(after_text)
             except ValueError as error:
                 raise ApiError(400, f"AFTER: {error}", field="AFTER") from None
-        refs = await platform.jobs(user=self.username, phases=self.uws_phase() or None, after=after, last=self.uws_int("LAST", minimum=1))
+        refs = await platform.jobs(
+            user=self.username, phases=self.uws_phase() or None, after=after, last=self.uws_int("LAST", minimum=1)
+        )
         self.write_uws(job_list_xml(refs), job_list_json(refs))
 
     @web.authenticated
@@ -288,12 +298,16 @@ class JobListHandler(HostedHandler):
         platform = self.hosted(name)
         phase = self.uws_value("PHASE")
         if phase is not None and phase.strip().upper() != "RUN":
-            raise ApiError(400, f"a new job can only be sent with PHASE=RUN (it runs at once), not {phase!r}", field="PHASE")
+            raise ApiError(
+                400, f"a new job can only be sent with PHASE=RUN (it runs at once), not {phase!r}", field="PHASE"
+            )
         request = self.read_request()
         try:
             job = await platform.submit_job(request, user=self.username, run_id=self.uws_value("RUNID"))
         except RequestRefused as refused:
-            self.write_document({"message": str(refused), "reasons": refused.reasons, "offerset": refused.offerset}, 400)
+            self.write_document(
+                {"message": str(refused), "reasons": refused.reasons, "offerset": refused.offerset}, 400
+            )
             return
         self.see_other(self.job_path(name, job))
 
@@ -308,7 +322,9 @@ class JobHandler(HostedHandler):
             summary = await platform.job(job, user=self.username)
         else:
             phases = self.uws_phase()
-            summary = await platform.wait_job(job, user=self.username, timeout=float(wait), phase=phases[0] if phases else None)
+            summary = await platform.wait_job(
+                job, user=self.username, timeout=float(wait), phase=phases[0] if phases else None
+            )
         self.write_uws(summary.to_xml(), summary.to_json())
 
     @web.authenticated
@@ -322,7 +338,11 @@ class JobHandler(HostedHandler):
     async def post(self, name: str, job: str) -> None:
         action = (self.uws_value("ACTION") or "").strip().upper()
         if action != "DELETE":
-            raise ApiError(400, "POST to a job takes ACTION=DELETE (use the phase, destruction or executionduration routes for changes)", field="ACTION")
+            raise ApiError(
+                400,
+                "POST to a job takes ACTION=DELETE (use the phase, destruction or executionduration routes for changes)",
+                field="ACTION",
+            )
         await self.hosted(name).delete_job(job, user=self.username)
         self.see_other(self.job_path(name))
 
@@ -428,6 +448,9 @@ HOSTED_HANDLERS: list[tuple[str, type, dict[str, Any]] | tuple[str, type]] = [
     (_PLATFORM + r"/jobs/?", JobListHandler),
     (_PLATFORM + r"/jobs/(?P<uuid>[^/]+)/results/(?P<result>.+)", JobResultHandler),
     (_JOB + r"/phase/?", JobPhaseHandler),
-    *[(_JOB + rf"/{value}/?", JobValueHandler, {"value": value}) for value in ("executionduration", "destruction", "quote", "error", "parameters", "results", "owner")],
+    *[
+        (_JOB + rf"/{value}/?", JobValueHandler, {"value": value})
+        for value in ("executionduration", "destruction", "quote", "error", "parameters", "results", "owner")
+    ],
     (_JOB + r"/?", JobHandler),
 ]

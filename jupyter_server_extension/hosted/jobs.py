@@ -49,7 +49,9 @@ class JobStore:
             events = list(session.scalars(select(EventRow).where(EventRow.session == uuid).order_by(EventRow.id)))
             return row, events
 
-    def jobs(self, user: str | None, phases: set[UwsPhase] | None, after: datetime | None, last: int | None) -> list[SessionRow]:
+    def jobs(
+        self, user: str | None, phases: set[UwsPhase] | None, after: datetime | None, last: int | None
+    ) -> list[SessionRow]:
         """The user's jobs, most recently created first; filtered as UWS ``PHASE``/``AFTER``/``LAST`` ask."""
         query = select(SessionRow).where(
             SessionRow.platform == self.platform,
@@ -97,7 +99,11 @@ class JobStore:
             chosen = min(max(when, now), latest)
             row.destruction = chosen.replace(microsecond=0)
             row.modified = now
-            note = "" if chosen == when else f" (asked for {format_instant(when)}; results are kept at most until {format_instant(latest)})"
+            note = (
+                ""
+                if chosen == when
+                else f" (asked for {format_instant(when)}; results are kept at most until {format_instant(latest)})"
+            )
             self.bookings.event(session, row, f"destruction time set to {format_instant(row.destruction)}{note}")
 
     def set_execution_duration(self, uuid: str, user: str | None, seconds: int) -> None:
@@ -127,7 +133,11 @@ class JobStore:
             if row.destruction is not None:
                 row.destruction -= shorter
             row.modified = now
-            self.bookings.event(session, row, f"execution duration shortened to {int(wanted.total_seconds())} s; the rest of the slot is free again")
+            self.bookings.event(
+                session,
+                row,
+                f"execution duration shortened to {int(wanted.total_seconds())} s; the rest of the slot is free again",
+            )
 
     def set_run_id(self, uuid: str, user: str | None, run_id: str) -> None:
         """Keep the client's ``RUNID`` (UWS returns it unchanged)."""

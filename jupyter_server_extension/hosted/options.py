@@ -77,19 +77,31 @@ class HostedOptions(BaseModel):
 
     # -- capacity ----------------------------------------------------------------------------
     cores: int | None = Field(
-        default=None, ge=1, description="Cores to book out; none means the executor's capacity (the CPUs, or the Dask workers' threads)"
+        default=None,
+        ge=1,
+        description="Cores to book out; none means the executor's capacity (the CPUs, or the Dask workers' threads)",
     )
-    memory: GiB | None = Field(default=None, description="Memory to book out in GiB; none means the executor's capacity")
+    memory: GiB | None = Field(
+        default=None, description="Memory to book out in GiB; none means the executor's capacity"
+    )
     storage: GiB = Field(default=100, description="Storage (GiB) that requests may book for their storage resources")
-    accepts: list[str] = Field(default_factory=lambda: list(DEFAULT_ACCEPTS), description="Executable kinds this platform runs")
+    accepts: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_ACCEPTS), description="Executable kinds this platform runs"
+    )
 
     # -- executor ----------------------------------------------------------------------------
     executor: Literal["subprocess", "dask"] = Field(default="subprocess", description="How sessions run")
     scheduler: str | None = Field(default=None, description="Dask scheduler address; none starts a local cluster")
     workers: int = Field(default=1, ge=1, le=64, description="Workers of the local Dask cluster")
-    threads_per_worker: int | None = Field(default=None, ge=1, description="Threads per local Dask worker (default: CPUs / workers)")
-    processes: bool = Field(default=False, description="Local Dask workers in their own processes (else threads in this one)")
-    transfer_limit: GiB = Field(default=1, description="Most input and output (GiB) shipped to and from a Dask worker per session")
+    threads_per_worker: int | None = Field(
+        default=None, ge=1, description="Threads per local Dask worker (default: CPUs / workers)"
+    )
+    processes: bool = Field(
+        default=False, description="Local Dask workers in their own processes (else threads in this one)"
+    )
+    transfer_limit: GiB = Field(
+        default=1, description="Most input and output (GiB) shipped to and from a Dask worker per session"
+    )
 
     # -- calendar ----------------------------------------------------------------------------
     offers: int = Field(default=4, ge=1, le=20, description="Most offers (start times) per request")
@@ -100,12 +112,15 @@ class HostedOptions(BaseModel):
     preparation: Duration = Field(default=timedelta(0), description="Time booked before each slot to fetch data")
     release: Duration = Field(default=timedelta(0), description="Time booked after each slot to collect results")
     allocations: dict[str, Limits] = Field(
-        default_factory=dict, description="Per-user limits; cores, memory and storage also cap what a user holds at any one time"
+        default_factory=dict,
+        description="Per-user limits; cores, memory and storage also cap what a user holds at any one time",
     )
     reservations: list[Reservation] = Field(default_factory=list, description="Capacity kept back by the provider")
 
     # -- state -------------------------------------------------------------------------------
-    db_url: str | None = Field(default=None, description="SQLAlchemy URL; default the host's db_url, else data_dir/hosted.sqlite")
+    db_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default the host's db_url, else data_dir/hosted.sqlite"
+    )
     workdir: Path | None = Field(default=None, description="Where session folders live; default data_dir/hosted/<name>")
     retention: Duration = Field(default=timedelta(days=7), description="How long results are kept after a session ends")
     download_limit: GiB = Field(default=10, description="Largest data item (GiB) fetched while preparing")

@@ -90,7 +90,12 @@ class RequestRefused(PlatformError):
 
 
 def _message(text: str, level: str = "WARN", **values: Any) -> MessageItem:
-    return MessageItem(time=precise_now().replace(microsecond=0), level=level, message=text, values={k: str(v) for k, v in values.items()} or None)
+    return MessageItem(
+        time=precise_now().replace(microsecond=0),
+        level=level,
+        message=text,
+        values={k: str(v) for k, v in values.items()} or None,
+    )
 
 
 class HostedPlatform(Platform):
@@ -127,7 +132,9 @@ class HostedPlatform(Platform):
         self._version = 0
 
     @classmethod
-    def from_config(cls, name: str, title: str | None, options: dict[str, Any], context: PlatformContext) -> HostedPlatform:
+    def from_config(
+        cls, name: str, title: str | None, options: dict[str, Any], context: PlatformContext
+    ) -> HostedPlatform:
         options = dict(options or {})
         description = options.pop("description", None)
         return cls(name, title, options=HostedOptions.model_validate(options), context=context, description=description)
@@ -266,10 +273,14 @@ class HostedPlatform(Platform):
 
     # ------------------------------------------------------------------------- the checks
 
-    def _problems(self, request: ExecutionRequest, user: str | None, capacity: Capacity) -> list[tuple[MessageItem, OptionItem | None]]:
+    def _problems(
+        self, request: ExecutionRequest, user: str | None, capacity: Capacity
+    ) -> list[tuple[MessageItem, OptionItem | None]]:
         """Every reason this platform could never run ``request``, whatever the calendar says."""
         opts = self.options
-        limits = Limits(cores=capacity.cores, memory=capacity.memory, storage=capacity.storage, duration=opts.max_duration)
+        limits = Limits(
+            cores=capacity.cores, memory=capacity.memory, storage=capacity.storage, duration=opts.max_duration
+        )
         problems = check_request(request, limits, opts.accepts, who=self.title)
         allocation = self.allocation(user)
         if allocation is not None:
@@ -286,7 +297,14 @@ class HostedPlatform(Platform):
         location = getattr(request.executable, "location", None)
         if kind in ("jupyter-notebook", "python-script"):
             if not location:
-                problems.append((_message(f"the {kind} has no location: give its URL or path", requirement="executable.location"), None))
+                problems.append(
+                    (
+                        _message(
+                            f"the {kind} has no location: give its URL or path", requirement="executable.location"
+                        ),
+                        None,
+                    )
+                )
             else:
                 try:
                     resolve_location(str(location), opts.local_roots)
@@ -346,7 +364,10 @@ class HostedPlatform(Platform):
         await self._ensure_started()
         row, sessions = await self._db(self.bookings.offerset_rows, uuid, user)
         now = precise_now()
-        offers = [session_document(item, events, self.links, self.session_dir(item.uuid), now, self.name) for item, events in sessions]
+        offers = [
+            session_document(item, events, self.links, self.session_dir(item.uuid), now, self.name)
+            for item, events in sessions
+        ]
         return offerset_document(row, offers, self.links)
 
     async def session(self, uuid: str, *, user: str | None = None) -> ExecutionSession:
@@ -358,10 +379,20 @@ class HostedPlatform(Platform):
         """Accept, reject or cancel (``path: phase``); anything else is a 400 naming the field."""
         await self._ensure_started()
         if getattr(update, "path", None) != "phase":
-            raise InvalidRequest([FieldError("path", f"only 'phase' can be updated on {self.name}, not {getattr(update, 'path', None)!r}")], "update")
+            raise InvalidRequest(
+                [
+                    FieldError(
+                        "path", f"only 'phase' can be updated on {self.name}, not {getattr(update, 'path', None)!r}"
+                    )
+                ],
+                "update",
+            )
         value = str(getattr(update, "value", "")).upper()
         if value not in SETTABLE_PHASES:
-            raise InvalidRequest([FieldError("value", f"a client can set the phase to ACCEPTED, REJECTED or CANCELLED, not {value!r}")], "update")
+            raise InvalidRequest(
+                [FieldError("value", f"a client can set the phase to ACCEPTED, REJECTED or CANCELLED, not {value!r}")],
+                "update",
+            )
         if value == "ACCEPTED":
             capacity = await self.capacity()
             allocation = self._allocation_capacity(self.allocation(user))
@@ -379,7 +410,11 @@ class HostedPlatform(Platform):
         response = await self.offers(request, user=user)
         if response.result != "YES" or not response.offers:
             reasons = response.reasons
-            raise RequestRefused(f"{self.title} cannot run this request: {reasons[0] if reasons else 'no reason given'}", reasons, response.meta.uuid if response.meta else None)
+            raise RequestRefused(
+                f"{self.title} cannot run this request: {reasons[0] if reasons else 'no reason given'}",
+                reasons,
+                response.meta.uuid if response.meta else None,
+            )
         first = response.offers[0]
         assert first.meta is not None and first.meta.uuid is not None
         return await self.accept(first.meta.uuid, user=user)
@@ -415,13 +450,20 @@ class HostedPlatform(Platform):
         return job_from_row(row, events, self.links, self.session_dir(uuid))
 
     async def jobs(
-        self, *, user: str | None = None, phases: Iterable[UwsPhase] | None = None, after: datetime | None = None, last: int | None = None
+        self,
+        *,
+        user: str | None = None,
+        phases: Iterable[UwsPhase] | None = None,
+        after: datetime | None = None,
+        last: int | None = None,
     ) -> list[UwsJobRef]:
         await self._ensure_started()
         rows = await self._db(self.jobstore.jobs, user, set(phases) if phases else None, after, last)
         return [jobref_from_row(row, self.links) for row in rows]
 
-    async def wait_job(self, uuid: str, *, user: str | None = None, timeout: float, phase: UwsPhase | None = None) -> UwsJob:
+    async def wait_job(
+        self, uuid: str, *, user: str | None = None, timeout: float, phase: UwsPhase | None = None
+    ) -> UwsJob:
         """UWS ``WAIT``: return when the job leaves ``phase`` (default: its current phase), or after
         ``timeout`` seconds (at most :data:`MAX_WAIT`; negative means the most allowed)."""
         job = await self.job(uuid, user=user)
@@ -446,7 +488,9 @@ class HostedPlatform(Platform):
         """``PHASE=ABORT``: cancel a QUEUED or EXECUTING job (403 otherwise)."""
         job = await self.job(uuid, user=user)
         if job.phase not in (UwsPhase.QUEUED, UwsPhase.EXECUTING):
-            raise ActionNotAllowed(f"the job {uuid} is {job.phase.value}; only a QUEUED or EXECUTING job can be aborted")
+            raise ActionNotAllowed(
+                f"the job {uuid} is {job.phase.value}; only a QUEUED or EXECUTING job can be aborted"
+            )
         try:
             await self.cancel(uuid, user=user)
         except SessionConflict as error:  # it finished meanwhile
@@ -493,6 +537,3 @@ def _remove_results(folder: Path) -> None:
 
     for part in ("results", "work", "runtime", "storage"):
         shutil.rmtree(folder / part, ignore_errors=True)
-
-
-

@@ -96,7 +96,9 @@ class Runner:
 
     def start(self) -> None:
         if self._loop is None:
-            self._loop = asyncio.get_running_loop().create_task(self._forever(), name=f"execplanner-runner-{self.platform}")
+            self._loop = asyncio.get_running_loop().create_task(
+                self._forever(), name=f"execplanner-runner-{self.platform}"
+            )
 
     def wake(self) -> None:
         """Look at the database now (an accept or cancel just happened)."""
@@ -147,7 +149,9 @@ class Runner:
                 self._on_change()
             for row in sweep.claimed:
                 self._stops[row.uuid] = asyncio.Event()
-                self._runs[row.uuid] = asyncio.get_running_loop().create_task(self._run(row), name=f"execplanner-session-{row.uuid}")
+                self._runs[row.uuid] = asyncio.get_running_loop().create_task(
+                    self._run(row), name=f"execplanner-session-{row.uuid}"
+                )
             for uuid in sweep.stop:
                 self.stop_session(uuid)
             for uuid in sweep.storage_due:
@@ -179,7 +183,9 @@ class Runner:
                         (SessionRow.phase == SessionPhase.OFFERED.value) & (SessionRow.expires <= now),
                         SessionRow.phase == SessionPhase.ACCEPTED.value,
                         (SessionRow.phase == SessionPhase.WAITING.value) & (SessionRow.start <= now),
-                        SessionRow.phase.in_(RUNNING_PHASES) & ((SessionRow.runner != self.runner_id) | SessionRow.runner.is_(None)) & (SessionRow.heartbeat < now - STALE),
+                        SessionRow.phase.in_(RUNNING_PHASES)
+                        & ((SessionRow.runner != self.runner_id) | SessionRow.runner.is_(None))
+                        & (SessionRow.heartbeat < now - STALE),
                     ),
                 )
                 .limit(1)
@@ -195,7 +201,11 @@ class Runner:
                     self._last_heartbeat = now
         with self.store.read() as session:
             now = precise_now()
-            sweep.stop = list(session.scalars(self._mine().where(SessionRow.cancel_requested.is_(True)).with_only_columns(SessionRow.uuid)))
+            sweep.stop = list(
+                session.scalars(
+                    self._mine().where(SessionRow.cancel_requested.is_(True)).with_only_columns(SessionRow.uuid)
+                )
+            )
             sweep.storage_due = list(
                 session.scalars(
                     select(SessionRow.uuid).where(
@@ -221,26 +231,34 @@ class Runner:
 
     def _mine(self) -> Any:
         return select(SessionRow).where(
-            SessionRow.platform == self.platform, SessionRow.runner == self.runner_id, SessionRow.phase.in_(RUNNING_PHASES)
+            SessionRow.platform == self.platform,
+            SessionRow.runner == self.runner_id,
+            SessionRow.phase.in_(RUNNING_PHASES),
         )
 
     def _advance(self, session: Any, now: datetime, sweep: Sweep) -> bool:
         changed = False
         event = self.bookings.event
         offered = select(SessionRow).where(
-            SessionRow.platform == self.platform, SessionRow.phase == SessionPhase.OFFERED.value, SessionRow.expires <= now
+            SessionRow.platform == self.platform,
+            SessionRow.phase == SessionPhase.OFFERED.value,
+            SessionRow.expires <= now,
         )
         for row in session.scalars(offered):
             row.phase, row.modified = SessionPhase.EXPIRED.value, now
             event(session, row, f"expired at {_short(row.expires)} without being accepted; its capacity is free again")
             changed = True
-        accepted = select(SessionRow).where(SessionRow.platform == self.platform, SessionRow.phase == SessionPhase.ACCEPTED.value)
+        accepted = select(SessionRow).where(
+            SessionRow.platform == self.platform, SessionRow.phase == SessionPhase.ACCEPTED.value
+        )
         for row in session.scalars(accepted):
             row.phase, row.modified = SessionPhase.WAITING.value, now
             event(session, row, f"waiting for its booked start at {_short(row.start)}")
             changed = True
         waiting = select(SessionRow).where(
-            SessionRow.platform == self.platform, SessionRow.phase == SessionPhase.WAITING.value, SessionRow.start <= now
+            SessionRow.platform == self.platform,
+            SessionRow.phase == SessionPhase.WAITING.value,
+            SessionRow.start <= now,
         )
         for row in session.scalars(waiting):
             changed = True
@@ -248,11 +266,20 @@ class Runner:
                 row.phase, row.modified = SessionPhase.FAILED.value, now
                 row.error = {"type": ERROR_TRANSIENT, "message": "the platform was not running during the booked slot"}
                 self.bookings.release(row, now, storage_too=True)
-                event(session, row, f"missed its booked slot ({_short(row.available_start)} to {_short(row.available_end)}): the platform was not running", "ERROR")
+                event(
+                    session,
+                    row,
+                    f"missed its booked slot ({_short(row.available_start)} to {_short(row.available_end)}): the platform was not running",
+                    "ERROR",
+                )
                 continue
             row.phase, row.modified = SessionPhase.PREPARING.value, now
             row.runner, row.heartbeat, row.run_started = self.runner_id, now, now
-            event(session, row, f"preparing: fetching the executable and {len((row.document or {}).get('fetch') or [])} data item(s)")
+            event(
+                session,
+                row,
+                f"preparing: fetching the executable and {len((row.document or {}).get('fetch') or [])} data item(s)",
+            )
             sweep.claimed.append(row)
         stale = select(SessionRow).where(
             SessionRow.platform == self.platform,
@@ -262,16 +289,29 @@ class Runner:
         )
         for row in session.scalars(stale):
             row.phase, row.modified, row.run_ended = SessionPhase.FAILED.value, now, now
-            row.error = {"type": ERROR_TRANSIENT, "message": "interrupted: the server running it stopped (restart or crash)"}
+            row.error = {
+                "type": ERROR_TRANSIENT,
+                "message": "interrupted: the server running it stopped (restart or crash)",
+            }
             self.bookings.release(row, now, storage_too=False)
-            event(session, row, "interrupted: the server running this session stopped before it finished; book it again", "ERROR")
+            event(
+                session,
+                row,
+                "interrupted: the server running this session stopped before it finished; book it again",
+                "ERROR",
+            )
             changed = True
         return changed
 
     def _next_due(self, session: Any) -> datetime | None:
         base = select(SessionRow).where(SessionRow.platform == self.platform)
         candidates = [
-            session.scalar(base.where(SessionRow.phase == SessionPhase.OFFERED.value).with_only_columns(SessionRow.expires).order_by(SessionRow.expires).limit(1)),
+            session.scalar(
+                base.where(SessionRow.phase == SessionPhase.OFFERED.value)
+                .with_only_columns(SessionRow.expires)
+                .order_by(SessionRow.expires)
+                .limit(1)
+            ),
             session.scalar(
                 base.where(SessionRow.phase.in_((SessionPhase.ACCEPTED.value, SessionPhase.WAITING.value)))
                 .with_only_columns(SessionRow.start)
@@ -296,7 +336,9 @@ class Runner:
 
     # --------------------------------------------------------------------------- one run
 
-    async def _step(self, uuid: str, phase: SessionPhase | None, message: str, level: str = "INFO", **fields: Any) -> None:
+    async def _step(
+        self, uuid: str, phase: SessionPhase | None, message: str, level: str = "INFO", **fields: Any
+    ) -> None:
         """Move ``uuid`` to ``phase`` (or keep it) and record why, in one transaction."""
 
         def write() -> None:
@@ -330,11 +372,17 @@ class Runner:
             await self._finish(uuid, folder, RunOutcome("failed", f"preparing failed: {error}"), ERROR_FATAL)
             return
         except asyncio.CancelledError:
-            await asyncio.shield(self._finish(uuid, folder, RunOutcome("failed", "the platform shut down during the run"), ERROR_TRANSIENT))
+            await asyncio.shield(
+                self._finish(
+                    uuid, folder, RunOutcome("failed", "the platform shut down during the run"), ERROR_TRANSIENT
+                )
+            )
             raise
         except Exception as error:
             log.exception("hosted platform %s: session %s failed", self.platform, uuid)
-            await self._finish(uuid, folder, RunOutcome("failed", f"internal error: {type(error).__name__}: {error}"), ERROR_FATAL)
+            await self._finish(
+                uuid, folder, RunOutcome("failed", f"internal error: {type(error).__name__}: {error}"), ERROR_FATAL
+            )
             return
         if outcome.status == "cancelled" and self._closing:
             outcome = RunOutcome("failed", "the platform shut down during the run", outcome.exit_code)
@@ -342,7 +390,9 @@ class Runner:
             return
         await self._finish(uuid, folder, outcome, ERROR_FATAL)
 
-    async def _prepare_and_run(self, row: SessionRow, folder: Path, document: dict[str, Any], stop: asyncio.Event) -> RunOutcome:
+    async def _prepare_and_run(
+        self, row: SessionRow, folder: Path, document: dict[str, Any], stop: asyncio.Event
+    ) -> RunOutcome:
         uuid = row.uuid
         executable = document.get("executable") or {}
         kind = short_kind(canonical_kind(str(executable.get("kind", "")), "executable"))
@@ -350,7 +400,10 @@ class Runner:
         if not location:
             raise StagingError("the executable has no location")
         default_name = "notebook.ipynb" if kind == "jupyter-notebook" else "script.py"
-        data = [(item["location"], item.get("name") or f"data-{index + 1}") for index, item in enumerate(document.get("fetch") or [])]
+        data = [
+            (item["location"], item.get("name") or f"data-{index + 1}")
+            for index, item in enumerate(document.get("fetch") or [])
+        ]
         storage_names = list(document.get("storage_names") or [])
         staged = await stage(
             (str(location), default_name),
@@ -395,9 +448,16 @@ class Runner:
 
     async def _finish(self, uuid: str, folder: Path, outcome: RunOutcome, error_type: str) -> None:
         """RELEASING (collect results, remove the working folder), then the final phase."""
-        await self._step(uuid, SessionPhase.RELEASING, f"releasing: {outcome.message}", "INFO" if outcome.status == "completed" else "WARN")
+        await self._step(
+            uuid,
+            SessionPhase.RELEASING,
+            f"releasing: {outcome.message}",
+            "INFO" if outcome.status == "completed" else "WARN",
+        )
         results = await asyncio.to_thread(collect_results, folder)
-        final = {"completed": SessionPhase.COMPLETED, "cancelled": SessionPhase.CANCELLED}.get(outcome.status, SessionPhase.FAILED)
+        final = {"completed": SessionPhase.COMPLETED, "cancelled": SessionPhase.CANCELLED}.get(
+            outcome.status, SessionPhase.FAILED
+        )
         error = None if final is not SessionPhase.FAILED else {"type": error_type, "message": outcome.message}
         now = precise_now()
 
@@ -411,7 +471,11 @@ class Runner:
                 row.cancel_requested = False
                 self.bookings.release(row, now, storage_too=not (row.document or {}).get("storage_names"))
                 names = ", ".join(item["id"] for item in results) or "none"
-                level = "INFO" if final is SessionPhase.COMPLETED else ("WARN" if final is SessionPhase.CANCELLED else "ERROR")
+                level = (
+                    "INFO"
+                    if final is SessionPhase.COMPLETED
+                    else ("WARN" if final is SessionPhase.CANCELLED else "ERROR")
+                )
                 self.bookings.event(session, row, f"{final.value.lower()}: {outcome.message}; results: {names}", level)
 
         await self._db(write)
@@ -427,7 +491,9 @@ class Runner:
                 row = session.get(SessionRow, uuid)
                 if row is not None and not row.storage_removed:
                     row.storage_removed = True
-                    self.bookings.event(session, row, f"storage removed at the end of its lifetime ({_short(row.storage_end)})")
+                    self.bookings.event(
+                        session, row, f"storage removed at the end of its lifetime ({_short(row.storage_end)})"
+                    )
 
         await self._db(write)
 
@@ -441,7 +507,9 @@ class Runner:
                 row = session.get(SessionRow, uuid)
                 if row is not None and not row.destroyed:
                     row.destroyed, row.results = True, []
-                    self.bookings.event(session, row, f"results deleted at the job's destruction time ({_short(row.destruction)})")
+                    self.bookings.event(
+                        session, row, f"results deleted at the job's destruction time ({_short(row.destruction)})"
+                    )
 
         await self._db(write)
         self._on_change()
@@ -468,10 +536,13 @@ def collect_results(folder: Path) -> list[dict[str, Any]]:
             item.unlink()
             continue
         relative = item.relative_to(results).as_posix()
-        mime = "application/x-ipynb+json" if item.suffix == ".ipynb" else (mimetypes.guess_type(item.name)[0] or "application/octet-stream")
+        mime = (
+            "application/x-ipynb+json"
+            if item.suffix == ".ipynb"
+            else (mimetypes.guess_type(item.name)[0] or "application/octet-stream")
+        )
         found.append({"id": relative, "path": relative, "size": size, "mime-type": mime})
     shutil.rmtree(folder / "work", ignore_errors=True)
     shutil.rmtree(folder / "runtime", ignore_errors=True)
     (folder / "task.json").unlink(missing_ok=True)
     return found
-

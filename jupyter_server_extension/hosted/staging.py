@@ -64,12 +64,18 @@ def resolve_location(location: str, local_roots: list[Path] | None = None) -> Lo
     if scheme == "file":
         path = Path(unquote(parts.path))
     elif scheme and len(scheme) > 1:
-        raise StagingError(f"cannot fetch {location!r}: this platform fetches http(s) URLs and local paths, not {scheme}:")
+        raise StagingError(
+            f"cannot fetch {location!r}: this platform fetches http(s) URLs and local paths, not {scheme}:"
+        )
     else:
         path = Path(text).expanduser()
     path = path.resolve()
-    if local_roots is not None and not any(path.is_relative_to(Path(root).expanduser().resolve()) for root in local_roots):
-        raise StagingError(f"cannot copy {path}: local files must be under {', '.join(str(root) for root in local_roots)}")
+    if local_roots is not None and not any(
+        path.is_relative_to(Path(root).expanduser().resolve()) for root in local_roots
+    ):
+        raise StagingError(
+            f"cannot copy {path}: local files must be under {', '.join(str(root) for root in local_roots)}"
+        )
     if not path.exists():
         raise StagingError(f"cannot copy {path}: no such file or folder")
     if not os.access(path, os.R_OK):
@@ -168,7 +174,9 @@ async def stage(
         if not link.exists():
             link.symlink_to(storage_root, target_is_directory=True)
         notes.append(f"created {len(storage)} storage folder(s): {', '.join(safe_name(n, 'storage') for n in storage)}")
-    async with httpx.AsyncClient(follow_redirects=True, trust_env=False, timeout=httpx.Timeout(60.0, connect=20.0)) as client:
+    async with httpx.AsyncClient(
+        follow_redirects=True, trust_env=False, timeout=httpx.Timeout(60.0, connect=20.0)
+    ) as client:
         location, default_name = executable
         where = resolve_location(location, local_roots)
         entry, size = await fetch(where, work, where.name or default_name, limit, client)

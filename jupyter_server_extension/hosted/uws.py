@@ -92,7 +92,9 @@ PHASE_MAP: dict[SessionPhase, UwsPhase] = {
 }
 
 #: Phases in which ``WAIT`` blocks (the job may still change by itself).
-ACTIVE_UWS_PHASES = frozenset({UwsPhase.PENDING, UwsPhase.QUEUED, UwsPhase.EXECUTING, UwsPhase.HELD, UwsPhase.SUSPENDED})
+ACTIVE_UWS_PHASES = frozenset(
+    {UwsPhase.PENDING, UwsPhase.QUEUED, UwsPhase.EXECUTING, UwsPhase.HELD, UwsPhase.SUSPENDED}
+)
 
 
 def uws_phase(phase: SessionPhase, destroyed: bool = False) -> UwsPhase:
@@ -349,7 +351,9 @@ def job_parameters(row: SessionRow, links: Links) -> list[UwsParameter]:
     if location:
         parameters.append(UwsParameter(id="executable", value=str(location), by_reference=_is_url(str(location))))
     if executable.get("kind"):
-        parameters.append(UwsParameter(id="kind", value=short_kind(canonical_kind(str(executable["kind"]), "executable"))))
+        parameters.append(
+            UwsParameter(id="kind", value=short_kind(canonical_kind(str(executable["kind"]), "executable")))
+        )
     for argument in executable.get("arguments") or []:
         parameters.append(UwsParameter(id="argument", value=str(argument)))
     parameters.append(UwsParameter(id="cores", value=str(row.cores)))

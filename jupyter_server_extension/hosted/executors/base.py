@@ -87,7 +87,9 @@ def container_reason(kind: str) -> str | None:
         engines = [name for name in ("docker", "podman") if shutil.which(name)]
         if not engines:
             return "cannot run a docker-container executable: no container engine (docker or podman) is installed here"
-        return "cannot run a docker-container executable: this platform's executors run notebooks and Python scripts only"
+        return (
+            "cannot run a docker-container executable: this platform's executors run notebooks and Python scripts only"
+        )
     if kind == "singularity-container":
         if not any(shutil.which(name) for name in ("singularity", "apptainer")):
             return "cannot run a singularity-container executable: neither singularity nor apptainer is installed here"

@@ -53,7 +53,9 @@ class DaskExecutor(Executor):
     def unsupported(self, kind: str) -> str | None:
         if kind in EXECUTABLE_KINDS:
             return None
-        return container_reason(kind) or f"cannot run a {kind} executable: this platform runs notebooks and Python scripts"
+        return (
+            container_reason(kind) or f"cannot run a {kind} executable: this platform runs notebooks and Python scripts"
+        )
 
     async def start(self) -> None:
         async with self._lock:
@@ -103,7 +105,10 @@ class DaskExecutor(Executor):
         too_big: list[str] = []
         await asyncio.to_thread(pack_folder, str(spec.workdir), "", self.transfer_limit, files, too_big)
         if too_big:
-            return RunOutcome("failed", f"the staged files are larger than the {self.transfer_limit // GIB} GiB a Dask worker may receive: {', '.join(too_big[:3])}")
+            return RunOutcome(
+                "failed",
+                f"the staged files are larger than the {self.transfer_limit // GIB} GiB a Dask worker may receive: {', '.join(too_big[:3])}",
+            )
         task = {
             "kind": spec.kind,
             "session": spec.session,
@@ -117,20 +122,32 @@ class DaskExecutor(Executor):
         stop_name = f"execplanner-stop-{spec.session}"
         deadline = spec.deadline.astimezone(timezone.utc).timestamp()
         future = self._client.submit(
-            run_on_worker, task, files, TASK_PROGRAM, stop_name, deadline, self.transfer_limit, key=f"execplanner-{spec.session}", pure=False
+            run_on_worker,
+            task,
+            files,
+            TASK_PROGRAM,
+            stop_name,
+            deadline,
+            self.transfer_limit,
+            key=f"execplanner-{spec.session}",
+            pure=False,
         )
         waiting = asyncio.ensure_future(self._result(future))
         stopped = asyncio.ensure_future(stop.wait())
         try:
             remaining = deadline - time.time()
-            await asyncio.wait({waiting, stopped}, timeout=max(0.0, remaining) + REPORT_MARGIN, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                {waiting, stopped}, timeout=max(0.0, remaining) + REPORT_MARGIN, return_when=asyncio.FIRST_COMPLETED
+            )
             if not waiting.done() and stop.is_set():
                 await Event(stop_name, client=self._client).set()
                 await asyncio.wait({waiting}, timeout=REPORT_MARGIN)
             if not waiting.done():
                 await future.cancel()
                 waiting.cancel()
-                return RunOutcome("failed", "the Dask worker did not report back after the end of the slot; the task was cancelled")
+                return RunOutcome(
+                    "failed", "the Dask worker did not report back after the end of the slot; the task was cancelled"
+                )
             report = waiting.result()
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):

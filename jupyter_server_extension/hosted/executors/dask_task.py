@@ -67,7 +67,9 @@ def _stop_requested(name: str) -> bool:
         return False
 
 
-def run_on_worker(task: dict[str, Any], files: dict[str, bytes], program: str, stop_name: str, deadline: float, limit: int) -> dict[str, Any]:
+def run_on_worker(
+    task: dict[str, Any], files: dict[str, bytes], program: str, stop_name: str, deadline: float, limit: int
+) -> dict[str, Any]:
     """Run one session on this worker; return its exit code, why it was stopped, and its files."""
     with tempfile.TemporaryDirectory(prefix="execplanner-") as root:
         work, results, runtime = (os.path.join(root, name) for name in ("work", "results", "runtime"))
@@ -87,7 +89,10 @@ def run_on_worker(task: dict[str, Any], files: dict[str, bytes], program: str, s
             int(task.get("cores") or 1),
             runtime,
         )
-        with open(os.path.join(results, "stdout.txt"), "wb") as out, open(os.path.join(results, "stderr.txt"), "wb") as err:
+        with (
+            open(os.path.join(results, "stdout.txt"), "wb") as out,
+            open(os.path.join(results, "stderr.txt"), "wb") as err,
+        ):
             process = subprocess.Popen(
                 task_command(task_file, program),
                 cwd=work,

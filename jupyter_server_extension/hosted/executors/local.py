@@ -71,7 +71,9 @@ class SubprocessExecutor(Executor):
     def unsupported(self, kind: str) -> str | None:
         if kind in EXECUTABLE_KINDS:
             return None
-        return container_reason(kind) or f"cannot run a {kind} executable: this platform runs notebooks and Python scripts"
+        return (
+            container_reason(kind) or f"cannot run a {kind} executable: this platform runs notebooks and Python scripts"
+        )
 
     async def capacity(self) -> tuple[int, int]:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -117,11 +119,15 @@ class SubprocessExecutor(Executor):
             kill_descendants(descendants, grace=0.5)
             raise
 
-    async def _wait(self, process: asyncio.subprocess.Process, spec: RunSpec, stop: asyncio.Event, stderr: Path) -> RunOutcome:
+    async def _wait(
+        self, process: asyncio.subprocess.Process, spec: RunSpec, stop: asyncio.Event, stderr: Path
+    ) -> RunOutcome:
         exited = asyncio.ensure_future(process.wait())
         stopped = asyncio.ensure_future(stop.wait())
         try:
-            await asyncio.wait({exited, stopped}, timeout=_deadline_seconds(spec.deadline), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                {exited, stopped}, timeout=_deadline_seconds(spec.deadline), return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             stopped.cancel()
         if exited.done():
