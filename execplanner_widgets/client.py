@@ -398,8 +398,36 @@ class _ServerBackend:
         count = f", {self.server.platforms} platform(s)" if self.server.platforms is not None else ""
         return f"server mode: the ExecPlanner proxy of the Jupyter server at {self.server.url} (found via {self.server.source}{count})"
 
+    def fetch(self, url: str, target: Path) -> Path:
+        """Stream a result from the server to ``target``; the token goes only to the server's origin."""
+        import requests
+
+        absolute = urljoin(self.server.url, url)
+        same_origin = _origin(absolute) == _origin(self.server.url)
+        if not same_origin:
+            raise PlannerError(f"refusing to download {absolute}: results come from the Jupyter server at {self.server.url}")
+        try:
+            with self.http.get(absolute, headers=_auth(self.server.token), stream=True, timeout=(PROBE_TIMEOUT * 2, self.timeout)) as answer:
+                if answer.status_code >= 400:
+                    try:
+                        document = answer.json()
+                    except ValueError:
+                        document = None
+                    raise _error_from_document(answer.status_code, document, f"HTTP {answer.status_code} downloading {absolute}")
+                with open(target, "wb") as handle:
+                    for chunk in answer.iter_content(chunk_size=1024 * 1024):
+                        handle.write(chunk)
+        except requests.RequestException as error:
+            raise PlannerError(f"cannot download {absolute}: {type(error).__name__}") from None
+        return target
+
     def close(self) -> None:
         self.http.close()
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
 
 
 def _segment(value: str) -> str:
@@ -553,6 +581,17 @@ class _LocalBackend:
 
     def describe(self) -> str:
         return f"local mode: {len(self.federation)} platform(s) from {self.source}, asked from this process ({self.reason})"
+
+    def fetch(self, url: str, target: Path) -> Path:
+        """Copy a result that a hosted platform in this process wrote (a ``file://`` URL)."""
+        import shutil
+        from urllib.parse import unquote
+
+        parts = urlsplit(url)
+        if parts.scheme != "file":
+            raise PlannerError(f"in local mode results are files on this machine; cannot fetch {url}")
+        shutil.copyfile(unquote(parts.path), target)
+        return target
 
     def close(self) -> None:
         self._finalizer()
@@ -776,6 +815,18 @@ class Planner:
         """Where an accepted session's run stands (with the UWS job for hosted platforms)."""
         job_id = _uuid_of(session_or_id, "session")
         return self._backend.job(self._platform_of(job_id, platform, "session"), job_id)
+
+    def download(self, result: Any, to: str | os.PathLike[str] = ".") -> Path:
+        """Save a result of a session (a ``ResultItem`` from ``session.results``, or its URL) into
+        the folder ``to``; returns the path of the file. Works alike in both modes."""
+        url = result if isinstance(result, str) else getattr(result, "url", None)
+        if not url:
+            raise PlannerError("this result has no URL to download it from")
+        name = getattr(result, "id", None) or Path(urlsplit(url).path).name or "result"
+        folder = Path(to)
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / Path(str(name)).name
+        return self._backend.fetch(url, target)
 
     def wait(
         self,

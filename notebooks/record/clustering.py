@@ -4,6 +4,9 @@ On the Gaia Data Mining Platform this analysis runs on billions of stars for hou
 sample in this record, in seconds, so the booking story can be followed to the end.
 
     python clustering.py [--input gaia-sample.csv] [--groups 4] [--output clusters.csv]
+
+The output goes to the ``outputs/`` folder (``$EXECPLANNER_OUTPUTS`` on a hosted platform, whose files
+become the session's downloadable results).
 """
 
 from __future__ import annotations
@@ -11,8 +14,10 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import os
 import random
 import statistics
+from pathlib import Path
 
 
 def read(path: str) -> list[tuple[float, float]]:
@@ -46,11 +51,15 @@ def main() -> None:
     args = parser.parse_args()
     points = read(args.input)
     centres = kmeans(points, args.groups)
-    with open(args.output, "w", newline="") as handle:
+    outputs = Path(os.environ.get("EXECPLANNER_OUTPUTS", "outputs"))
+    outputs.mkdir(parents=True, exist_ok=True)
+    with open(outputs / args.output, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["pmra", "pmdec"])
         writer.writerows((round(a, 2), round(b, 2)) for a, b in centres)
-    print(f"{len(points)} nearby stars, {len(centres)} groups written to {args.output}")
+    print(f"{len(points)} nearby stars, {len(centres)} groups written to {outputs / args.output}")
+    for pmra, pmdec in sorted(centres):
+        print(f"  group at pmra {pmra:+7.1f}, pmdec {pmdec:+7.1f} mas/yr")
 
 
 if __name__ == "__main__":
