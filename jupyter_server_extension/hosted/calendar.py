@@ -22,6 +22,7 @@ from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from datetime import datetime, timezone
 
 __all__ = [
@@ -148,35 +149,26 @@ class Profile:
     @classmethod
     def from_holds(cls, holds: Iterable[Hold]) -> Profile:
         """Build the step function with one sort of the hold boundaries."""
-        deltas: dict[float, list[int]] = {}
-        for hold in holds:
-            if hold.end <= hold.start:
-                continue
-            begin = deltas.get(hold.start)
-            if begin is None:
-                begin = deltas[hold.start] = [0, 0, 0]
-            finish = deltas.get(hold.end)
-            if finish is None:
-                finish = deltas[hold.end] = [0, 0, 0]
-            begin[0] += hold.cores
-            begin[1] += hold.memory
-            begin[2] += hold.storage
-            finish[0] -= hold.cores
-            finish[1] -= hold.memory
-            finish[2] -= hold.storage
-        times = sorted(deltas)
+        valid = [hold for hold in holds if hold.end > hold.start]
+        events = [(hold.start, hold.cores, hold.memory, hold.storage) for hold in valid]
+        events.extend((hold.end, -hold.cores, -hold.memory, -hold.storage) for hold in valid)
+        events.sort(key=itemgetter(0))
+        times: list[float] = []
         cores: list[int] = []
         memory: list[int] = []
         storage: list[int] = []
         c = m = s = 0
-        for time in times:
-            delta = deltas[time]
-            c += delta[0]
-            m += delta[1]
-            s += delta[2]
-            cores.append(c)
-            memory.append(m)
-            storage.append(s)
+        for time, dc, dm, ds in events:
+            c += dc
+            m += dm
+            s += ds
+            if times and times[-1] == time:
+                cores[-1], memory[-1], storage[-1] = c, m, s
+            else:
+                times.append(time)
+                cores.append(c)
+                memory.append(m)
+                storage.append(s)
         return cls(times, (cores, memory, storage))
 
     def __len__(self) -> int:
@@ -248,12 +240,14 @@ class _WindowMax:
         times, values, window = self.times, self.values, self.window
         horizon = at + self.length
         count = len(times)
-        while self.right < count and times[self.right] < horizon:
-            value = values[self.right]
+        right = self.right
+        while right < count and times[right] < horizon:
+            value = values[right]
             while window and values[window[-1]] <= value:
                 window.pop()
-            window.append(self.right)
-            self.right += 1
+            window.append(right)
+            right += 1
+        self.right = right
         while window and window[0] + 1 < count and times[window[0] + 1] <= at:
             window.popleft()
         return values[window[0]] if window else 0
