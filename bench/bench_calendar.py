@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import bisect
 import random
-import statistics
 import sys
 import tempfile
 import time
@@ -33,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from execplanner_widgets.model import parse_request, utcnow  # noqa: E402
 from execplanner_widgets.platforms.base import PlatformContext  # noqa: E402
-from jupyter_server_extension.hosted.calendar import Capacity, Hold, Need, Profile, find_slots, to_seconds  # noqa: E402
+from jupyter_server_extension.hosted.calendar import Capacity, Hold, Need, Profile, find_slots  # noqa: E402
 from jupyter_server_extension.hosted.platform import HostedPlatform  # noqa: E402
 from jupyter_server_extension.hosted.store import OfferSetRow, SessionRow  # noqa: E402
 
@@ -243,9 +242,6 @@ def main() -> None:
     full, same_window = results["4,000 upcoming + 96,000 past (100,000)"][0], results["4,000 upcoming"][0]
     print(f"   100,000 bookings / the same 4,000 upcoming alone: {full / same_window:.2f}x (the index skips the past)")
     print(f"   100,000 bookings / 1,000 bookings: {full / results['1,000 upcoming'][0]:.1f}x")
-    print(
-        f"   (median of the three sweep sizes per booking: {statistics.median(t / c for c, t in sweep_times.items()) * 1e6:.2f} us)"
-    )
 
 
 if __name__ == "__main__":
