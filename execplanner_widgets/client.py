@@ -58,7 +58,7 @@ from .model import (
     SessionPhase,
     parse_request,
 )
-from .planner import PlatformResult
+from .planner import PlatformList, PlatformResult, ResultList
 from .platforms.base import PlatformDescription
 
 if TYPE_CHECKING:
@@ -742,9 +742,9 @@ class Planner:
 
     # ------------------------------------------------------------------------------ questions
 
-    def platforms(self) -> list[PlatformDescription]:
+    def platforms(self) -> PlatformList:
         """The platforms that will be asked: name, title, kind, what each accepts, limits."""
-        return self._backend.platforms()
+        return PlatformList(self._backend.platforms())
 
     def _request(self, request: Any) -> dict[str, Any]:
         return parse_request(request).to_broker()  # files are read here, where the user's paths make sense
@@ -756,12 +756,13 @@ class Planner:
                     self._origins[offer.uuid] = result.platform
         return result
 
-    def offers(self, request: Any, *, platforms: str | Iterable[str] | None = None) -> list[PlatformResult]:
+    def offers(self, request: Any, *, platforms: str | Iterable[str] | None = None) -> ResultList:
         """Every platform's answer (YES with offers, NO with reasons, ERROR with a cause), in
-        configuration order. ``request`` is anything :func:`parse_request` reads: a dict, JSON or
+        configuration order, as a :class:`~execplanner_widgets.planner.ResultList` (a list that
+        shows as a table). ``request`` is anything :func:`parse_request` reads: a dict, JSON or
         YAML text, a file path or an :class:`ExecutionRequest`."""
         document = self._request(request)
-        return [self._remember(result) for result in self._backend.offers(document, _names(platforms))]
+        return ResultList(self._remember(result) for result in self._backend.offers(document, _names(platforms)))
 
     def stream_offers(self, request: Any, *, platforms: str | Iterable[str] | None = None) -> Iterator[PlatformResult]:
         """The same answers, each as soon as its platform answers (a hanging platform comes last)."""

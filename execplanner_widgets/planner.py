@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable
+from datetime import datetime, timezone
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -20,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .model import ExecutionRequest, ExecutionSession, OfferSetResponse, parse_request
 from .platforms.base import Platform, PlatformDescription, PlatformError
 
-__all__ = ["Federation", "PlatformResult", "UnknownPlatform"]
+__all__ = ["Federation", "PlatformList", "PlatformResult", "ResultList", "UnknownPlatform"]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,42 @@ class PlatformResult(BaseModel):
         return result_html(self)
 
 
+class ResultList(list):
+    """The answers of all platforms to one request: a list of :class:`PlatformResult` that shows as
+    a table in notebooks (and in Zeppelin or nbviewer, through its HTML), with the questions a
+    scientist asks next as methods."""
+
+    @property
+    def yes(self) -> list[PlatformResult]:
+        """The platforms that said YES."""
+        return [result for result in self if result.status == "YES"]
+
+    def all_offers(self) -> list[tuple[PlatformResult, ExecutionSession]]:
+        """Every offer with the answer it came in, earliest start first (then most cores)."""
+        pairs = [(result, offer) for result in self for offer in result.offers]
+        far = datetime.max.replace(tzinfo=timezone.utc)
+        return sorted(pairs, key=lambda pair: (pair[1].start or far, -(pair[1].cores or 0)))
+
+    def earliest(self) -> ExecutionSession | None:
+        """The offer that starts first, or None if every platform said NO."""
+        offers = self.all_offers()
+        return offers[0][1] if offers else None
+
+    def _repr_html_(self) -> str:
+        from .html import results_html
+
+        return results_html(self)
+
+
+class PlatformList(list):
+    """The configured platforms (:class:`PlatformDescription`), shown as a table in notebooks."""
+
+    def _repr_html_(self) -> str:
+        from .html import platforms_table
+
+        return platforms_table(self)
+
+
 class Federation:
     """The configured platforms, asked together."""
 
@@ -109,8 +146,8 @@ class Federation:
     def timeout_for(self, platform: Platform) -> float:
         return self.timeouts.get(platform.name, self.timeout)
 
-    def describe(self) -> list[PlatformDescription]:
-        return [platform.describe() for platform in self.platforms]
+    def describe(self) -> PlatformList:
+        return PlatformList(platform.describe() for platform in self.platforms)
 
     async def ask(self, platform: Platform, request: ExecutionRequest, *, user: str | None = None) -> PlatformResult:
         """One platform's answer, turned into a result whatever happens."""
@@ -151,11 +188,11 @@ class Federation:
 
     async def offers(
         self, request: Any, *, user: str | None = None, platforms: Iterable[str] | None = None
-    ) -> list[PlatformResult]:
+    ) -> ResultList:
         """Every platform's answer, in configuration order."""
         request = parse_request(request)
         selected = self._select(platforms)
-        return list(await asyncio.gather(*(self.ask(platform, request, user=user) for platform in selected)))
+        return ResultList(await asyncio.gather(*(self.ask(platform, request, user=user) for platform in selected)))
 
     async def stream_offers(
         self, request: Any, *, user: str | None = None, platforms: Iterable[str] | None = None

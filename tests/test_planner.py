@@ -122,3 +122,14 @@ def test_result_wire_form():
     (result,) = asyncio.run(Federation([BehavingPlatform("a")]).offers(REQUEST))
     wire = result.to_wire()
     assert wire["status"] == "YES" and wire["response"]["offers"][0]["phase"] == "OFFERED"
+
+
+def test_result_list_shows_as_a_table_and_sorts_offers():
+    federation = Federation([BehavingPlatform("a"), BehavingPlatform("down", failure=PlatformError("down"))])
+    results = asyncio.run(federation.offers(REQUEST))
+    assert [r.platform for r in results.yes] == ["a"]
+    (result, offer), = results.all_offers()
+    assert result.platform == "a" and results.earliest() is offer
+    html = results._repr_html_()
+    assert "YES" in html and "ERROR" in html and "down" in html
+    assert "<table" in federation.describe()._repr_html_()
