@@ -307,3 +307,19 @@ async def test_describe_lists_limits_and_links(platforms):
     assert description.limits["cores"] == 200 and description.limits["memory"] == 350
     assert description.accepts == ["jupyter-notebook", "python-script"]
     assert description.url is None  # in-process: no routes
+
+
+def test_bad_options_in_the_platforms_file_name_the_entry_and_field(tmp_path):
+    from execplanner_widgets.config import ConfigError, build_federation, load_platforms_file
+    from test_hosted_support import write_platforms
+
+    path = write_platforms(tmp_path / "platforms.yaml", [{"name": "gaia", "hosted": {"cores": 4, "executor": "docker"}}])
+    with pytest.raises(ConfigError) as error:
+        build_federation(load_platforms_file(path), PlatformContext(data_dir=tmp_path))
+    assert error.value.errors[0].field == "platforms[gaia].hosted.executor"
+    path = write_platforms(tmp_path / "platforms.yaml", [{"name": "gaia", "hosted": {"scheduler": "tcp://127.0.0.1:8786"}}])
+    with pytest.raises(ConfigError, match="executor: dask"):
+        build_federation(load_platforms_file(path), PlatformContext(data_dir=tmp_path))
+    path = write_platforms(tmp_path / "platforms.yaml", [{"name": "gaia", "hosted": {"cores": 4, "db_url": "sqlite://"}}])
+    with pytest.raises(ConfigError, match="in-memory"):
+        build_federation(load_platforms_file(path), PlatformContext(data_dir=tmp_path))
