@@ -46,6 +46,7 @@ import warnings
 import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urljoin, urlsplit
@@ -57,9 +58,10 @@ from .model import (
     ResultItem,
     SessionPhase,
     parse_request,
+    utcnow,
 )
 from .planner import PlatformList, PlatformResult, ResultList
-from .platforms.base import PlatformDescription
+from .platforms.base import Calendar, PlatformDescription
 
 if TYPE_CHECKING:
     import requests
@@ -367,6 +369,9 @@ class _ServerBackend:
             except requests.RequestException as error:
                 raise PlannerError(f"the offers stream from {self.server.url} broke off: {type(error).__name__}") from None
 
+    def calendar(self, platform: str, hours: float) -> Calendar:
+        return Calendar.model_validate(self._json("GET", f"platforms/{_segment(platform)}/calendar", params={"hours": hours}))
+
     def _absolute(self, results: list[ResultItem]) -> None:
         """Result links from the server are server-relative; make them usable from the kernel."""
         for item in results:
@@ -581,6 +586,14 @@ class _LocalBackend:
 
     def describe(self) -> str:
         return f"local mode: {len(self.federation)} platform(s) from {self.source}, asked from this process ({self.reason})"
+
+    def calendar(self, platform: str, hours: float) -> Calendar:
+        async def read() -> Calendar:
+            target = self.federation.get(platform)
+            start = utcnow()
+            return await target.calendar(start, start + timedelta(hours=hours), user=self.user)
+
+        return self._call(read(), platform)
 
     def fetch(self, url: str, target: Path) -> Path:
         """Copy a result that a hosted platform in this process wrote (a ``file://`` URL)."""
@@ -816,6 +829,14 @@ class Planner:
         """Where an accepted session's run stands (with the UWS job for hosted platforms)."""
         job_id = _uuid_of(session_or_id, "session")
         return self._backend.job(self._platform_of(job_id, platform, "session"), job_id)
+
+    def calendar(self, platform: str, *, hours: float = 24) -> Calendar:
+        """``platform``'s booking calendar for the next ``hours``: what is booked, offered or
+        reserved, step by step (shows as bars in a notebook). Hosted platforms keep one; others say
+        they do not."""
+        if not 0 < hours <= 24 * 14:
+            raise ValueError(f"hours must be more than 0 and at most {24 * 14}, not {hours!r}")
+        return self._backend.calendar(platform, hours)
 
     def download(self, result: Any, to: str | os.PathLike[str] = ".") -> Path:
         """Save a result of a session (a ``ResultItem`` from ``session.results``, or its URL) into

@@ -497,3 +497,42 @@ def app_html(
     if session is not None:
         parts.append(session_html(session, document=False))
     return _wrap("".join(parts))
+
+
+# ---------------------------------------------------------------------------------- calendar
+
+
+def _bar(used: int, total: int | None, tone: str) -> str:
+    """A horizontal bar: the share of ``total`` in use (full width = the whole platform)."""
+    if not total:
+        return esc(used)
+    share = max(0.0, min(1.0, used / total))
+    colour = TONES.get(tone, TONES["info"])
+    return (
+        '<div style="width:220px;height:12px;background:#eaeef2;border-radius:2px;display:inline-block;'
+        'vertical-align:middle">'
+        f'<div style="width:{share * 100:.1f}%;height:100%;background:{colour};border-radius:2px"></div></div>'
+        f" <small>{esc(used)} / {esc(total)}</small>"
+    )
+
+
+def calendar_html(calendar: Any, now: datetime | None = None) -> str:
+    """A platform's booking calendar: one row per step, bars for the cores and memory taken.
+
+    Gaps (short bars) are where new work fits: "when can I do this?" at a glance.
+    """
+    capacity = calendar.capacity or {}
+    rows = []
+    for step in calendar.steps:
+        cores_total, memory_total = capacity.get("cores"), capacity.get("memory")
+        busy = cores_total and step.cores >= 0.5 * cores_total
+        rows.append(
+            (
+                f"{esc(when(step.start, now))} &rarr; {esc(when(step.end, now))}",
+                _bar(step.cores, cores_total, "no" if busy else "ok"),
+                _bar(step.memory, memory_total, "no" if busy else "ok"),
+            )
+        )
+    title = f"<strong>{esc(calendar.title)}</strong> <small>({esc(calendar.platform)})</small>: booking calendar"
+    body = _table(("When", "Cores taken", "Memory taken (GiB)"), rows) if rows else "<div>Nothing is booked.</div>"
+    return _wrap(title + body)

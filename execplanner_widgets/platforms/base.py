@@ -12,13 +12,17 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 from pathlib import Path
+from datetime import datetime
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..model.types import Instant
 from ..model import ExecutionRequest, ExecutionSession, OfferSetResponse, SessionPhase, UpdateModel, phase_update
 
 __all__ = [
+    "Calendar",
+    "CalendarStep",
     "Platform",
     "PlatformContext",
     "PlatformDescription",
@@ -63,6 +67,40 @@ class PlatformDescription(BaseModel):
     accepts: list[str] | None = Field(default=None, description="Short executable kinds; None if unknown")
     limits: dict[str, Any] = Field(default_factory=dict, description="cores, memory (GiB), storage (GiB), duration")
     url: str | None = None
+
+
+class CalendarStep(BaseModel):
+    """From ``start`` to ``end``, this much of the platform is taken (booked, offered or reserved)."""
+
+    start: Instant
+    end: Instant
+    cores: int = 0
+    memory: int = Field(default=0, description="GiB")
+    storage: int = Field(default=0, description="GiB")
+
+
+class Calendar(BaseModel):
+    """A platform's booking calendar over a window: its capacity and what is taken, step by step.
+
+    This answers "when can I do this?" at a glance: the gaps are where new work fits.
+    """
+
+    platform: str
+    title: str
+    capacity: dict[str, int | None] = Field(description="cores, memory (GiB) and storage (GiB) the platform books out")
+    start: Instant
+    end: Instant
+    steps: list[CalendarStep] = Field(default_factory=list)
+
+    def free(self, resource: str = "cores") -> list[tuple[Any, Any, int | None]]:
+        """``(start, end, free amount)`` for each step; ``None`` where the resource is not limited."""
+        total = self.capacity.get(resource)
+        return [(step.start, step.end, None if total is None else total - getattr(step, resource)) for step in self.steps]
+
+    def _repr_html_(self) -> str:
+        from ..html import calendar_html
+
+        return calendar_html(self)
 
 
 @dataclass
@@ -128,6 +166,10 @@ class Platform(abc.ABC):
     async def cancel(self, uuid: str, *, user: str | None = None) -> ExecutionSession:
         """Stop a booked or running session."""
         return await self.update_session(uuid, phase_update(SessionPhase.CANCELLED), user=user)
+
+    async def calendar(self, start: datetime, end: datetime, *, user: str | None = None) -> Calendar:
+        """What is taken between ``start`` and ``end``. Platforms that keep no calendar say so."""
+        raise PlatformError(f"{self.title} does not publish a booking calendar", status=404)
 
     async def start(self) -> None:
         """Start background work (schedulers, sweeps). Called once by the host program."""

@@ -13,6 +13,7 @@ GET       ``platforms/{name}/sessions/{uuid}``    an offer or session
 POST      ``platforms/{name}/sessions/{uuid}``    accept / reject / cancel (ExecutionBroker update or
                                                   ``{"phase": "ACCEPTED"}``)
 GET       ``platforms/{name}/jobs/{id}``          follow the run (UWS state for hosted platforms)
+GET       ``platforms/{name}/calendar?hours=24``  the booking calendar (hosted platforms)
 GET       ``openapi.json``                        the OpenAPI 3.1 description
 ========  ======================================  ==================================================
 
@@ -26,13 +27,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 from tornado.iostream import StreamClosedError
 
-from execplanner_widgets.model import InvalidRequest, parse_request
+from execplanner_widgets.model import InvalidRequest, parse_request, utcnow
 from execplanner_widgets.model.errors import FieldError
 from execplanner_widgets.platforms.base import Platform, PlatformError
 
@@ -210,6 +212,27 @@ class JobHandler(ProxyHandler):
         self.write_document(status.to_wire())
 
 
+class CalendarHandler(ProxyHandler):
+    """``GET platforms/{name}/calendar?hours=24``: what the platform has taken over the next hours."""
+
+    MAX_HOURS = 24 * 14
+
+    @web.authenticated
+    @authorized
+    async def get(self, name: str) -> None:
+        platform = self.platform(name)
+        text = self.get_query_argument("hours", "24")
+        try:
+            hours = float(text)
+        except ValueError:
+            raise ApiError(400, f"hours must be a number of hours, not {text[:20]!r}", field="hours") from None
+        if not 0 < hours <= self.MAX_HOURS:
+            raise ApiError(400, f"hours must be more than 0 and at most {self.MAX_HOURS}", field="hours")
+        start = utcnow()
+        calendar = await self.call_platform(platform, platform.calendar(start, start + timedelta(hours=hours), user=self.username))
+        self.write_document(calendar.model_dump(mode="json"))
+
+
 class OpenApiHandler(ProxyHandler):
     """``GET openapi.json``: this API, described from the models it uses."""
 
@@ -266,6 +289,7 @@ API_HANDLERS: list[tuple[str, type, dict[str, Any]] | tuple[str, type]] = [
     (rf"{API_PREFIX}/offers/stream/?", OffersStreamHandler),
     (rf"{API_PREFIX}/platforms/(?P<name>{_SEGMENT})/sessions/(?P<uuid>{_SEGMENT})/?", SessionHandler),
     (rf"{API_PREFIX}/platforms/(?P<name>{_SEGMENT})/jobs/(?P<job_id>{_SEGMENT})/?", JobHandler),
+    (rf"{API_PREFIX}/platforms/(?P<name>{_SEGMENT})/calendar/?", CalendarHandler),
     (rf"{API_PREFIX}/openapi\.json", OpenApiHandler),
     (rf"{API_PREFIX}/(?P<path>.*)", NotFoundHandler),
 ]

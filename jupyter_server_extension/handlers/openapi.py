@@ -17,7 +17,7 @@ from pydantic.json_schema import models_json_schema
 from execplanner_widgets import __version__
 from execplanner_widgets.model import ExecutionRequest, ExecutionSession, UpdateModel
 from execplanner_widgets.planner import PlatformResult
-from execplanner_widgets.platforms.base import PlatformDescription
+from execplanner_widgets.platforms.base import Calendar, PlatformDescription
 
 from .models import ErrorBody, JobStatus, PhaseChange
 
@@ -47,6 +47,7 @@ _MODELS: list[tuple[type[BaseModel], str]] = [
     (PlatformResult, "serialization"),
     (ExecutionSession, "serialization"),
     (JobStatus, "serialization"),
+    (Calendar, "serialization"),
     (ErrorBody, "serialization"),
 ]
 
@@ -208,6 +209,18 @@ def _paths() -> dict[str, Any]:
                 "operationId": "followJob",
                 "summary": "Where an accepted session's run stands (UWS state for hosted platforms)",
                 "responses": {"200": _json(JobStatus, "The job"), **_errors(400, 403, 404, 502, 504)},
+            },
+        },
+        "/platforms/{name}/calendar": {
+            "parameters": [
+                _NAME,
+                {**_parameter("hours", "How many hours ahead, from now (default 24, at most 336)", where="query"),
+                 "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": 336}},
+            ],
+            "get": {
+                "operationId": "getCalendar",
+                "summary": "The platform's booking calendar: capacity and what is taken, step by step",
+                "responses": {"200": _json(Calendar, "The calendar"), **_errors(400, 403, 404, 502, 504)},
             },
         },
         "/openapi.json": {

@@ -613,6 +613,22 @@ class Bookings:
                     )
                 )
 
+    def usage_steps(self, low: datetime, high: datetime) -> list[tuple[datetime, datetime, int, int, int]]:
+        """What is held over ``[low, high)`` as steps ``(start, end, cores, memory, storage)``: the
+        booking calendar as a user sees it (bookings, live offers and reservations together)."""
+        with self.store.read() as session:
+            profile = Profile.from_holds(self.holds(session, low, high, precise_now()))
+        start, end = to_seconds(low), to_seconds(high)
+        cuts = [start] + [t for t in profile.times if start < t < end] + [end]
+        steps = []
+        for left, right in zip(cuts, cuts[1:]):
+            cores, memory, storage = profile.peak(left, right)
+            if steps and steps[-1][2:] == (cores, memory, storage):
+                steps[-1] = (steps[-1][0], from_seconds(right), cores, memory, storage)
+            else:
+                steps.append((from_seconds(left), from_seconds(right), cores, memory, storage))
+        return steps
+
     def usage_peak(self, low: datetime, high: datetime) -> tuple[int, int, int]:
         """The most cores, memory and storage held at any instant in ``[low, high)`` (for checks and tests)."""
         with self.store.read() as session:

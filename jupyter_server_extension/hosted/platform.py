@@ -44,6 +44,8 @@ from execplanner_widgets.model import (
 )
 from execplanner_widgets.model.errors import FieldError, InvalidRequest
 from execplanner_widgets.platforms.base import (
+    Calendar,
+    CalendarStep,
     Platform,
     PlatformContext,
     PlatformDescription,
@@ -525,6 +527,23 @@ class HostedPlatform(Platform):
         return await self.job(uuid, user=user)
 
     # ------------------------------------------------------------------------- checking
+
+    async def calendar(self, start: datetime, end: datetime, *, user: str | None = None) -> Calendar:
+        """The booking calendar between ``start`` and ``end``: bookings, live offers and reservations."""
+        await self._ensure_started()
+        capacity = await self.capacity()
+        steps = await self._db(self.bookings.usage_steps, start, end)
+        return Calendar(
+            platform=self.name,
+            title=self.title,
+            capacity={"cores": capacity.cores, "memory": capacity.memory, "storage": capacity.storage},
+            start=start,
+            end=end,
+            steps=[
+                CalendarStep(start=low, end=high, cores=cores, memory=memory, storage=storage)
+                for low, high, cores, memory, storage in steps
+            ],
+        )
 
     async def peak_usage(self, low: datetime, high: datetime) -> tuple[int, int, int]:
         """Most cores, memory (GiB) and storage (GiB) held at once in ``[low, high)``."""
