@@ -88,3 +88,19 @@ def test_provider_serves_a_hosted_platform_over_executionbroker_and_uws(workspac
     assert "ACCEPTED" in output and "its sibling is now REJECTED" in output
     assert "<uws:phase>COMPLETED</uws:phase>" in output
     assert "server stopped with" in output
+
+
+def test_when_can_i_do_this_offers_later_times_books_and_shows_the_calendar(workspace):
+    notebook = run(workspace, "when-can-i-do-this.ipynb")
+    output = text_of(notebook)
+    lines = [line for line in output.splitlines() if line.startswith("gaia-dmp  starts")]
+    assert len(lines) == 4, output
+    waits = [float(line.split("(in")[1].split("h)")[0]) for line in lines]
+    assert waits == sorted(waits) and waits[0] >= 1.5  # busy now: big work is offered later
+    assert len(set(waits)) == 4  # one offer per start time
+    assert "needs 100 cores" in output  # the small platforms' NO reasons
+    assert "ACCEPTED - booked from" in output and output.count("is now REJECTED") == 3
+    assert output.count("booking calendar") >= 2  # before and after booking
+    again = [line for line in output.splitlines() if line.startswith("now offered:")]
+    assert again and lines[0].split("starts ")[1][:9] not in again[0]  # the booked slot is gone
+    assert output.rstrip().endswith("CANCELLED")
