@@ -117,7 +117,11 @@ def link(url: Any, text: Any = None) -> str:
     label = esc(text if text is not None else url)
     if href is None:
         return label
-    return f'<a href="{esc(href)}" target="_blank" rel="noopener noreferrer">{label}</a>'
+    # JupyterLab resets anchor styles inside widgets: say that it is a link
+    return (
+        f'<a href="{esc(href)}" target="_blank" rel="noopener noreferrer" '
+        f'style="color:var(--jp-content-link-color,#1a73e8);text-decoration:underline">{label}</a>'
+    )
 
 
 def badge(text: Any, tone: str = "info") -> str:
