@@ -65,6 +65,17 @@ def result_path(session: ExecutionSession, result_id: str) -> Path:
     return Path(unquote(urlsplit(item.url).path))
 
 
+async def running_pid(platform: HostedPlatform, uuid: str) -> int:
+    """The PID that ``sleep_long.py`` writes once it runs."""
+    pid_file = platform.session_dir(uuid) / "work" / "outputs" / "pid.txt"
+
+    async def written() -> bool:
+        return pid_file.exists() and pid_file.read_text().strip() != ""
+
+    await eventually(written, 30)
+    return int(pid_file.read_text())
+
+
 def phases_in_history(session: ExecutionSession) -> list[str]:
     seen: list[str] = []
     for message in session.messages:
@@ -159,13 +170,7 @@ async def test_a_run_is_stopped_when_its_slot_ends(platforms):
 async def test_cancelling_a_running_session_stops_it(platforms):
     local = platforms()
     booked = await book(local, request_document(DATA / "sleep_long.py", duration="PT2M"))
-    pid_file = local.session_dir(booked.meta.uuid) / "work" / "outputs" / "pid.txt"
-
-    async def running() -> bool:
-        return pid_file.exists() and pid_file.read_text().strip() != ""
-
-    await eventually(running, 30)
-    pid = int(pid_file.read_text())
+    pid = await running_pid(local, booked.meta.uuid)
     cancelling = await local.cancel(booked.meta.uuid, user=USER)
     assert "stopping the run" in cancelling.messages[-1].text
     session = await finished(local, booked.meta.uuid, timeout=30)
@@ -197,13 +202,7 @@ async def test_storage_folders_are_made_and_removed_after_their_lifetime(platfor
 async def test_closing_the_platform_leaves_no_process_behind(platforms):
     local = platforms()
     booked = await book(local, request_document(DATA / "sleep_long.py", duration="PT2M"))
-    pid_file = local.session_dir(booked.meta.uuid) / "work" / "outputs" / "pid.txt"
-
-    async def running() -> bool:
-        return pid_file.exists() and pid_file.read_text().strip() != ""
-
-    await eventually(running, 30)
-    pid = int(pid_file.read_text())
+    pid = await running_pid(local, booked.meta.uuid)
     await local.aclose()
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     reopened = HostedPlatform.from_config("local", "again", {"cores": 2, "memory": 4}, local.context)

@@ -71,6 +71,11 @@ async def call(
     return await jp_fetch("execplanner", "platforms", *path, method=method, body=body, headers=all_headers, **kwargs)
 
 
+async def ask(jp_fetch, document: dict[str, Any], user: str | None = None) -> dict[str, Any]:
+    """``POST requests`` on gaia: the offer set."""
+    return json.loads((await call(jp_fetch, "gaia", "requests", method="POST", body=document, user=user)).body)
+
+
 async def error_of(coroutine) -> tuple[int, dict[str, Any]]:
     with pytest.raises(HTTPClientError) as caught:
         await coroutine
@@ -80,17 +85,7 @@ async def error_of(coroutine) -> tuple[int, dict[str, Any]]:
 
 
 async def test_requests_in_json_yaml_and_an_older_dialect(jp_fetch):
-    answer = json.loads(
-        (
-            await call(
-                jp_fetch,
-                "gaia",
-                "requests",
-                method="POST",
-                body=request_document(DATA / "sum_numbers.py", start=later()),
-            )
-        ).body
-    )
+    answer = await ask(jp_fetch, request_document(DATA / "sum_numbers.py", start=later()))
     assert answer["result"] == "YES" and len(answer["offers"]) == 3
     offer = answer["offers"][0]
     assert (
@@ -109,7 +104,7 @@ async def test_requests_in_json_yaml_and_an_older_dialect(jp_fetch):
         "taskinfo": {"location": str(DATA / "sum_numbers.py")},
         "resources": {"mincores": 1, "minmemory": "1G", "minduration": "10m"},
     }
-    old = json.loads((await call(jp_fetch, "gaia", "requests", method="POST", body=note_2021)).body)
+    old = await ask(jp_fetch, note_2021)
     assert old["result"] == "YES"
 
     again = json.loads((await call(jp_fetch, "gaia", "offersets", answer["meta"]["uuid"])).body)
@@ -121,17 +116,7 @@ async def test_requests_in_json_yaml_and_an_older_dialect(jp_fetch):
 
 
 async def test_accept_reject_and_conflicts(jp_fetch):
-    answer = json.loads(
-        (
-            await call(
-                jp_fetch,
-                "gaia",
-                "requests",
-                method="POST",
-                body=request_document(DATA / "sum_numbers.py", start=later()),
-            )
-        ).body
-    )
+    answer = await ask(jp_fetch, request_document(DATA / "sum_numbers.py", start=later()))
     first, second, third = (offer["meta"]["uuid"] for offer in answer["offers"])
     rejected = json.loads(
         (await call(jp_fetch, "gaia", "sessions", third, method="POST", body={**ACCEPT, "value": "REJECTED"})).body
@@ -168,17 +153,7 @@ async def test_bad_input_is_answered_4xx_naming_the_field(jp_fetch):
         assert reply["message"]
         if field:
             assert reply["field"] == field, reply
-    offer = json.loads(
-        (
-            await call(
-                jp_fetch,
-                "gaia",
-                "requests",
-                method="POST",
-                body=request_document(DATA / "sum_numbers.py", start=later()),
-            )
-        ).body
-    )["offers"][0]
+    offer = (await ask(jp_fetch, request_document(DATA / "sum_numbers.py", start=later())))["offers"][0]
     uuid = offer["meta"]["uuid"]
     code, reply = await error_of(
         call(jp_fetch, "gaia", "sessions", uuid, method="POST", body={"kind": "uri:enum-value-update", "path": "phase"})
@@ -204,7 +179,7 @@ async def test_a_notebook_runs_end_to_end_and_its_results_download(jp_fetch):
     document = request_document(
         DATA / "sum_numbers.ipynb", kind="jupyter-notebook", data=[DATA / "numbers.csv"], duration="PT2M"
     )
-    answer = json.loads((await call(jp_fetch, "gaia", "requests", method="POST", body=document)).body)
+    answer = await ask(jp_fetch, document)
     uuid = answer["offers"][0]["meta"]["uuid"]
     await call(jp_fetch, "gaia", "sessions", uuid, method="POST", body=ACCEPT)
 
@@ -238,17 +213,7 @@ async def test_a_notebook_runs_end_to_end_and_its_results_download(jp_fetch):
 
 
 async def test_results_need_authentication(jp_fetch, jp_serverapp, http_server_client, jp_base_url):
-    answer = json.loads(
-        (
-            await call(
-                jp_fetch,
-                "gaia",
-                "requests",
-                method="POST",
-                body=request_document(DATA / "sum_numbers.py", start=later()),
-            )
-        ).body
-    )
+    answer = await ask(jp_fetch, request_document(DATA / "sum_numbers.py", start=later()))
     uuid = answer["offers"][0]["meta"]["uuid"]
     for path in (
         "",
@@ -275,10 +240,10 @@ async def test_results_need_authentication(jp_fetch, jp_serverapp, http_server_c
 
 async def test_allocations_and_ownership_follow_the_jupyter_identity(jp_fetch):
     big = request_document(DATA / "sum_numbers.py", cores=3, start=later())
-    alice = json.loads((await call(jp_fetch, "gaia", "requests", method="POST", body=big, user="alice")).body)
+    alice = await ask(jp_fetch, big, user="alice")
     assert alice["result"] == "NO"
     assert any("your allocation" in message["message"] for message in alice["meta"]["messages"])
-    bob = json.loads((await call(jp_fetch, "gaia", "requests", method="POST", body=big, user="bob")).body)
+    bob = await ask(jp_fetch, big, user="bob")
     assert bob["result"] == "YES"
     uuid = bob["offers"][0]["meta"]["uuid"]
     code, _ = await error_of(call(jp_fetch, "gaia", "sessions", uuid, user="alice"))

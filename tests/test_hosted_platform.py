@@ -313,13 +313,19 @@ def test_bad_options_in_the_platforms_file_name_the_entry_and_field(tmp_path):
     from execplanner_widgets.config import ConfigError, build_federation, load_platforms_file
     from test_hosted_support import write_platforms
 
-    path = write_platforms(tmp_path / "platforms.yaml", [{"name": "gaia", "hosted": {"cores": 4, "executor": "docker"}}])
+    path = write_platforms(
+        tmp_path / "platforms.yaml", [{"name": "gaia", "hosted": {"cores": 4, "executor": "docker"}}]
+    )
     with pytest.raises(ConfigError) as error:
         build_federation(load_platforms_file(path), PlatformContext(data_dir=tmp_path))
     assert error.value.errors[0].field == "platforms[gaia].hosted.executor"
-    path = write_platforms(tmp_path / "platforms.yaml", [{"name": "gaia", "hosted": {"scheduler": "tcp://127.0.0.1:8786"}}])
+    path = write_platforms(
+        tmp_path / "platforms.yaml", [{"name": "gaia", "hosted": {"scheduler": "tcp://127.0.0.1:8786"}}]
+    )
     with pytest.raises(ConfigError, match="executor: dask"):
         build_federation(load_platforms_file(path), PlatformContext(data_dir=tmp_path))
-    path = write_platforms(tmp_path / "platforms.yaml", [{"name": "gaia", "hosted": {"cores": 4, "db_url": "sqlite://"}}])
+    path = write_platforms(
+        tmp_path / "platforms.yaml", [{"name": "gaia", "hosted": {"cores": 4, "db_url": "sqlite://"}}]
+    )
     with pytest.raises(ConfigError, match="in-memory"):
         build_federation(load_platforms_file(path), PlatformContext(data_dir=tmp_path))

@@ -40,6 +40,7 @@ from tornado import web
 from execplanner_widgets.model import ExecutionRequest, InvalidRequest, UpdateModel, parse_instant, parse_request
 from execplanner_widgets.model.errors import FieldError, from_validation_error
 from execplanner_widgets.planner import UnknownPlatform
+from execplanner_widgets.platforms.base import PlatformError
 
 from ..handlers.base import ApiError, ExecPlannerHandler
 from .platform import HostedPlatform, RequestRefused
@@ -74,6 +75,14 @@ class HostedHandler(ExecPlannerHandler):
         if not isinstance(platform, HostedPlatform):
             raise ApiError(404, f"{name!r} is not a hosted platform on this server", field="platform")
         return platform
+
+    def log_exception(self, typ: Any, value: BaseException | None, tb: Any) -> None:
+        """A client's mistake (bad input, an unknown session, a refused change) is answered 4xx by
+        ``write_error``; log it as one line, not as a server error with a traceback."""
+        if isinstance(value, (InvalidRequest, PlatformError, UnknownPlatform)):
+            self.log.warning("%s %s: %s", self.request.method, self.request.path, str(value).splitlines()[0])
+            return
+        super().log_exception(typ, value, tb)
 
     # ------------------------------------------------------------------------------ output
 

@@ -206,28 +206,17 @@ class Runner:
                     self._mine().where(SessionRow.cancel_requested.is_(True)).with_only_columns(SessionRow.uuid)
                 )
             )
-            sweep.storage_due = list(
-                session.scalars(
-                    select(SessionRow.uuid).where(
-                        SessionRow.platform == self.platform,
-                        SessionRow.storage_removed.is_(False),
-                        SessionRow.storage_end <= now,
-                        SessionRow.phase.in_(FINAL),
-                    )
-                )
-            )
-            sweep.destruction_due = list(
-                session.scalars(
-                    select(SessionRow.uuid).where(
-                        SessionRow.platform == self.platform,
-                        SessionRow.destroyed.is_(False),
-                        SessionRow.destruction <= now,
-                        SessionRow.phase.in_(FINAL),
-                    )
-                )
-            )
+            sweep.storage_due = self._finished_due(session, SessionRow.storage_removed, SessionRow.storage_end, now)
+            sweep.destruction_due = self._finished_due(session, SessionRow.destroyed, SessionRow.destruction, now)
             sweep.next_due = self._next_due(session)
         return sweep
+
+    def _finished_due(self, session: Any, done: Any, when: Any, now: datetime) -> list[str]:
+        """Finished sessions whose ``when`` has come and whose clean-up (``done``) has not happened."""
+        query = select(SessionRow.uuid).where(
+            SessionRow.platform == self.platform, done.is_(False), when <= now, SessionRow.phase.in_(FINAL)
+        )
+        return list(session.scalars(query))
 
     def _mine(self) -> Any:
         return select(SessionRow).where(

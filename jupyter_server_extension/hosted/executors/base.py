@@ -60,9 +60,14 @@ class Executor(abc.ABC):
 
     name: str = "executor"
 
-    @abc.abstractmethod
     def unsupported(self, kind: str) -> str | None:
-        """Why this executor cannot run the short ``kind``, or ``None`` if it can."""
+        """Why this executor cannot run the short ``kind``, or ``None`` if it can (notebooks and
+        Python scripts; containers are answered with what is missing)."""
+        if kind in EXECUTABLE_KINDS:
+            return None
+        return (
+            container_reason(kind) or f"cannot run a {kind} executable: this platform runs notebooks and Python scripts"
+        )
 
     async def start(self) -> None:
         """Connect to what runs the work (a cluster, say). Called once, lazily."""

@@ -17,7 +17,7 @@ import time
 from datetime import timezone
 from typing import Any
 
-from .base import EXECUTABLE_KINDS, Executor, RunOutcome, RunSpec, container_reason
+from .base import Executor, RunOutcome, RunSpec
 from .local import describe_exit
 
 __all__ = ["DaskExecutor"]
@@ -50,13 +50,6 @@ class DaskExecutor(Executor):
         self._lock = asyncio.Lock()
         self._offsets = itertools.count()
 
-    def unsupported(self, kind: str) -> str | None:
-        if kind in EXECUTABLE_KINDS:
-            return None
-        return (
-            container_reason(kind) or f"cannot run a {kind} executable: this platform runs notebooks and Python scripts"
-        )
-
     async def start(self) -> None:
         async with self._lock:
             if self._client is not None:
@@ -74,13 +67,17 @@ class DaskExecutor(Executor):
                 self._client = await Client(self.scheduler, asynchronous=True, timeout="20s")
             else:
                 threads = self.threads_per_worker or max(1, (os.cpu_count() or 1) // self.workers)
-                # threads in this process talk in-process; worker processes over TCP on loopback only
+                # threads in this process talk in-process; worker processes over TCP on loopback
+                # only; the HTTP endpoints Dask always opens listen on loopback too (no dashboard)
                 network = {"host": "127.0.0.1"} if self.processes else {}
+                loopback = {"dashboard": False, "dashboard_address": "127.0.0.1:0"}
                 self._cluster = await LocalCluster(
                     n_workers=self.workers,
                     threads_per_worker=threads,
                     processes=self.processes,
                     dashboard_address=None,
+                    scheduler_kwargs=loopback,
+                    worker_dashboard_address="127.0.0.1:0",
                     asynchronous=True,
                     **network,
                 )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psutil
 
-from .base import EXECUTABLE_KINDS, Executor, RunOutcome, RunSpec, container_reason
+from .base import Executor, RunOutcome, RunSpec
 from .procs import kill_descendants, task_command, task_environment, terminate_tree
 
 __all__ = ["SubprocessExecutor", "describe_exit", "last_error_line"]
@@ -67,13 +67,6 @@ class SubprocessExecutor(Executor):
     def __init__(self, grace: float = 3.0) -> None:
         self.grace = grace
         self._offsets = itertools.count()
-
-    def unsupported(self, kind: str) -> str | None:
-        if kind in EXECUTABLE_KINDS:
-            return None
-        return (
-            container_reason(kind) or f"cannot run a {kind} executable: this platform runs notebooks and Python scripts"
-        )
 
     async def capacity(self) -> tuple[int, int]:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
