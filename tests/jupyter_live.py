@@ -99,11 +99,15 @@ def run_jupyter_server(
     extension_config: dict[str, Any] | None = None,
     enable_extension: bool = True,
     config_path: Path | None = None,
+    app: str = "jupyter_server",
+    extra_config: dict[str, dict[str, Any]] | None = None,
 ) -> Iterator[LiveServer]:
     """Start ``jupyter server``; stop it when the block ends.
 
     The extension is enabled in the server's own config unless ``enable_extension`` is False (then
-    only what ``config_path``, a folder put on ``JUPYTER_CONFIG_PATH``, says enables it).
+    only what ``config_path``, a folder put on ``JUPYTER_CONFIG_PATH``, says enables it). ``app`` is
+    the module run with ``python -m`` (``"jupyterlab"`` for the browser tests); ``extra_config`` adds
+    or overrides traits, section by section (e.g. ``{"ServerApp": {"root_dir": ...}, "LabApp": {...}}``).
     """
     root.mkdir(parents=True, exist_ok=True)
     env = _jupyter_env(root)
@@ -129,11 +133,13 @@ def run_jupyter_server(
         "IdentityProvider": {"token": token},
         "ExecPlanner": planner_config,
     }
+    for section, traits in (extra_config or {}).items():
+        config[section] = {**config.get(section, {}), **traits}
     (root / "config" / "jupyter_server_config.json").write_text(json.dumps(config))
     log_path = root / "server.log"
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "jupyter_server"], env=env, cwd=root, stdout=log_file, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", app], env=env, cwd=root, stdout=log_file, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     server = LiveServer(f"http://127.0.0.1:{port}{base_url}", token, process.pid, root / "runtime", log_path, env)
