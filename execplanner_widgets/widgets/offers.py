@@ -56,7 +56,7 @@ class _Row(widgets.HBox):
                 cell(esc(format_size(offer.memory)), COLUMNS[4]),
                 self.expires,
             ]
-            self.select_button = widgets.Button(description="Select", icon="hand-pointer-o", layout=widgets.Layout(width="7em"))
+            self.select_button = widgets.Button(description="Select", icon="hand-pointer-o", layout=widgets.Layout(width="8.5em"))  # fits "Selected", "Accepted"
             self.select_button.on_click(lambda _: browser.choose(self))
             cells += [self.select_button, self.details_button]
         else:
