@@ -124,6 +124,14 @@ def link(url: Any, text: Any = None) -> str:
     )
 
 
+def web_link(location: Any) -> str:
+    """A link only for http(s) URLs: an executable's or data item's location may be a file path on
+    the platform's machine, which would resolve against this page's server and break."""
+    if isinstance(location, str) and urlsplit(location.strip()).scheme.lower() in ("http", "https"):
+        return link(location)
+    return esc(location)
+
+
 def badge(text: Any, tone: str = "info") -> str:
     """A small coloured label such as YES, NO or RUNNING."""
     colour = TONES.get(tone, TONES["info"])
@@ -247,7 +255,7 @@ def data_status(item: Any) -> str:
 
 def data_table(items: Sequence[Any]) -> str:
     rows = [
-        (esc(item.name or item.uuid or f"item {index + 1}"), esc(item.description), data_status(item), link(item.location_hint) if item.location_hint else "-")
+        (esc(item.name or item.uuid or f"item {index + 1}"), esc(item.description), data_status(item), web_link(item.location_hint) if item.location_hint else "-")
         for index, item in enumerate(items)
     ]
     return _table(("Data", "Description", "Status", "Location"), rows)
@@ -261,7 +269,7 @@ def request_html(request: ExecutionRequest) -> str:
     ]
     location = executable_location(executable)
     if location:
-        rows.append(("Location", link(location)))
+        rows.append(("Location", web_link(location)))
     if executable.description:
         rows.append(("Description", esc(executable.description)))
     compute = request.compute
@@ -301,7 +309,7 @@ def session_rows(session: ExecutionSession, now: datetime | None = None) -> list
     if session.executable is not None:
         kind = short_kind(session.executable.kind)
         location = executable_location(session.executable)
-        rows.append(("Executable", esc(kind) + (f": {link(location)}" if location else "")))
+        rows.append(("Executable", esc(kind) + (f": {web_link(location)}" if location else "")))
     if session.start is not None:
         end = f" until {esc(session.end.strftime('%Y-%m-%d %H:%M UTC'))}" if session.end else ""
         rows.append(("Start", f"{esc(when(session.start, now))} ({esc(session.start.strftime('%Y-%m-%d %H:%M UTC'))}){end}"))

@@ -193,3 +193,12 @@ def test_app_html_summarises_the_whole_flow(platforms):  # noqa: F811 - fixture
 def test_badges_and_links_cannot_be_broken_out_of(value):
     for text in (reprs.badge(value), reprs.link("https://example.org/" + value, value), reprs.link(value)):
         assert_inert(text)
+
+
+def test_file_paths_are_text_and_web_urls_are_links():
+    from execplanner_widgets.html import web_link
+
+    assert web_link("/srv/data/stars.csv") == "/srv/data/stars.csv"
+    assert web_link("record/analysis.ipynb") == "record/analysis.ipynb"
+    assert web_link("https://example.org/a.ipynb").startswith('<a href="https://example.org/a.ipynb"')
+    assert "<a" not in web_link("javascript:alert(1)")
