@@ -307,6 +307,17 @@ def _error_from_document(status: int, document: Any, fallback: str) -> Exception
     return PlannerError(document["message"], status=status, field=field, platform=platform)
 
 
+def _raise_for_status(answer: requests.Response, fallback: str) -> None:
+    """A 4xx/5xx answer as the exception its JSON body describes (``fallback`` when it has none)."""
+    if answer.status_code < 400:
+        return
+    try:
+        document = answer.json()
+    except ValueError:
+        document = None
+    raise _error_from_document(answer.status_code, document, fallback)
+
+
 class _ServerBackend:
     """Calls the proxy with ``requests``."""
 
@@ -330,12 +341,7 @@ class _ServerBackend:
             raise PlannerError(f"the Jupyter server at {self.server.url} did not answer within {self.timeout:g} s", status=504) from None
         except requests.RequestException as error:
             raise PlannerError(f"cannot reach the Jupyter server at {self.server.url}: {type(error).__name__}") from None
-        if answer.status_code >= 400:
-            try:
-                document = answer.json()
-            except ValueError:
-                document = None
-            raise _error_from_document(answer.status_code, document, f"HTTP {answer.status_code} from {self.server.url}")
+        _raise_for_status(answer, f"HTTP {answer.status_code} from {self.server.url}")
         return answer
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -413,12 +419,7 @@ class _ServerBackend:
             raise PlannerError(f"refusing to download {absolute}: results come from the Jupyter server at {self.server.url}")
         try:
             with self.http.get(absolute, headers=_auth(self.server.token), stream=True, timeout=(PROBE_TIMEOUT * 2, self.timeout)) as answer:
-                if answer.status_code >= 400:
-                    try:
-                        document = answer.json()
-                    except ValueError:
-                        document = None
-                    raise _error_from_document(answer.status_code, document, f"HTTP {answer.status_code} downloading {absolute}")
+                _raise_for_status(answer, f"HTTP {answer.status_code} downloading {absolute}")
                 with open(target, "wb") as handle:
                     for chunk in answer.iter_content(chunk_size=1024 * 1024):
                         handle.write(chunk)
