@@ -14,6 +14,12 @@ if not REFERENCE.is_dir():  # a checkout where shared/ sits elsewhere: tests tha
     REFERENCE = Path(__file__).resolve().parent / "data" / "reference"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Browser tests last: they drive playwright's event loop in the main thread, and whatever they
+    leave behind must not touch the tests that run their own loops."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
 @pytest.fixture
 def reference_dir() -> Path:
     """The IVOA reference material (ExecutionBroker schema, 2022 note examples, UWS XSD)."""

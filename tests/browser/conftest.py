@@ -42,9 +42,14 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """One headless Chromium for the session (each test opens its own fresh context)."""
+    """One headless Chromium per module (each test opens its own fresh context).
+
+    Module scope, not session: while playwright's sync API is active it keeps its event loop marked
+    as running in this thread, which would break every later test that runs an event loop. Leaving
+    the ``with`` block closes that loop as soon as the browser tests are done.
+    """
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -56,7 +61,7 @@ def chromium() -> Iterator[Any]:
 
 
 # pytest-jupyter's autouse fixtures close "the" event loop of the thread after each test; playwright's
-# sync API keeps its own loop marked as running in this thread for the whole session, which they
+# sync API keeps its own loop marked as running in this thread while the module runs, which they
 # would try to close. No browser test uses pytest-jupyter's in-process server: both are no-ops here.
 
 
