@@ -216,14 +216,18 @@ async def test_closing_the_platform_leaves_no_process_behind(platforms):
 @pytest.mark.asyncio
 async def test_a_session_waits_for_its_booked_start(platforms):
     local = platforms()
-    start = utcnow() + timedelta(seconds=3)
+    start = utcnow() + timedelta(seconds=6)
     booked = await book(
         local,
         request_document(DATA / "sum_numbers.py", data=[DATA / "numbers.csv"], start=f"{format_instant(start)}/PT0S"),
     )
     assert booked.start == start
-    await asyncio.sleep(1)
-    assert (await local.session(booked.meta.uuid, user=USER)).phase is SessionPhase.WAITING
+
+    async def waiting() -> bool:
+        return (await local.session(booked.meta.uuid, user=USER)).phase is SessionPhase.WAITING
+
+    await eventually(waiting, 5, interval=0.1)
+    assert utcnow() < start  # it waits for its time, it does not start at once
     session = await finished(local, booked.meta.uuid)
     assert session.phase is SessionPhase.COMPLETED
     job = await local.job(booked.meta.uuid, user=USER)

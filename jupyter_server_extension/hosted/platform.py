@@ -75,6 +75,8 @@ T = TypeVar("T")
 
 #: How long a capacity read from the executor (e.g. Dask workers) is trusted.
 CAPACITY_TTL = 5.0
+#: Longest wait for the scheduler, the runs and the executor to stop when the platform closes.
+CLOSE_TIMEOUT = 60.0
 #: Longest ``WAIT`` a UWS client gets, whatever it asks for.
 MAX_WAIT = 60.0
 SETTABLE_PHASES = ("ACCEPTED", "REJECTED", "CANCELLED")
@@ -197,9 +199,12 @@ class HostedPlatform(Platform):
             self._closed = True
             started, self._started = self._started, False
         if started and self._engine.loop is not None:
-            if self._runner is not None:
-                await self._engine.run(self._runner.aclose())
-            await self._engine.run(self.executor.aclose())
+            steps = ([self._runner.aclose] if self._runner is not None else []) + [self.executor.aclose]
+            for step in steps:
+                try:  # bounded: closing must never hang the host (runs are stopped within their grace)
+                    await asyncio.wait_for(self._engine.run(step()), CLOSE_TIMEOUT)
+                except Exception:
+                    log.exception("hosted platform %s: closing %s failed", self.name, step.__qualname__)
         self._engine.stop()
         self._pool.shutdown(wait=True)
         self.store.dispose()

@@ -121,9 +121,14 @@ class Runner:
     async def aclose(self, grace: float = 15.0) -> None:
         """Stop the loop and every run (their processes are stopped too); record why."""
         self._closing = True
+        self._wake.set()
         if self._loop is not None:
-            self._loop.cancel()
-            await asyncio.gather(self._loop, return_exceptions=True)
+            # the loop ends by itself once it sees _closing; cancelling is the fallback (on Python
+            # 3.11 wait_for can swallow a cancellation that meets a wake-up, so it is not relied on)
+            done, _ = await asyncio.wait({self._loop}, timeout=10)
+            if not done:
+                self._loop.cancel()
+                await asyncio.wait({self._loop}, timeout=10)
             self._loop = None
         for stop in self._stops.values():
             stop.set()
@@ -137,7 +142,7 @@ class Runner:
     # ------------------------------------------------------------------------------ loop
 
     async def _forever(self) -> None:
-        while True:
+        while not self._closing:
             try:
                 sweep = await self._db(self._sweep)
             except asyncio.CancelledError:

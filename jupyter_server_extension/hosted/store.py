@@ -16,6 +16,8 @@ servers, two processes or two threads can never both see the same free capacity:
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -182,6 +184,22 @@ def default_db_url(data_dir: Path) -> str:
     return f"sqlite:///{Path(data_dir) / 'hosted.sqlite'}"
 
 
+def _use_wal(cursor: Any, attempts: int = 400) -> None:
+    """Put the file in WAL mode (once: it stays so). Switching needs the file to itself, and
+    SQLite answers "locked" at once rather than waiting when another server is busy with it, so
+    try again for a while."""
+    for _ in range(attempts):
+        if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+            return
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL").fetchone()
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) and "busy" not in str(error):
+                raise
+        time.sleep(0.05)
+    raise sqlite3.OperationalError("could not switch the database to WAL mode: it stayed locked")
+
+
 def _configure_sqlite(engine: Engine) -> None:
     """Take transaction control from the sqlite3 module: WAL, a long busy timeout, and
     ``BEGIN IMMEDIATE`` for write transactions."""
@@ -191,10 +209,10 @@ def _configure_sqlite(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=60000")
+            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
+            _use_wal(cursor)
         finally:
             cursor.close()
 
