@@ -329,3 +329,26 @@ def test_bad_options_in_the_platforms_file_name_the_entry_and_field(tmp_path):
     )
     with pytest.raises(ConfigError, match="in-memory"):
         build_federation(load_platforms_file(path), PlatformContext(data_dir=tmp_path))
+
+
+@pytest.mark.asyncio
+async def test_reservations_hold_capacity_once_and_a_past_pattern_is_laid_again(tmp_path):
+    options = {"cores": 10, "reservations": [{"name": "maintenance", "start": "PT0S", "duration": "PT2S", "cores": 10}]}
+    first = make(tmp_path, **options)
+    try:
+        now = utcnow()
+        assert (await first.peak_usage(now, now + timedelta(seconds=3)))[0] == 10
+    finally:
+        await first.aclose()
+    again = make(tmp_path, **options)  # restarted while the reservation still runs: not added twice
+    try:
+        assert (await again.peak_usage(now, now + timedelta(seconds=3)))[0] == 10
+    finally:
+        await again.aclose()
+    await asyncio.sleep(2.5)
+    later_on = make(tmp_path, **options)  # restarted after it ended: the busy pattern starts again
+    try:
+        restart = utcnow()
+        assert (await later_on.peak_usage(restart, restart + timedelta(seconds=3)))[0] == 10
+    finally:
+        await later_on.aclose()

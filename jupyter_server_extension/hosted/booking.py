@@ -593,25 +593,33 @@ class Bookings:
             return self._events(session, uuids)
 
     def install_reservations(self, anchor: datetime) -> None:
-        """Write the provider's reservations once each (a restart keeps the existing ones)."""
+        """Write the provider's reservations, once each: a restart keeps the existing ones.
+
+        Reservations given as offsets ("PT4H after start-up") describe a busy pattern rather than
+        fixed dates: once all of them are over, the pattern is laid down again from ``anchor``, so a
+        demonstration platform is busy again after a restart instead of empty for good.
+        """
         if not self.options.reservations:
             return
         with self.store.write(self.platform) as session:
+            existing = {
+                row.name: row
+                for row in session.scalars(select(ReservationRow).where(ReservationRow.platform == self.platform))
+            }
+            relative = [item for item in self.options.reservations if isinstance(item.start, timedelta)]
+            renew = bool(relative) and all(
+                item.name in existing and existing[item.name].end <= anchor for item in relative
+            )
             for item in self.options.reservations:
-                if session.get(ReservationRow, (self.platform, item.name)) is not None:
+                row = existing.get(item.name)
+                if row is not None and not (renew and item in relative):
                     continue
-                start = ceil_seconds(item.starts_at(anchor))
-                session.add(
-                    ReservationRow(
-                        platform=self.platform,
-                        name=item.name,
-                        start=start,
-                        end=start + whole_seconds(item.duration),
-                        cores=item.cores,
-                        memory=item.memory,
-                        storage=item.storage,
-                    )
-                )
+                if row is None:
+                    row = ReservationRow(platform=self.platform, name=item.name)
+                    session.add(row)
+                row.start = ceil_seconds(item.starts_at(anchor))
+                row.end = row.start + whole_seconds(item.duration)
+                row.cores, row.memory, row.storage = item.cores, item.memory, item.storage
 
     def usage_steps(self, low: datetime, high: datetime) -> list[tuple[datetime, datetime, int, int, int]]:
         """What is held over ``[low, high)`` as steps ``(start, end, cores, memory, storage)``: the

@@ -143,6 +143,7 @@ class Runner:
 
     async def _forever(self) -> None:
         while not self._closing:
+            self._wake.clear()  # a wake-up from here on (an accept during the sweep) is not lost
             try:
                 sweep = await self._db(self._sweep)
             except asyncio.CancelledError:
@@ -169,7 +170,8 @@ class Runner:
             delay = MAX_SLEEP
             if sweep.next_due is not None:
                 delay = min(delay, max(0.0, (sweep.next_due - precise_now()).total_seconds()))
-            self._wake.clear()
+            if self._closing:
+                break
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
             except asyncio.TimeoutError:
