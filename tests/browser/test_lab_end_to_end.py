@@ -5,8 +5,10 @@ The servers are real: ``jupyter lab`` with the ExecPlanner extension serving its
 federation (hosted platforms that book and run the record's notebook on this machine), the kernel
 client finding that server by itself. Nothing is driven from Python: the test clicks **Select**,
 picks the data from the basket, presses **Find offers**, **Select** on the ``laptop`` offer and
-**Accept**, and reads what the page shows. The README's screenshots come from these runs
-(``docs/images/app-offers.png``, ``app-job.png``, ``app-sidebar.png``).
+**Accept**, and reads what the page shows. The README's screenshots come from these runs: with
+``EXECPLANNER_SCREENSHOTS=docs/images`` they are written there (``app-offers.png``, ``app-job.png``,
+``app-sidebar.png``); otherwise into the test's temporary folder, so a test run leaves the checkout
+as it was.
 
 A last test serves a platforms file whose titles and NO messages carry markup and checks, in the
 browser, that it is shown as text and that no script ran (no dialog opened).
@@ -14,6 +16,7 @@ browser, that it is shown as text and that no script ran (no dialog opened).
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +27,17 @@ from lab_driver import JOB_MS, OFFERS_MS, AppView, LabPage, evidence_on_failure,
 
 pytestmark = pytest.mark.browser
 
-IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> Path:
+    """Where screenshots go: ``$EXECPLANNER_SCREENSHOTS`` (relative to the checkout), else tmp."""
+    chosen = os.environ.get("EXECPLANNER_SCREENSHOTS")
+    folder = (REPOSITORY / chosen) if chosen else tmp_path / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
 EXECUTABLE = "Mean proper motions"
 BASKET_LABEL = "Gaia sample (from this record)"  # the basket entry of the quickstart notebook
 DEMO_PLATFORMS = 4
@@ -136,7 +149,7 @@ def book_on_laptop(app: AppView, offers_shot: Path | None = None) -> str:
 # ----------------------------------------------------------------------------------- the tests
 
 
-def test_quickstart_in_a_cell_books_and_completes(demo_lab: Any, context: Any, tmp_path: Path) -> None:
+def test_quickstart_in_a_cell_books_and_completes(demo_lab: Any, context: Any, tmp_path: Path, images: Path) -> None:
     page = context.new_page()
     with evidence_on_failure(page, demo_lab, tmp_path, "cell"):
         lab, app_cell = open_quickstart_app(page, demo_lab)
@@ -144,16 +157,16 @@ def test_quickstart_in_a_cell_books_and_completes(demo_lab: Any, context: Any, t
         expect(app.root).to_contain_text("server mode: the ExecPlanner proxy")
         pick_executable_and_data(app)
         find_offers(app, DEMO_PLATFORMS)
-        phase = book_on_laptop(app, offers_shot=IMAGES / "app-offers.png")
+        phase = book_on_laptop(app, offers_shot=images / "app-offers.png")
         assert phase == "COMPLETED", f"the job ended {phase}"
         job = app.step(5)
         expect(job).to_contain_text("The session has ended: COMPLETED.")
         expect(job.get_by_role("link", name=re.compile(r"mean-proper-motions"))).not_to_have_count(0)
-        app.screenshot(IMAGES / "app-job.png")
+        app.screenshot(images / "app-job.png")
         assert lab.dialogs == [], f"the page opened dialogs: {lab.dialogs}"
 
 
-def test_quickstart_in_the_sidebar_books_and_completes(demo_lab: Any, context: Any, tmp_path: Path) -> None:
+def test_quickstart_in_the_sidebar_books_and_completes(demo_lab: Any, context: Any, tmp_path: Path, images: Path) -> None:
     page = context.new_page()
     page.set_viewport_size(WINDOW)  # the screenshot is the whole window: notebook and sidebar
     with evidence_on_failure(page, demo_lab, tmp_path, "sidebar"):
@@ -171,7 +184,7 @@ def test_quickstart_in_the_sidebar_books_and_completes(demo_lab: Any, context: A
         lab.cells.nth(app_cell + 1).scroll_into_view_if_needed()  # the cell that opened the sidebar
         app.scroll_to_top()
         page.mouse.move(1, 1)
-        page.screenshot(path=str(IMAGES / "app-sidebar.png"), animations="disabled")
+        page.screenshot(path=str(images / "app-sidebar.png"), animations="disabled")
         assert lab.dialogs == [], f"the page opened dialogs: {lab.dialogs}"
 
 

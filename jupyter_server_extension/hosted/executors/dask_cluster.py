@@ -17,6 +17,8 @@ import time
 from datetime import timezone
 from typing import Any
 
+from execplanner_widgets.platforms.base import PlatformError
+
 from .base import Executor, RunOutcome, RunSpec
 from .local import describe_exit
 
@@ -58,7 +60,10 @@ class DaskExecutor(Executor):
                 import cloudpickle
                 from distributed import Client, LocalCluster
             except ImportError:
-                raise RuntimeError("the dask executor needs Dask: pip install 'execplanner-widgets[dask]'") from None
+                raise PlatformError(
+                    "this platform runs on Dask, which is not installed on the server: pip install 'execplanner-widgets[dask]'",
+                    status=503,
+                ) from None
             from . import dask_task, procs
 
             for module in (dask_task, procs):
