@@ -132,6 +132,7 @@ class HostedPlatform(Platform):
         self._start_lock = threading.Lock()
         self._started = False
         self._closed = False
+        self._pool_closed = False
         self._capacity: tuple[float, Capacity] | None = None
         self._version = 0
 
@@ -159,6 +160,9 @@ class HostedPlatform(Platform):
     # ------------------------------------------------------------------------- lifecycle
 
     async def _db(self, function: Callable[..., T], *args: Any) -> T:
+        """Run a database function in the platform's own threads (never on the caller's loop)."""
+        if self._pool_closed:
+            raise PlatformError(f"the hosted platform {self.name} has been closed")
         return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(function, *args))
 
     def _start_sync(self) -> None:
@@ -206,6 +210,7 @@ class HostedPlatform(Platform):
                 except Exception:
                     log.exception("hosted platform %s: closing %s failed", self.name, step.__qualname__)
         self._engine.stop()
+        self._pool_closed = True
         self._pool.shutdown(wait=True)
         self.store.dispose()
 
