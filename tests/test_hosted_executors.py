@@ -7,7 +7,6 @@ Slots are seconds long and the work tiny: this is a 2-core machine.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from datetime import timedelta
