@@ -148,3 +148,19 @@ def test_bad_options_are_refused():
         StaticOptions.model_validate({"cores": -1})
     with pytest.raises(ValueError):
         StaticOptions.model_validate({"memory": "lots"})
+
+
+def test_offers_that_ended_long_ago_are_forgotten():
+    from execplanner_widgets.platforms import static
+
+    cloud = platform(offer_ttl="PT0S")
+
+    async def scenario():
+        old = (await cloud.offers(request())).offers[0]
+        assert (await cloud.session(old.uuid)).phase is SessionPhase.EXPIRED
+        cloud._sessions[old.uuid].expires -= static.FORGET_AFTER * 2  # it ended long ago
+        (await cloud.offers(request())).offers[0]
+        with pytest.raises(SessionNotFound):
+            await cloud.session(old.uuid)
+
+    run(scenario())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid as uuid_module
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -180,8 +180,16 @@ def check_request(
     return problems
 
 
+#: How long a static platform remembers offers that ended (expired, rejected, cancelled).
+FORGET_AFTER = timedelta(hours=24)
+
+
 class StaticPlatform(Platform):
-    """A platform described by metadata in the platforms file."""
+    """A platform described by metadata in the platforms file.
+
+    It keeps its offers in memory (it has nothing to run them on); offers that ended are forgotten
+    :data:`FORGET_AFTER` later, so a long-running server does not grow without bound.
+    """
 
     kind = "static"
 
@@ -302,6 +310,7 @@ class StaticPlatform(Platform):
             }
         )
         async with self._lock:
+            self._forget_ended(now)
             self._sessions[session_id] = session
             self._siblings[session_id] = [session_id]
         return OfferSetResponse(
@@ -325,6 +334,15 @@ class StaticPlatform(Platform):
         if self.options.accepts is not None:
             kinds = " running " + ", ".join(short_kind(canonical_kind(k, "executable")) for k in self.options.accepts)
         return f"the most this platform could offer: {', '.join(parts) or 'no stated limits'}{kinds}"
+
+    def _forget_ended(self, now: datetime) -> None:
+        """Drop offers that ended more than :data:`FORGET_AFTER` ago (accepted sessions are kept)."""
+        for uuid, session in list(self._sessions.items()):
+            self._expire(session)
+            ended = session.phase in (SessionPhase.EXPIRED, SessionPhase.REJECTED, SessionPhase.CANCELLED)
+            if ended and session.expires is not None and session.expires + FORGET_AFTER < now:
+                del self._sessions[uuid]
+                self._siblings.pop(uuid, None)
 
     def _expire(self, session: ExecutionSession) -> None:
         if session.phase is SessionPhase.OFFERED and session.expires is not None and session.expires <= utcnow():
