@@ -66,7 +66,7 @@ def test_the_wheel_installs_the_config_that_enables_the_extension(wheel):
         assert len(matches) == 1, [n for n in names if ".data/" in n]
         assert json.loads(archive.read(matches[0])) == {"ServerApp": {"jpserver_extensions": {"jupyter_server_extension": True}}}
         assert "jupyter_server_extension/handlers/api.py" in names
-        assert "execplanner_widgets/client.py" in names
+        assert "execplanner_widgets/client/planner.py" in names
 
 
 @pytest.mark.slow
