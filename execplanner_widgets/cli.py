@@ -18,9 +18,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
-import yaml
 
-from .model import ExecutionRequest, ExecutionSession, InvalidRequest, OfferSetResponse, parse_request, short_kind
+from .model import ExecutionRequest, ExecutionSession, InvalidRequest, OfferSetResponse, parse_request
 from .model.session import EnumValueUpdate
 from .model.units import human_duration
 
@@ -92,7 +91,7 @@ def format_platforms(descriptions: Sequence[Any]) -> str:
     return _table(rows, ["name", "kind", "title", "accepts", "limits"])
 
 
-def _federation(args: argparse.Namespace, out: TextIO):
+def _federation(args: argparse.Namespace):
     from .config import build_federation, default_context, load_platforms_file, resolve_platforms_path
 
     path, is_demo = resolve_platforms_path(args.platforms)
@@ -103,7 +102,7 @@ def _federation(args: argparse.Namespace, out: TextIO):
 
 
 async def _offers(args: argparse.Namespace, request: ExecutionRequest, out: TextIO) -> int:
-    federation = _federation(args, out)
+    federation = _federation(args)
     try:
         await federation.start()
         results = await federation.offers(request, user=args.user, platforms=args.only or None)
@@ -121,7 +120,7 @@ async def _offers(args: argparse.Namespace, request: ExecutionRequest, out: Text
 
 
 async def _platforms(args: argparse.Namespace, out: TextIO) -> int:
-    federation = _federation(args, out)
+    federation = _federation(args)
     try:
         descriptions = federation.describe()
     finally:

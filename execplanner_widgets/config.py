@@ -107,7 +107,6 @@ class PlatformsFile(BaseModel):
 
     timeout: float = Field(default=DEFAULT_TIMEOUT, gt=0)
     platforms: list[PlatformEntry]
-    source: str | None = Field(default=None, exclude=True, description="Where the file was read from")
 
     @field_validator("platforms")
     @classmethod
@@ -149,11 +148,9 @@ def load_platforms_file(path: str | os.PathLike[str] | None = None) -> Platforms
     if not isinstance(document, dict):
         raise ConfigError([FieldError("", f"{resolved} must hold a mapping with a 'platforms' list")])
     try:
-        parsed = PlatformsFile.model_validate(document)
+        return PlatformsFile.model_validate(document)
     except ValidationError as error:
         raise _config_error(error, document) from None
-    parsed.source = str(resolved)
-    return parsed
 
 
 def _config_error(error: ValidationError, document: dict[str, Any]) -> ConfigError:

@@ -396,27 +396,8 @@ def parse_request(source: Any) -> ExecutionRequest:
         raise InvalidRequest(
             [FieldError("executable.kind", "say what kind of executable this is, e.g. 'jupyter-notebook'")]
         )
-    converted = _default_kinds(converted)
     try:
         return ExecutionRequest.model_validate(converted)
     except ValidationError as error:
         raise from_validation_error(error) from None
 
-
-def _default_kinds(document: dict[str, Any]) -> dict[str, Any]:
-    """Short documents may leave out the obvious kinds (one compute kind, one storage kind)."""
-    document = dict(document)
-    compute = document.get("compute")
-    if isinstance(compute, Mapping) and "kind" not in compute:
-        document["compute"] = {"kind": kind_uri("compute", "simple-compute-resource"), **compute}
-    storage = document.get("storage")
-    if isinstance(storage, Mapping):
-        storage = [storage]
-    if isinstance(storage, list):
-        document["storage"] = [
-            {"kind": kind_uri("storage", "simple-storage-resource"), **item}
-            if isinstance(item, Mapping) and "kind" not in item
-            else item
-            for item in storage
-        ]
-    return document

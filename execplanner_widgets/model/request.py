@@ -35,6 +35,13 @@ class ScheduleBlock(WireModel):
     requested: RequestedSchedule | None = None
 
 
+def _needed(pair: Any, default: int = 1) -> int:
+    """What a ``{min, max}`` pair asks for at least: its minimum, else its maximum, else ``default``."""
+    if pair is None:
+        return default
+    return pair.min if pair.min is not None else (pair.max if pair.max is not None else default)
+
+
 class ExecutionRequest(WireModel):
     """A request for offers (``ExecutionRequest`` in ExecutionBroker v1.0).
 
@@ -84,18 +91,12 @@ class ExecutionRequest(WireModel):
     @property
     def min_cores(self) -> int:
         """Cores needed: the minimum, or the maximum when only that is given, else 1."""
-        cores = self.compute.cores if self.compute else None
-        if cores is None:
-            return 1
-        return cores.min if cores.min is not None else (cores.max if cores.max is not None else 1)
+        return _needed(self.compute.cores if self.compute else None)
 
     @property
     def min_memory(self) -> int:
         """Memory needed in GiB: the minimum, or the maximum when only that is given, else 1."""
-        memory = self.compute.memory if self.compute else None
-        if memory is None:
-            return 1
-        return memory.min if memory.min is not None else (memory.max if memory.max is not None else 1)
+        return _needed(self.compute.memory if self.compute else None)
 
     @property
     def min_storage(self) -> int:

@@ -283,15 +283,13 @@ class StaticPlatform(Platform):
         else:
             cores = min(need.cores_max or need.cores, limits.cores or need.cores_max or need.cores)
             memory = min(need.memory_max or need.memory, limits.memory or need.memory_max or need.memory)
-        offered = request.model_copy(deep=True)
-        compute = offered.compute.model_copy() if offered.compute else None
         compute_doc = {
             "kind": kind_uri("compute", "simple-compute-resource"),
             "cores": {"min": need.cores, "max": max(cores, need.cores)},
             "memory": {"min": need.memory, "max": max(memory, need.memory)},
         }
-        if compute is not None and compute.meta is not None:
-            compute_doc["meta"] = compute.meta.model_dump(exclude_none=True)
+        if request.compute is not None and request.compute.meta is not None:
+            compute_doc["meta"] = request.compute.meta.model_dump(exclude_none=True)
         session_id = str(uuid_module.uuid4())
         messages = [_message(f"offered by {self.title}" + (f" as flavour {flavour.name}" if flavour else ""))]
         session = ExecutionSession.model_validate(
@@ -299,10 +297,10 @@ class StaticPlatform(Platform):
                 "meta": {"uuid": session_id, "name": self.name, "created": now, "messages": [m.model_dump() for m in messages]},
                 "phase": SessionPhase.OFFERED,
                 "expires": now + self.options.offer_ttl,
-                "executable": offered.executable.model_dump(exclude_none=True),
+                "executable": request.executable.model_dump(exclude_none=True),
                 "compute": compute_doc,
-                "storage": [item.model_dump(exclude_none=True) for item in offered.storage],
-                "data": [item.model_dump(exclude_none=True) for item in offered.data],
+                "storage": [item.model_dump(exclude_none=True) for item in request.storage],
+                "data": [item.model_dump(exclude_none=True) for item in request.data],
                 "schedule": {
                     "preparing": {"start": now, "duration": "PT0S"},
                     "available": {"start": f"{now.isoformat()}/PT0S", "duration": need.duration},
