@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from execplanner_widgets.config import (
@@ -14,16 +16,17 @@ from execplanner_widgets.config import (
 from execplanner_widgets.platforms.broker import BrokerPlatform
 from execplanner_widgets.platforms.static import StaticPlatform
 
-EXAMPLE = """
-platforms:
-  - name: cesga            # URL-safe id
-    title: CESGA cloud (vo.access.egi.eu)
-    static: {accepts: [docker-container], cores: 32, memory: 64, duration: PT12H}
-  - name: munich
-    title: Compute platform in Munich
-    timeout: 5
-    broker: {url: "https://broker.example.org/", token_env: MUNICH_TOKEN}
-"""
+def documented_example() -> str:
+    """The platforms file shown in the config module's documentation (what users copy)."""
+    import textwrap
+
+    from execplanner_widgets import config
+
+    block = config.__doc__.split(".. code-block:: yaml", 1)[1].split("\n\n")[1]
+    return textwrap.dedent(block)
+
+
+EXAMPLE = documented_example()
 
 
 def write(tmp_path, text):
@@ -98,3 +101,16 @@ def test_unreadable_and_invalid_yaml(tmp_path):
         load_platforms_file(tmp_path / "missing.yaml")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_platforms_file(write(tmp_path, "platforms: [\n"))
+
+
+def test_the_readme_platforms_example_builds(tmp_path, monkeypatch):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("### The platforms file", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    monkeypatch.setenv("MUNICH_TOKEN", "secret")
+    federation = build_federation(load_platforms_file(write(tmp_path, example)), default_context(tmp_path))
+    assert [(d.name, d.kind) for d in federation.describe()] == [
+        ("cesga", "static"),
+        ("munich", "broker"),
+        ("edinburgh", "hosted"),
+    ]
