@@ -25,7 +25,7 @@ from .model.units import format_size, human_duration
 
 if TYPE_CHECKING:  # pragma: no cover - imported for type hints only
     from .ossr import ExecutableEntry, OssrRecord
-    from .planner import PlatformResult
+    from .model.results import PlatformResult
 
 __all__ = [
     "app_html",

@@ -10,7 +10,7 @@ from brokers import static_entry, write_platforms
 from tornado.httpclient import HTTPClientError
 
 from execplanner_widgets.html import calendar_html
-from execplanner_widgets.platforms.base import Calendar
+from execplanner_widgets.model.platform import Calendar
 
 BUSY = {
     "name": "busy",

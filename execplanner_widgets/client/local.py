@@ -18,12 +18,12 @@ from ..model import (
     SessionPhase,
     utcnow,
 )
-from ..planner import PlatformResult
-from ..platforms.base import Calendar, PlatformDescription
+from ..model.identifiers import check_identifier
+from ..model.platform import Calendar, PlatformDescription
+from ..model.results import PlatformResult
 
 if TYPE_CHECKING:
-    from jupyter_server_extension.handlers.models import JobStatus
-
+    from ..model.status import JobStatus
     from ..planner import Federation
 
 
@@ -165,14 +165,10 @@ class LocalBackend:
         return self.runner.iterate(lambda: self.federation.stream_offers(request, user=self.user, platforms=platforms))
 
     def session(self, platform: str, uuid: str) -> ExecutionSession:
-        from jupyter_server_extension.handlers.models import check_identifier
-
         check_identifier(uuid, "uuid")
         return self._timed(platform, lambda target: target.session(uuid, user=self.user))
 
     def update(self, platform: str, uuid: str, phase: SessionPhase) -> ExecutionSession:
-        from jupyter_server_extension.handlers.models import check_identifier
-
         from ..model import phase_update
 
         check_identifier(uuid, "uuid")

@@ -16,11 +16,11 @@ from ..model import (
     SessionPhase,
     parse_request,
 )
-from ..planner import PlatformList, PlatformResult, ResultList
-from ..platforms.base import Calendar
+from ..model.platform import Calendar, PlatformList
+from ..model.results import PlatformResult, ResultList
 
 if TYPE_CHECKING:
-    from jupyter_server_extension.handlers.models import JobStatus
+    from ..model.status import JobStatus
 
 
 from .discovery import Mode, ServerInfo, base_url_of, discover_server, new_http, probe

@@ -13,13 +13,12 @@ from ..model import (
     ResultItem,
     SessionPhase,
 )
-from ..planner import PlatformResult
-from ..platforms.base import Calendar, PlatformDescription
+from ..model.platform import Calendar, PlatformDescription
+from ..model.results import PlatformResult
+from ..model.status import JobStatus
 
 if TYPE_CHECKING:
     import requests
-
-    from jupyter_server_extension.handlers.models import JobStatus
 
 
 from .discovery import PROBE_TIMEOUT, Mode, ServerInfo, auth_header
@@ -133,8 +132,6 @@ class ServerBackend:
         return self._session(self._json("POST", f"platforms/{_segment(platform)}/sessions/{_segment(uuid)}", body=body))
 
     def job(self, platform: str, job_id: str) -> JobStatus:
-        from jupyter_server_extension.handlers.models import JobStatus
-
         status = JobStatus.model_validate(self._json("GET", f"platforms/{_segment(platform)}/jobs/{_segment(job_id)}"))
         self._absolute(status.results)
         if status.session is not None:

@@ -25,21 +25,31 @@ from .components import (
 )
 from .dialects import detect_dialect, load_document, parse_request
 from .errors import FieldError, InvalidRequest
+from .identifiers import check_identifier
 from .kinds import canonical_kind, kind_uri, short_kind
+from .platform import Calendar, CalendarStep, PlatformDescription, PlatformList
 from .request import ExecutionRequest, RequestedSchedule, ScheduleBlock
-from .session import (
+from .phases import (
     ACTIVE_PHASES,
     FINAL_PHASES,
+    RUNNING_PHASES,
+    SessionPhase,
+    UwsPhase,
+    offer_expired,
+    uws_phase,
+)
+from .results import PlatformResult, ResultList
+from .session import (
     Connector,
     EnumValueUpdate,
     ExecutionSession,
     OfferSetResponse,
     ResultItem,
-    SessionPhase,
     SessionSchedule,
     UpdateModel,
     phase_update,
 )
+from .status import ErrorBody, FieldProblem, JobStatus
 from .types import TimeInterval, format_instant, parse_instant, utcnow
 from .units import UnitError, format_duration, format_size, human_duration, parse_duration, parse_size_gib
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import Discriminator, Field, model_validator
@@ -21,11 +20,10 @@ from .components import (
     WireModel,
 )
 from .kinds import UPDATE_ENUM_VALUE, kind_uri
+from .phases import FINAL_PHASES, SessionPhase
 from .types import Instant
 
 __all__ = [
-    "ACTIVE_PHASES",
-    "FINAL_PHASES",
     "Connector",
     "EnumValueUpdate",
     "ExecutionSession",
@@ -33,7 +31,6 @@ __all__ = [
     "IntegerValueUpdate",
     "OfferSetResponse",
     "ResultItem",
-    "SessionPhase",
     "SessionSchedule",
     "StringValueUpdate",
     "UpdateModel",
@@ -41,44 +38,6 @@ __all__ = [
 ]
 
 SCHEDULED_SESSION = kind_uri("session", "scheduled-execution-session")
-
-
-class SessionPhase(str, Enum):
-    """``SimpleExecutionSessionPhase``: the life of an offer, then of the execution it became."""
-
-    INITIAL = "INITIAL"
-    OFFERED = "OFFERED"
-    ACCEPTED = "ACCEPTED"
-    REJECTED = "REJECTED"
-    EXPIRED = "EXPIRED"
-    WAITING = "WAITING"
-    PREPARING = "PREPARING"
-    AVAILABLE = "AVAILABLE"
-    RUNNING = "RUNNING"
-    RELEASING = "RELEASING"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-#: Phases after which nothing more happens to a session.
-FINAL_PHASES = frozenset(
-    {SessionPhase.REJECTED, SessionPhase.EXPIRED, SessionPhase.COMPLETED, SessionPhase.FAILED, SessionPhase.CANCELLED}
-)
-#: Phases of a booked session that has not finished yet.
-ACTIVE_PHASES = frozenset(
-    {
-        SessionPhase.ACCEPTED,
-        SessionPhase.WAITING,
-        SessionPhase.PREPARING,
-        SessionPhase.AVAILABLE,
-        SessionPhase.RUNNING,
-        SessionPhase.RELEASING,
-    }
-)
 
 
 class Connector(WireModel):

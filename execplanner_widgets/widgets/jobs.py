@@ -17,7 +17,7 @@ from traitlets import Instance, List, Unicode, observe
 
 from ..html import TONES, esc, pairs_table, session_rows
 from ..model import ExecutionSession
-from ..model.session import FINAL_PHASES
+from ..model.phases import FINAL_PHASES
 from .background import Repeater, Worker
 from .common import describe_error, status, status_widget
 

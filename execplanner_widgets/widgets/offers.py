@@ -22,7 +22,7 @@ from traitlets import Bool, Instance, Int, List, Unicode, observe
 from ..html import answer_badge, countdown, esc, reasons_html, result_html, session_html, when
 from ..model import ExecutionRequest, ExecutionSession, SessionPhase
 from ..model.units import format_size
-from ..planner import PlatformResult
+from ..model.results import PlatformResult
 from .background import Repeater, Worker
 from .common import cell, compact, describe_error, status, status_widget
 

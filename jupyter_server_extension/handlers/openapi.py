@@ -16,8 +16,8 @@ from pydantic.json_schema import models_json_schema
 
 from execplanner_widgets import __version__
 from execplanner_widgets.model import ExecutionRequest, ExecutionSession, UpdateModel
-from execplanner_widgets.planner import PlatformResult
-from execplanner_widgets.platforms.base import Calendar, PlatformDescription
+from execplanner_widgets.model.platform import Calendar, PlatformDescription
+from execplanner_widgets.model.results import PlatformResult
 
 from .models import ErrorBody, JobStatus, PhaseChange
 

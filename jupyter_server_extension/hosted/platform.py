@@ -43,12 +43,10 @@ from execplanner_widgets.model import (
     short_kind,
 )
 from execplanner_widgets.model.errors import FieldError, InvalidRequest
+from execplanner_widgets.model.platform import Calendar, CalendarStep, PlatformDescription
 from execplanner_widgets.platforms.base import (
-    Calendar,
-    CalendarStep,
     Platform,
     PlatformContext,
-    PlatformDescription,
     PlatformError,
     SessionConflict,
     SessionNotFound,
