@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from execplanner_widgets.model import parse_request, utcnow  # noqa: E402
-from execplanner_widgets.platforms.base import PlatformContext  # noqa: E402
+from execplanner_widgets.core.platform import PlatformContext
 from jupyter_server_extension.hosted.calendar import Capacity, Hold, Need, Profile, find_slots  # noqa: E402
 from jupyter_server_extension.hosted.platform import HostedPlatform  # noqa: E402
 from jupyter_server_extension.hosted.store import OfferSetRow, SessionRow  # noqa: E402

@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from brokers import answer_yes, hang, run_broker, write_platforms  # noqa: E402
 
-from execplanner_widgets.config import build_federation, load_platforms_file  # noqa: E402
-from execplanner_widgets.platforms.base import PlatformContext  # noqa: E402
+from execplanner_widgets.core.config import build_federation, load_platforms_file
+from execplanner_widgets.core.platform import PlatformContext
 
 REQUEST = {"executable": {"kind": "jupyter-notebook", "location": "a.ipynb"}, "compute": {"cores": {"min": 1}}}
 HANG_TIMEOUT = 1.0

@@ -34,7 +34,7 @@ __all__ = [
 _LAZY = {
     "Planner": ("execplanner_widgets.client", "Planner"),
     "PlannerError": ("execplanner_widgets.client", "PlannerError"),
-    "Federation": ("execplanner_widgets.planner", "Federation"),
+    "Federation": ("execplanner_widgets.core.federation", "Federation"),
 }
 
 

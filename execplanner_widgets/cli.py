@@ -92,7 +92,7 @@ def format_platforms(descriptions: Sequence[Any]) -> str:
 
 
 def _federation(args: argparse.Namespace):
-    from .config import build_federation, default_context, load_platforms_file, resolve_platforms_path
+    from .core.config import build_federation, default_context, load_platforms_file, resolve_platforms_path
 
     path, is_demo = resolve_platforms_path(args.platforms)
     if is_demo:

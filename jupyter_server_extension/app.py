@@ -10,9 +10,9 @@ from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
 from traitlets import Dict, Float, Int, TraitError, Unicode, default, validate
 
-from execplanner_widgets.config import build_federation, load_platforms_file, resolve_platforms_path
-from execplanner_widgets.planner import Federation
-from execplanner_widgets.platforms.base import PlatformContext
+from execplanner_widgets.core.config import build_federation, load_platforms_file, resolve_platforms_path
+from execplanner_widgets.core.federation import Federation
+from execplanner_widgets.core.platform import PlatformContext
 
 from .handlers.api import API_HANDLERS
 from .hosted.handlers import HOSTED_HANDLERS

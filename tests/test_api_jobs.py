@@ -12,9 +12,9 @@ import pytest
 from pydantic import BaseModel
 
 from execplanner_widgets.model import InvalidRequest, parse_request
-from execplanner_widgets.platforms.base import PlatformError, SessionNotFound
+from execplanner_widgets.core.platform import PlatformError, SessionNotFound
 from execplanner_widgets.platforms.static import StaticOptions, StaticPlatform
-from jupyter_server_extension.handlers.jobs import follow_job, platform_reads_jobs
+from execplanner_widgets.core.jobs import follow_job, platform_reads_jobs
 
 REQUEST = parse_request({"executable": {"kind": "python-script", "location": "run.py"}, "compute": {"cores": {"min": 1}}})
 

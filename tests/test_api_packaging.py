@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from execplanner_widgets.config import demo_platforms_path, load_platforms_file
+from execplanner_widgets.core.config import demo_platforms_path, load_platforms_file
 from jupyter_live import run_jupyter_server
 
 ROOT = Path(__file__).resolve().parents[1]

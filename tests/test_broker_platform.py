@@ -11,8 +11,8 @@ import pytest
 from brokers import Reply, answer_no, answer_yes, hang, run_broker
 
 from execplanner_widgets import SessionPhase, parse_request
-from execplanner_widgets.config import build_federation, default_context, load_platforms_file
-from execplanner_widgets.platforms import PlatformContext, PlatformError, SessionConflict, SessionNotFound
+from execplanner_widgets.core.config import build_federation, default_context, load_platforms_file
+from execplanner_widgets.core.platform import PlatformContext, PlatformError, SessionConflict, SessionNotFound
 from execplanner_widgets.platforms.broker import BrokerPlatform
 
 REQUEST = parse_request({"executable": {"kind": "jupyter-notebook", "location": "x.ipynb"}, "compute": {"cores": {"min": 2}, "memory": {"min": 4}}})

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from execplanner_widgets.config import (
+from execplanner_widgets.core.config import (
     ConfigError,
     build_federation,
     default_context,
@@ -20,7 +20,7 @@ def documented_example() -> str:
     """The platforms file shown in the config module's documentation (what users copy)."""
     import textwrap
 
-    from execplanner_widgets import config
+    from execplanner_widgets.core import config
 
     block = config.__doc__.split(".. code-block:: yaml", 1)[1].split("\n\n")[1]
     return textwrap.dedent(block)

@@ -19,7 +19,7 @@ import pytest
 import pytest_asyncio
 
 from execplanner_widgets.model import ExecutionSession, SessionPhase, format_instant, parse_request, utcnow
-from execplanner_widgets.platforms.base import PlatformContext
+from execplanner_widgets.core.platform import PlatformContext
 from jupyter_server_extension.hosted.executors.local import SubprocessExecutor
 from jupyter_server_extension.hosted.platform import HostedPlatform
 from test_hosted_support import DATA, data_server, eventually, request_document  # noqa: F401 - data_server is a fixture

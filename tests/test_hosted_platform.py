@@ -16,7 +16,7 @@ import pytest_asyncio
 
 from execplanner_widgets.model import InvalidRequest, SessionPhase, format_instant, parse_request, utcnow
 from execplanner_widgets.model.session import EnumValueUpdate, StringValueUpdate
-from execplanner_widgets.platforms.base import PlatformContext, SessionConflict, SessionNotFound
+from execplanner_widgets.core.platform import PlatformContext, SessionConflict, SessionNotFound
 from jupyter_server_extension.hosted.platform import HostedPlatform, RequestRefused
 from test_hosted_support import DATA, request_document
 
@@ -310,7 +310,7 @@ async def test_describe_lists_limits_and_links(platforms):
 
 
 def test_bad_options_in_the_platforms_file_name_the_entry_and_field(tmp_path):
-    from execplanner_widgets.config import ConfigError, build_federation, load_platforms_file
+    from execplanner_widgets.core.config import ConfigError, build_federation, load_platforms_file
     from test_hosted_support import write_platforms
 
     path = write_platforms(

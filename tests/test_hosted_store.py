@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import select, text
 
 from execplanner_widgets.model import SessionPhase, format_instant, parse_request, utcnow
-from execplanner_widgets.platforms.base import PlatformContext
+from execplanner_widgets.core.platform import PlatformContext
 from jupyter_server_extension.hosted.platform import HostedPlatform
 from jupyter_server_extension.hosted.store import LockRow, OfferSetRow, Store, default_db_url
 from test_hosted_support import DATA, request_document

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from execplanner_widgets import parse_request
-from execplanner_widgets.planner import Federation, UnknownPlatform
-from execplanner_widgets.platforms.base import Platform, PlatformDescription, PlatformError
+from execplanner_widgets.core.federation import Federation, UnknownPlatform
+from execplanner_widgets.core.platform import Platform, PlatformError
+from execplanner_widgets.model.platform import PlatformDescription
 from execplanner_widgets.platforms.static import StaticOptions, StaticPlatform
 
 REQUEST = {"executable": {"kind": "docker-container", "image": "x"}, "compute": {"cores": 2}}

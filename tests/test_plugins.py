@@ -6,11 +6,12 @@ import asyncio
 import sys
 import textwrap
 
-from execplanner_widgets.config import build_federation, default_context, load_platforms_file, platform_classes
+from execplanner_widgets.core.config import build_federation, default_context, load_platforms_file, platform_classes
 
 PLUGIN = '''
+from execplanner_widgets.core.platform import Platform
 from execplanner_widgets.model import OfferSetResponse
-from execplanner_widgets.platforms import Platform, PlatformDescription
+from execplanner_widgets.model.platform import PlatformDescription
 
 
 class QueuePlatform(Platform):

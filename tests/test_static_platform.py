@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from execplanner_widgets import SessionPhase, parse_request
-from execplanner_widgets.platforms import SessionConflict, SessionNotFound
+from execplanner_widgets.core.platform import SessionConflict, SessionNotFound
 from execplanner_widgets.platforms.static import StaticOptions, StaticPlatform
 
 

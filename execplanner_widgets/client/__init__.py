@@ -23,7 +23,7 @@ kernel may not. The server is found in this order:
 
 Each candidate is probed with ``GET {base}execplanner/api/platforms``; the first that answers is used.
 
-**Local mode** runs the same :class:`~execplanner_widgets.planner.Federation` in this process, from
+**Local mode** runs the same :class:`~execplanner_widgets.core.federation.Federation` in this process, from
 the same platforms file (``platforms_file=``, else ``$EXECPLANNER_PLATFORMS``, else the built-in demo)
 on a private event loop in a background thread: a kernel already runs an asyncio loop in its main
 thread, so nothing here calls ``asyncio.run`` there. It is used when no server is reachable (plain

@@ -24,7 +24,7 @@ from ..model.results import PlatformResult
 
 if TYPE_CHECKING:
     from ..model.status import JobStatus
-    from ..planner import Federation
+    from ..core.federation import Federation
 
 
 from .discovery import Mode
@@ -113,7 +113,7 @@ class LocalBackend:
         user: str | None,
         reason: str,
     ) -> None:
-        from ..config import build_federation, default_context, load_platforms_file, resolve_platforms_path
+        from ..core.config import build_federation, default_context, load_platforms_file, resolve_platforms_path
 
         path, is_demo = resolve_platforms_path(platforms_file)
         config = load_platforms_file(path)
@@ -132,8 +132,8 @@ class LocalBackend:
             raise
 
     def _call(self, coroutine: Coroutine[Any, Any, T], platform: str | None = None) -> T:
-        from ..planner import UnknownPlatform
-        from ..platforms.base import PlatformError
+        from ..core.federation import UnknownPlatform
+        from ..core.platform import PlatformError
 
         try:
             return self.runner.run(coroutine)
@@ -175,7 +175,7 @@ class LocalBackend:
         return self._timed(platform, lambda target: target.update_session(uuid, phase_update(phase), user=self.user))
 
     def job(self, platform: str, job_id: str) -> JobStatus:
-        from jupyter_server_extension.handlers.jobs import follow_job
+        from ..core.jobs import follow_job
 
         return self._timed(
             platform,

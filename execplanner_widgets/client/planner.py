@@ -179,7 +179,7 @@ class Planner:
 
     def offers(self, request: Any, *, platforms: str | Iterable[str] | None = None) -> ResultList:
         """Every platform's answer (YES with offers, NO with reasons, ERROR with a cause), in
-        configuration order, as a :class:`~execplanner_widgets.planner.ResultList` (a list that
+        configuration order, as a :class:`~execplanner_widgets.model.results.ResultList` (a list that
         shows as a table). ``request`` is anything :func:`parse_request` reads: a dict, JSON or
         YAML text, a file path or an :class:`ExecutionRequest`."""
         document = self._request(request)

@@ -1,19 +1,6 @@
-"""Compute platforms: one interface, several ways of deciding (local metadata, a remote broker, ...)."""
+"""Platform kinds that ship with the project: ``static`` (decides from stated limits) and ``broker``
+(asks a remote ExecutionBroker service).
 
-from .base import (
-    Platform,
-    PlatformContext,
-    PlatformDescription,
-    PlatformError,
-    SessionConflict,
-    SessionNotFound,
-)
-
-__all__ = [
-    "Platform",
-    "PlatformContext",
-    "PlatformDescription",
-    "PlatformError",
-    "SessionConflict",
-    "SessionNotFound",
-]
+The interface they implement is :mod:`execplanner_widgets.core.platform`; a new kind is one module
+registered in the ``execplanner.platforms`` entry-point group.
+"""

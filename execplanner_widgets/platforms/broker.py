@@ -26,7 +26,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..model import ExecutionRequest, ExecutionSession, OfferSetResponse, UpdateModel, canonical_kind, short_kind
-from .base import Platform, PlatformContext, PlatformDescription, PlatformError, SessionConflict, SessionNotFound
+from ..core.platform import Platform, PlatformContext, PlatformError, SessionConflict, SessionNotFound
+from ..model.platform import PlatformDescription
 
 __all__ = ["BrokerOptions", "BrokerPlatform", "origin_of"]
 

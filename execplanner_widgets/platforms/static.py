@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import uuid as uuid_module
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..core.limits import Limits, Need, check_request, message
+from ..core.platform import Platform, PlatformContext, SessionConflict, SessionNotFound
 from ..model import (
     ComponentMetadata,
     Connector,
     ExecutionRequest,
     ExecutionSession,
-    MessageItem,
     OfferSetResponse,
-    OptionItem,
     SessionPhase,
     UpdateModel,
     canonical_kind,
@@ -31,35 +30,11 @@ from ..model import (
     utcnow,
 )
 from ..model.kinds import kind_uri
+from ..model.platform import PlatformDescription
 from ..model.types import Duration, GiB
 from ..model.units import format_duration, human_duration
-from .base import Platform, PlatformContext, PlatformDescription, SessionConflict, SessionNotFound
 
-__all__ = ["Flavour", "Limits", "StaticOptions", "StaticPlatform", "check_request"]
-
-
-class Limits(BaseModel):
-    """The most a platform (or a user's allocation) allows. ``None`` means "no stated limit"."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    cores: int | None = Field(default=None, ge=0)
-    memory: GiB | None = None
-    storage: GiB | None = None
-    duration: Duration | None = None
-
-    def within(self, other: Limits) -> Limits:
-        """The tighter of two limits, field by field."""
-
-        def tighter(a: Any, b: Any) -> Any:
-            return b if a is None else a if b is None else min(a, b)
-
-        return Limits(
-            cores=tighter(self.cores, other.cores),
-            memory=tighter(self.memory, other.memory),
-            storage=tighter(self.storage, other.storage),
-            duration=tighter(self.duration, other.duration),
-        )
+__all__ = ["Flavour", "StaticOptions", "StaticPlatform"]
 
 
 class Flavour(BaseModel):
@@ -91,93 +66,6 @@ class StaticOptions(Limits):
     def _sorted_flavours(self) -> StaticOptions:
         self.flavours.sort(key=lambda f: (f.cores, f.memory, f.storage or 0))
         return self
-
-
-@dataclass
-class Need:
-    """What a request needs (minimums) and would use (maximums), in platform units."""
-
-    kind: str
-    cores: int
-    cores_max: int | None
-    memory: int
-    memory_max: int | None
-    storage: int
-    duration: timedelta
-
-    @classmethod
-    def of(cls, request: ExecutionRequest, default_duration: timedelta) -> Need:
-        compute = request.compute
-        return cls(
-            kind=request.executable.kind,
-            cores=request.min_cores,
-            cores_max=compute.cores.max if compute and compute.cores else None,
-            memory=request.min_memory,
-            memory_max=compute.memory.max if compute and compute.memory else None,
-            storage=request.min_storage,
-            duration=request.duration or default_duration,
-        )
-
-
-def _message(text: str, level: str = "INFO", **values: Any) -> MessageItem:
-    return MessageItem(time=utcnow(), level=level, message=text, values={k: str(v) for k, v in values.items()} or None)
-
-
-def check_request(
-    request: ExecutionRequest, limits: Limits, accepts: list[str] | None, *, who: str = "this platform"
-) -> list[tuple[MessageItem, OptionItem | None]]:
-    """Every way ``request`` exceeds ``limits``: a message and, where it helps, the nearest option.
-
-    Shared by every platform that decides from limits, so their NO answers read the same.
-    """
-    problems: list[tuple[MessageItem, OptionItem | None]] = []
-    kind = request.executable.kind
-    if accepts is not None:
-        accepted = [canonical_kind(item, "executable") for item in accepts]
-        if kind not in accepted:
-            names = ", ".join(short_kind(item) for item in accepted) or "nothing"
-            problems.append(
-                (
-                    _message(f"cannot run a {short_kind(kind)} executable; {who} runs {names}", "WARN", requirement="executable.kind"),
-                    OptionItem(kind="uri:enum-value-option", path="executable.kind", values=accepted),
-                )
-            )
-    need = Need.of(request, default_duration=timedelta(hours=1))
-    checks = (
-        ("compute.cores.min", need.cores, limits.cores, "cores", lambda n: f"{n} cores", "cores"),
-        ("compute.memory.min", need.memory, limits.memory, "memory", lambda n: f"{n} GiB of memory", "GiB"),
-        ("storage.size.min", need.storage, limits.storage, "storage", lambda n: f"{n} GiB of storage", "GiB"),
-    )
-    for path, asked, limit, name, say, units in checks:
-        if limit is not None and asked > limit:
-            problems.append(
-                (
-                    _message(f"needs {say(asked)}; {who} has at most {say(limit)}", "WARN", requirement=name, asked=asked, limit=limit),
-                    OptionItem(kind="uri:integer-value-option", path=path, min=0, max=limit, units=units if units != "cores" else None),
-                )
-            )
-    if limits.duration is not None and need.duration > limits.duration:
-        problems.append(
-            (
-                _message(
-                    f"needs {human_duration(need.duration)}; {who} allows at most {human_duration(limits.duration)}",
-                    "WARN",
-                    requirement="duration",
-                    asked=format_duration(need.duration),
-                    limit=format_duration(limits.duration),
-                ),
-                OptionItem(kind="uri:string-value-option", path="schedule.requested.duration", pattern=f"<= {format_duration(limits.duration)}"),
-            )
-        )
-    for item in request.missing_data():
-        label = item.name or item.uuid or "a data item"
-        problems.append(
-            (
-                _message(f"the data item {label!r} has no location yet: find it before running", "WARN", requirement="data"),
-                None,
-            )
-        )
-    return problems
 
 
 #: How long a static platform remembers offers that ended (expired, rejected, cancelled).
@@ -261,12 +149,12 @@ class StaticPlatform(Platform):
         if not problems:
             flavour, flavour_problem = self._flavour_for(need)
             if flavour_problem:
-                problems.append((_message(flavour_problem, "WARN", requirement="flavour"), None))
+                problems.append((message(flavour_problem, "WARN", requirement="flavour"), None))
         now = utcnow()
         offerset_id = str(uuid_module.uuid4())
         if problems:
             messages = [message for message, _ in problems]
-            messages.append(_message(self._nearest(limits), "INFO", requirement="nearest"))
+            messages.append(message(self._nearest(limits), "INFO", requirement="nearest"))
             return OfferSetResponse(
                 result="NO",
                 meta=ComponentMetadata(
@@ -291,7 +179,7 @@ class StaticPlatform(Platform):
         if request.compute is not None and request.compute.meta is not None:
             compute_doc["meta"] = request.compute.meta.model_dump(exclude_none=True)
         session_id = str(uuid_module.uuid4())
-        messages = [_message(f"offered by {self.title}" + (f" as flavour {flavour.name}" if flavour else ""))]
+        messages = [message(f"offered by {self.title}" + (f" as flavour {flavour.name}" if flavour else ""))]
         session = ExecutionSession.model_validate(
             {
                 "meta": {"uuid": session_id, "name": self.name, "created": now, "messages": [m.model_dump() for m in messages]},
@@ -345,7 +233,7 @@ class StaticPlatform(Platform):
     def _expire(self, session: ExecutionSession) -> None:
         if session.phase is SessionPhase.OFFERED and session.expires is not None and session.expires <= utcnow():
             session.phase = SessionPhase.EXPIRED
-            session.ensure_meta().messages.append(_message("the offer expired before it was accepted"))
+            session.ensure_meta().messages.append(message("the offer expired before it was accepted"))
 
     async def session(self, uuid: str, *, user: str | None = None) -> ExecutionSession:
         async with self._lock:
@@ -374,17 +262,17 @@ class StaticPlatform(Platform):
                 if self.options.url:
                     note += f"; this platform is described by metadata only: start the task at {self.options.url}"
                     session.connectors.append(Connector(kind="urn:execplanner:connector:web", status="AVAILABLE", protocol="HTTPS", location=self.options.url))
-                session.ensure_meta().messages.append(_message(note))
+                session.ensure_meta().messages.append(message(note))
                 for sibling in self._siblings.get(uuid, []):
                     other = self._sessions[sibling]
                     if sibling != uuid and other.phase is SessionPhase.OFFERED:
                         other.phase = SessionPhase.REJECTED
             elif target is SessionPhase.REJECTED and current is SessionPhase.OFFERED:
                 session.phase = SessionPhase.REJECTED
-                session.ensure_meta().messages.append(_message("rejected"))
+                session.ensure_meta().messages.append(message("rejected"))
             elif target is SessionPhase.CANCELLED and current in {SessionPhase.OFFERED, SessionPhase.ACCEPTED}:
                 session.phase = SessionPhase.CANCELLED
-                session.ensure_meta().messages.append(_message("cancelled"))
+                session.ensure_meta().messages.append(message("cancelled"))
             else:
                 raise SessionConflict(f"cannot change session {uuid} from {current} to {target}")
             return session.model_copy(deep=True)

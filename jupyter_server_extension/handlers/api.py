@@ -36,10 +36,10 @@ from tornado.iostream import StreamClosedError
 
 from execplanner_widgets.model import InvalidRequest, parse_request, utcnow
 from execplanner_widgets.model.errors import FieldError
-from execplanner_widgets.platforms.base import Platform, PlatformError
+from execplanner_widgets.core.platform import Platform, PlatformError
 
 from .base import ApiError, ExecPlannerHandler
-from .jobs import follow_job
+from execplanner_widgets.core.jobs import follow_job
 from .models import check_identifier, parse_session_update
 from .openapi import openapi_document
 from .streaming import choose_stream_format

@@ -20,11 +20,11 @@ from tornado import web
 
 from execplanner_widgets.model import InvalidRequest
 from execplanner_widgets.model.dialects import MAX_DOCUMENT_BYTES
-from execplanner_widgets.planner import UnknownPlatform
-from execplanner_widgets.platforms.base import PlatformError
+from execplanner_widgets.core.federation import UnknownPlatform
+from execplanner_widgets.core.platform import PlatformError
 
 if TYPE_CHECKING:
-    from execplanner_widgets.planner import Federation
+    from execplanner_widgets.core.federation import Federation
 
 __all__ = ["ApiError", "ExecPlannerHandler", "EXTENSION_NAME"]
 

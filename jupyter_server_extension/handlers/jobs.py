@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from execplanner_widgets.model import ExecutionSession, ResultItem
-from execplanner_widgets.platforms.base import Platform, PlatformError, SessionNotFound
+from execplanner_widgets.core.platform import Platform, PlatformError, SessionNotFound
 
 from .models import UWS_FINAL_PHASES, JobStatus, check_identifier
 

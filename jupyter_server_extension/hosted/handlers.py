@@ -39,8 +39,8 @@ from tornado import web
 
 from execplanner_widgets.model import ExecutionRequest, InvalidRequest, UpdateModel, parse_instant, parse_request
 from execplanner_widgets.model.errors import FieldError, from_validation_error
-from execplanner_widgets.planner import UnknownPlatform
-from execplanner_widgets.platforms.base import PlatformError
+from execplanner_widgets.core.federation import UnknownPlatform
+from execplanner_widgets.core.platform import PlatformError
 
 from ..handlers.base import ApiError, ExecPlannerHandler
 from .platform import HostedPlatform, RequestRefused

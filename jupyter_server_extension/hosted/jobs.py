@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from execplanner_widgets.model import SessionPhase, format_instant
-from execplanner_widgets.platforms.base import PlatformError, SessionNotFound
+from execplanner_widgets.core.platform import PlatformError, SessionNotFound
 
 from .booking import Bookings, precise_now, whole_seconds
 from .store import EventRow, SessionRow

@@ -44,14 +44,14 @@ from execplanner_widgets.model import (
 )
 from execplanner_widgets.model.errors import FieldError, InvalidRequest
 from execplanner_widgets.model.platform import Calendar, CalendarStep, PlatformDescription
-from execplanner_widgets.platforms.base import (
+from execplanner_widgets.core.platform import (
     Platform,
     PlatformContext,
     PlatformError,
     SessionConflict,
     SessionNotFound,
 )
-from execplanner_widgets.platforms.static import Limits, check_request
+from execplanner_widgets.core.limits import Limits, check_request
 
 from .booking import Bookings, plan_request, precise_now
 from .calendar import Capacity

@@ -17,10 +17,10 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from .model import ExecutionRequest, OfferSetResponse, parse_request
-from .model.platform import PlatformList
-from .model.results import PlatformResult, ResultList
-from .platforms.base import Platform, PlatformError
+from ..model import ExecutionRequest, OfferSetResponse, parse_request
+from ..model.platform import PlatformList
+from ..model.results import PlatformResult, ResultList
+from .platform import Platform, PlatformError
 
 __all__ = ["Federation", "UnknownPlatform"]
 

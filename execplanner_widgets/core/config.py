@@ -29,9 +29,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .model.errors import FieldError, InvalidRequest, from_validation_error
-from .planner import DEFAULT_TIMEOUT, Federation
-from .platforms.base import Platform, PlatformContext
+from ..model.errors import FieldError, InvalidRequest, from_validation_error
+from .federation import DEFAULT_TIMEOUT, Federation
+from .platform import Platform, PlatformContext
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -170,8 +170,8 @@ def _config_error(error: ValidationError, document: dict[str, Any]) -> ConfigErr
 
 def platform_classes() -> dict[str, type[Platform]]:
     """Platform kinds by configuration key: built-ins plus the ``execplanner.platforms`` plugins."""
-    from .platforms.broker import BrokerPlatform
-    from .platforms.static import StaticPlatform
+    from ..platforms.broker import BrokerPlatform
+    from ..platforms.static import StaticPlatform
 
     classes: dict[str, type[Platform]] = {"static": StaticPlatform, "broker": BrokerPlatform}
     for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
