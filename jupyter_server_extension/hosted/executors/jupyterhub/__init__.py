@@ -1,0 +1,5 @@
+"""The ``jupyterhub`` executor: booked interactive sessions on a JupyterHub (see ``JUPYTERHUB.md``).
+
+Imported lazily through the ``execplanner.executors`` entry point, so a platform that does not use a
+hub pays nothing for it.
+"""
