@@ -297,24 +297,26 @@ def read_record(
 
 def _fetch(url: str, *, timeout: float, max_bytes: int) -> bytes:
     """The body at ``url``, refusing answers that are too big, slow or not successful."""
-    import requests
+    import httpx
 
     try:
-        with requests.get(url, timeout=timeout, stream=True, headers={"Accept": "application/json"}) as response:
+        with httpx.stream(
+            "GET", url, timeout=timeout, follow_redirects=True, headers={"Accept": "application/json"}
+        ) as response:
             if response.status_code >= 400:
-                raise _fail(f"{url} answered HTTP {response.status_code} {response.reason or ''}".strip())
+                raise _fail(f"{url} answered HTTP {response.status_code} {response.reason_phrase or ''}".strip())
             declared = response.headers.get("Content-Length")
             if declared and declared.isdigit() and int(declared) > max_bytes:
                 raise _fail(f"{url} is {declared} bytes, more than the {max_bytes} bytes a record may have")
             body = bytearray()
-            for chunk in response.iter_content(chunk_size=65536):
+            for chunk in response.iter_bytes(chunk_size=65536):
                 body.extend(chunk)
                 if len(body) > max_bytes:
                     raise _fail(f"{url} is larger than the {max_bytes} bytes a record may have")
             return bytes(body)
-    except requests.Timeout:
+    except httpx.TimeoutException:
         raise _fail(f"{url} did not answer within {timeout:g} s") from None
-    except requests.RequestException as error:
+    except (httpx.HTTPError, httpx.StreamError, httpx.InvalidURL) as error:
         reason = type(error).__name__
         raise _fail(f"cannot read {url}: {reason}") from None
 

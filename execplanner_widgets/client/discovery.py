@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
-    import requests
+    import httpx
 
 
 from .errors import PlannerError
@@ -114,15 +114,15 @@ def _parent_pids() -> set[int]:
     return pids
 
 
-def _lists_kernel(server: ServerInfo, kernel_id: str, http: requests.Session) -> bool:
+def _lists_kernel(server: ServerInfo, kernel_id: str, http: httpx.Client) -> bool:
     try:
         answer = http.get(server.url + "api/kernels", headers=auth_header(server.token), timeout=PROBE_TIMEOUT)
-        return answer.ok and any(item.get("id") == kernel_id for item in answer.json())
+        return answer.status_code < 400 and any(item.get("id") == kernel_id for item in answer.json())
     except Exception:  # an unreachable or foreign server simply does not match
         return False
 
 
-def _runtime_servers(servers: list[dict[str, Any]], http: requests.Session, notes: list[str]) -> list[ServerInfo]:
+def _runtime_servers(servers: list[dict[str, Any]], http: httpx.Client, notes: list[str]) -> list[ServerInfo]:
     """The running servers this kernel belongs to, best match first."""
     usable: list[tuple[dict[str, Any], ServerInfo]] = []
     for info in servers:
@@ -155,13 +155,13 @@ def auth_header(token: str | None) -> dict[str, str]:
     return {"Authorization": f"token {token}"} if token else {}
 
 
-def probe(server: ServerInfo, http: requests.Session) -> str | None:
+def probe(server: ServerInfo, http: httpx.Client) -> str | None:
     """None if the server answers as an ExecPlanner proxy, else why not."""
-    import requests
+    import httpx
 
     try:
         answer = http.get(server.api_url + "platforms", headers=auth_header(server.token), timeout=PROBE_TIMEOUT)
-    except requests.RequestException as error:
+    except (httpx.HTTPError, httpx.InvalidURL) as error:
         return f"{server.url} ({server.source}) is not reachable: {type(error).__name__}"
     if answer.status_code == 403:
         return f"{server.url} ({server.source}) refused the token"
@@ -176,7 +176,7 @@ def probe(server: ServerInfo, http: requests.Session) -> str | None:
     return None
 
 
-def discover_server(http: requests.Session | None = None) -> tuple[ServerInfo | None, list[str]]:
+def discover_server(http: httpx.Client | None = None) -> tuple[ServerInfo | None, list[str]]:
     """The ExecPlanner proxy this kernel should use, and notes on every candidate that was not used."""
     http = http or new_http()
     notes: list[str] = []
@@ -199,13 +199,12 @@ def discover_server(http: requests.Session | None = None) -> tuple[ServerInfo | 
     return None, notes
 
 
-def new_http() -> requests.Session:
-    import requests
+def new_http() -> httpx.Client:
+    """The HTTP client of one planner. The proxy is this kernel's own server: no HTTP proxies, no
+    .netrc credentials (``trust_env=False``), and no redirects, so the token goes nowhere else."""
+    import httpx
 
-    http = requests.Session()
-    http.trust_env = False  # the proxy is this kernel's own server: no HTTP proxies, no .netrc credentials
-    http.headers["User-Agent"] = "execplanner-widgets client"
-    return http
+    return httpx.Client(trust_env=False, follow_redirects=False, headers={"User-Agent": "execplanner-widgets client"})
 
 
 # ------------------------------------------------------------------------------------- backends

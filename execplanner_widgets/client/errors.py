@@ -10,7 +10,7 @@ from ..model import (
 )
 
 if TYPE_CHECKING:
-    import requests
+    import httpx
 
 
 class PlannerError(RuntimeError):
@@ -56,12 +56,27 @@ def error_from_document(status: int, document: Any, fallback: str) -> Exception:
     return PlannerError(document["message"], status=status, field=field, platform=platform)
 
 
-def raise_for_status(answer: requests.Response, fallback: str) -> None:
+#: The most of an error answer's body that is read (an error body is a sentence or two of JSON).
+MAX_ERROR_BODY = 64 * 1024
+
+
+def raise_for_status(answer: httpx.Response, fallback: str) -> None:
     """A 4xx/5xx answer as the exception its JSON body describes (``fallback`` when it has none)."""
     if answer.status_code < 400:
         return
+    import json
+
+    import httpx
+
     try:
-        document = answer.json()
-    except ValueError:
+        body = bytearray()
+        for chunk in answer.iter_bytes():  # a streamed answer is read here; a read one is replayed
+            body.extend(chunk)
+            if len(body) > MAX_ERROR_BODY:
+                break
+        document = json.loads(bytes(body)) if len(body) <= MAX_ERROR_BODY else None
+    except (ValueError, httpx.HTTPError, httpx.StreamError):
         document = None
+    finally:
+        answer.close()
     raise error_from_document(answer.status_code, document, fallback)

@@ -1,4 +1,4 @@
-"""Server mode: the ExecPlanner proxy of a Jupyter server, called with ``requests``."""
+"""Server mode: the ExecPlanner proxy of a Jupyter server, called with ``httpx``."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from ..model.results import PlatformResult
 from ..model.status import JobStatus
 
 if TYPE_CHECKING:
-    import requests
+    import httpx
 
 
 from .discovery import PROBE_TIMEOUT, Mode, ServerInfo, auth_header
@@ -26,11 +26,11 @@ from .errors import PlannerError, raise_for_status
 
 
 class ServerBackend:
-    """Calls the proxy with ``requests``."""
+    """Calls the proxy with ``httpx``."""
 
     mode: Mode = "server"
 
-    def __init__(self, server: ServerInfo, http: requests.Session, timeout: float) -> None:
+    def __init__(self, server: ServerInfo, http: httpx.Client, timeout: float) -> None:
         self.server = server
         self.http = http
         self.timeout = timeout
@@ -44,30 +44,36 @@ class ServerBackend:
         params: Any = None,
         stream: bool = False,
         accept: str = "application/json",
-    ) -> requests.Response:
-        import requests
+    ) -> httpx.Response:
+        import httpx
 
         headers = {**auth_header(self.server.token), "Accept": accept}
         try:
-            answer = self.http.request(
+            request = self.http.build_request(
                 method,
                 self.server.api_url + path,
                 json=body,
                 params=params,
                 headers=headers,
-                timeout=(PROBE_TIMEOUT * 2, self.timeout),
-                stream=stream,
+                timeout=self._timeout(),
             )
-        except requests.Timeout:
+            answer = self.http.send(request, stream=stream)
+        except httpx.TimeoutException:
             raise PlannerError(
                 f"the Jupyter server at {self.server.url} did not answer within {self.timeout:g} s", status=504
             ) from None
-        except requests.RequestException as error:
+        except (httpx.HTTPError, httpx.InvalidURL) as error:
             raise PlannerError(
                 f"cannot reach the Jupyter server at {self.server.url}: {type(error).__name__}"
             ) from None
         raise_for_status(answer, f"HTTP {answer.status_code} from {self.server.url}")
         return answer
+
+    def _timeout(self) -> httpx.Timeout:
+        """Connecting must be quick (the server is nearby); an answer may take as long as platforms do."""
+        import httpx
+
+        return httpx.Timeout(self.timeout, connect=PROBE_TIMEOUT * 2)
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         answer = self._send(method, path, **kwargs)
@@ -95,15 +101,15 @@ class ServerBackend:
         )
         return self._results(answer)
 
-    def _results(self, answer: requests.Response) -> Iterator[PlatformResult]:
-        import requests
+    def _results(self, answer: httpx.Response) -> Iterator[PlatformResult]:
+        import httpx
 
         with answer:
             try:
-                for line in answer.iter_lines(chunk_size=None):
+                for line in answer.iter_lines():
                     if line.strip():
                         yield PlatformResult.model_validate(json.loads(line))
-            except requests.RequestException as error:
+            except (httpx.HTTPError, httpx.StreamError) as error:
                 raise PlannerError(
                     f"the offers stream from {self.server.url} broke off: {type(error).__name__}"
                 ) from None
@@ -144,7 +150,7 @@ class ServerBackend:
 
     def fetch(self, url: str, target: Path) -> Path:
         """Stream a result from the server to ``target``; the token goes only to the server's origin."""
-        import requests
+        import httpx
 
         absolute = urljoin(self.server.url, url)
         same_origin = _origin(absolute) == _origin(self.server.url)
@@ -153,14 +159,14 @@ class ServerBackend:
                 f"refusing to download {absolute}: results come from the Jupyter server at {self.server.url}"
             )
         try:
-            with self.http.get(
-                absolute, headers=auth_header(self.server.token), stream=True, timeout=(PROBE_TIMEOUT * 2, self.timeout)
+            with self.http.stream(
+                "GET", absolute, headers=auth_header(self.server.token), timeout=self._timeout()
             ) as answer:
                 raise_for_status(answer, f"HTTP {answer.status_code} downloading {absolute}")
                 with open(target, "wb") as handle:
-                    for chunk in answer.iter_content(chunk_size=1024 * 1024):
+                    for chunk in answer.iter_bytes(chunk_size=1024 * 1024):
                         handle.write(chunk)
-        except requests.RequestException as error:
+        except (httpx.HTTPError, httpx.StreamError, httpx.InvalidURL) as error:
             raise PlannerError(f"cannot download {absolute}: {type(error).__name__}") from None
         return target
 

@@ -34,6 +34,7 @@ from .federation import DEFAULT_TIMEOUT, Federation
 from .platform import Platform, PlatformContext
 
 __all__ = [
+    "BUILTIN_KINDS",
     "ENTRY_POINT_GROUP",
     "ConfigError",
     "PlatformEntry",
@@ -168,19 +169,25 @@ def _config_error(error: ValidationError, document: dict[str, Any]) -> ConfigErr
     return ConfigError(fields)
 
 
+#: The kinds that ship with the project, loaded like plugins (core imports no platform module), so
+#: that they work even from a source tree whose entry points are not installed; the built-ins win.
+BUILTIN_KINDS = {
+    "static": "execplanner_widgets.platforms.static:StaticPlatform",
+    "broker": "execplanner_widgets.platforms.broker:BrokerPlatform",
+}
+
+
 def platform_classes() -> dict[str, type[Platform]]:
     """Platform kinds by configuration key: built-ins plus the ``execplanner.platforms`` plugins."""
-    from ..platforms.broker import BrokerPlatform
-    from ..platforms.static import StaticPlatform
-
-    classes: dict[str, type[Platform]] = {"static": StaticPlatform, "broker": BrokerPlatform}
+    found = {name: metadata.EntryPoint(name, value, ENTRY_POINT_GROUP) for name, value in BUILTIN_KINDS.items()}
     for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if entry_point.name in classes and entry_point.name in ("static", "broker"):
-            continue
+        found.setdefault(entry_point.name, entry_point)
+    classes: dict[str, type[Platform]] = {}
+    for name, entry_point in found.items():
         try:
-            classes[entry_point.name] = entry_point.load()
+            classes[name] = entry_point.load()
         except Exception as error:  # a broken plugin is reported when used, not at import
-            classes.setdefault(entry_point.name, _broken_plugin(entry_point.name, error))
+            classes[name] = _broken_plugin(name, error)
     return classes
 
 
