@@ -2,183 +2,51 @@
 
 Every model's ``_repr_html_`` and the app's fallback come from here, so a request, an offer or a
 session reads the same in JupyterLab, on nbviewer and in an exported page. The widgets use the same
-functions for their HTML panes.
+functions for their panes.
 
-Anything that came from a platform or a record (titles, messages, names, URLs) is untrusted: it is
-passed through :func:`esc` (``html.escape`` with quotes) before it becomes HTML, and a URL becomes a
-link only when it is http(s) or a relative path (never ``javascript:`` or ``data:``). Only the markup
-written in this module is ever emitted as markup.
+Functions take the project's objects duck-typed (attributes such as ``phase``, ``start``,
+``offers``); nothing of the project is imported here. Anything that came from a platform or a
+record (titles, messages, names, URLs) is untrusted: it goes through :func:`esc` before it becomes
+HTML, and a URL becomes a link only when it is http(s) or a relative path.
 """
 
 from __future__ import annotations
 
-import html
 import json
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from datetime import datetime, timezone
+from typing import Any
 
-from .model import ExecutionRequest, ExecutionSession, OfferSetResponse
-from .model.kinds import short_kind
-from .model.units import format_size, human_duration
-
-if TYPE_CHECKING:  # pragma: no cover - imported for type hints only
-    from .ossr import ExecutableEntry, OssrRecord
-    from .model.results import PlatformResult
-
-__all__ = [
-    "app_html",
-    "badge",
-    "countdown",
-    "esc",
-    "executables_html",
-    "link",
-    "pairs_table",
-    "planner_html",
-    "request_html",
-    "result_html",
-    "results_html",
-    "safe_href",
-    "session_html",
-    "offerset_html",
-    "when",
-]
-
-#: Colours for answers and phases: green for YES/success, red for NO/failure, amber for waiting.
-TONES = {
-    "ok": "#1a7f37",
-    "no": "#b42318",
-    "error": "#7a2e0e",
-    "wait": "#9a6700",
-    "info": "#0969da",
-    "muted": "#57606a",
-}
-
-_PHASE_TONES = {
-    "OFFERED": "info",
-    "ACCEPTED": "info",
-    "WAITING": "wait",
-    "PREPARING": "wait",
-    "AVAILABLE": "ok",
-    "RUNNING": "ok",
-    "RELEASING": "wait",
-    "COMPLETED": "ok",
-    "FAILED": "no",
-    "CANCELLED": "muted",
-    "REJECTED": "muted",
-    "EXPIRED": "muted",
-    "INITIAL": "muted",
-}
-
-_ANSWER_TONES = {"YES": "ok", "NO": "no", "ERROR": "error"}
+from .text import (
+    TONES,
+    answer_badge,
+    badge,
+    clock,
+    countdown,
+    esc,
+    format_size,
+    full_time,
+    human_duration,
+    link,
+    moment_html,
+    phase_badge,
+    phase_name,
+    short_kind,
+    web_link,
+    when,
+)
 
 _TABLE = 'style="border-collapse:collapse;margin:2px 0;font-size:0.95em"'
 _CELL = 'style="border-bottom:1px solid #d0d7de;padding:2px 8px;text-align:left;vertical-align:top"'
 _HEAD = 'style="border-bottom:2px solid #8c959f;padding:2px 8px;text-align:left"'
 _BOX = 'class="execplanner" style="font-family:var(--jp-ui-font-family,sans-serif);line-height:1.4"'
 
-
-# ------------------------------------------------------------------------------------- basics
-
-
-def esc(value: Any) -> str:
-    """``value`` as text that cannot become markup; ``None`` shows as a dash."""
-    if value is None:
-        return "&ndash;"
-    return html.escape(str(value), quote=True)
+#: Phases before the session starts: "Start" reads "today 14:00"; afterwards it is a date and time.
+_BEFORE_START = {"OFFERED", "ACCEPTED", "WAITING", "INITIAL"}
 
 
-def safe_href(url: Any) -> str | None:
-    """The URL if it may become a link (http, https or a relative path), else ``None``.
-
-    A platform decides what it puts in a connector or a result; a ``javascript:`` URL there must not
-    turn into something the user can click.
-    """
-    if not isinstance(url, str) or not url.strip():
-        return None
-    text = url.strip()
-    if any(ord(char) < 32 for char in text):
-        return None
-    try:
-        parts = urlsplit(text)
-    except ValueError:
-        return None
-    if parts.scheme.lower() in ("http", "https") and parts.netloc:
-        return text
-    if not parts.scheme and not parts.netloc and not text.startswith("//"):
-        return text
-    return None
-
-
-def link(url: Any, text: Any = None) -> str:
-    """A link that opens in a new tab, or the URL as plain text when it is not a safe link."""
-    href = safe_href(url)
-    label = esc(text if text is not None else url)
-    if href is None:
-        return label
-    # JupyterLab resets anchor styles inside widgets: say that it is a link
-    return (
-        f'<a href="{esc(href)}" target="_blank" rel="noopener noreferrer" '
-        f'style="color:var(--jp-content-link-color,#1a73e8);text-decoration:underline">{label}</a>'
-    )
-
-
-def web_link(location: Any) -> str:
-    """A link only for http(s) URLs: an executable's or data item's location may be a file path on
-    the platform's machine, which would resolve against this page's server and break."""
-    if isinstance(location, str) and urlsplit(location.strip()).scheme.lower() in ("http", "https"):
-        return link(location)
-    return esc(location)
-
-
-def badge(text: Any, tone: str = "info") -> str:
-    """A small coloured label such as YES, NO or RUNNING."""
-    colour = TONES.get(tone, TONES["info"])
-    return (
-        f'<span style="background:{colour};color:#fff;border-radius:3px;padding:0 5px;'
-        f'font-weight:600;font-size:0.9em">{esc(text)}</span>'
-    )
-
-
-def answer_badge(status: str) -> str:
-    return badge(status, _ANSWER_TONES.get(status, "info"))
-
-
-def phase_badge(phase: Any) -> str:
-    name = str(phase)
-    return badge(name, _PHASE_TONES.get(name, "info"))
-
-
-def _now(now: datetime | None) -> datetime:
+def _clock_now(now: datetime | None) -> datetime:
     return now if now is not None else datetime.now(timezone.utc)
-
-
-def when(moment: datetime | None, now: datetime | None = None) -> str:
-    """A start time as people say it: ``now``, ``today 14:00 UTC``, ``tomorrow 08:00 UTC``."""
-    if moment is None:
-        return "-"
-    now = _now(now)
-    moment = moment.astimezone(timezone.utc)
-    if moment <= now + timedelta(minutes=1):
-        return "now"
-    day = (moment.date() - now.astimezone(timezone.utc).date()).days
-    clock = moment.strftime("%H:%M UTC")
-    if day == 0:
-        return f"today {clock}"
-    if day == 1:
-        return f"tomorrow {clock}"
-    return moment.strftime("%a %d %b %H:%M UTC")
-
-
-def countdown(expires: datetime | None, now: datetime | None = None) -> str:
-    """How long an offer stays open: ``9m 58s``, or ``expired``."""
-    if expires is None:
-        return "-"
-    left = expires - _now(now)
-    if left.total_seconds() <= 0:
-        return "expired"
-    return human_duration(timedelta(seconds=int(left.total_seconds())))
 
 
 def _table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
@@ -211,7 +79,7 @@ def _messages(messages: Iterable[Any]) -> str:
         text = getattr(message, "text", None) or str(message)
         level = getattr(message, "level", None)
         stamp = getattr(message, "time", None)
-        prefix = f"{esc(stamp.strftime('%H:%M:%S'))} " if isinstance(stamp, datetime) else ""
+        prefix = f"{moment_html(stamp, text=clock(stamp, seconds=True))} " if isinstance(stamp, datetime) else ""
         marker = f"{esc(level)}: " if level and level not in ("INFO", "OTHER") else ""
         items.append(f"<li>{prefix}{marker}{esc(text)}</li>")
     return f'<ul style="margin:2px 0;padding-left:1.2em">{"".join(items)}</ul>' if items else "-"
@@ -261,7 +129,7 @@ def data_table(items: Sequence[Any]) -> str:
     return _table(("Data", "Description", "Status", "Location"), rows)
 
 
-def request_html(request: ExecutionRequest) -> str:
+def request_html(request: Any) -> str:
     """What the request asks for: executable, compute, storage, data (the shopping list), schedule."""
     executable = request.executable
     rows: list[tuple[str, str]] = [
@@ -299,7 +167,7 @@ def request_html(request: ExecutionRequest) -> str:
 # ------------------------------------------------------------------------------------ sessions
 
 
-def session_rows(session: ExecutionSession, now: datetime | None = None) -> list[tuple[str, str]]:
+def session_rows(session: Any, now: datetime | None = None) -> list[tuple[str, str]]:
     """Key facts of an offer or session, as (label, HTML) pairs."""
     rows: list[tuple[str, str]] = [("Phase", phase_badge(session.phase))]
     if session.meta and session.meta.name:
@@ -311,8 +179,9 @@ def session_rows(session: ExecutionSession, now: datetime | None = None) -> list
         location = executable_location(session.executable)
         rows.append(("Executable", esc(kind) + (f": {web_link(location)}" if location else "")))
     if session.start is not None:
-        end = f" until {esc(session.end.strftime('%Y-%m-%d %H:%M UTC'))}" if session.end else ""
-        rows.append(("Start", f"{esc(when(session.start, now))} ({esc(session.start.strftime('%Y-%m-%d %H:%M UTC'))}){end}"))
+        end = f" until {moment_html(session.end, now, text=when(session.end, now) if session.end > _clock_now(now) else full_time(session.end))}" if session.end else ""
+        start = moment_html(session.start, now) if phase_name(session.phase) in _BEFORE_START else moment_html(session.start, now, text=full_time(session.start))
+        rows.append(("Start", f"{start}{end}"))
     if session.schedule and session.schedule.available and session.schedule.available.duration is not None:
         rows.append(("Duration", esc(human_duration(session.schedule.available.duration))))
     if session.cores is not None:
@@ -324,8 +193,8 @@ def session_rows(session: ExecutionSession, now: datetime | None = None) -> list
         rows.append(("Storage" if len(session.storage) == 1 else f"Storage {index + 1}", esc(size)))
     if session.data:
         rows.append(("Data", ", ".join(esc(item.name or item.location_hint or item.uuid or "item") for item in session.data)))
-    if session.phase.value == "OFFERED" and session.expires is not None:
-        rows.append(("Expires", f"{esc(countdown(session.expires, now))} ({esc(session.expires.strftime('%H:%M:%S UTC'))})"))
+    if phase_name(session.phase) == "OFFERED" and session.expires is not None:
+        rows.append(("Expires", f"in {esc(countdown(session.expires, now))} ({moment_html(session.expires, now, text=clock(session.expires, seconds=True))})"))
     if session.connectors:
         links = [
             link(connector.location, f"{connector.protocol or 'link'}: {connector.location}") + (f" ({esc(connector.status)})" if connector.status else "")
@@ -340,20 +209,20 @@ def session_rows(session: ExecutionSession, now: datetime | None = None) -> list
     return rows
 
 
-def session_html(session: ExecutionSession, *, document: bool = True, now: datetime | None = None) -> str:
+def session_html(session: Any, *, document: bool = True, now: datetime | None = None) -> str:
     """An offer or a booked session: phase, platform, start, resources, links and messages."""
-    title = "Offer" if session.phase.value == "OFFERED" else "Session"
+    title = "Offer" if phase_name(session.phase) == "OFFERED" else "Session"
     inner = f"<strong>{title}</strong>" + pairs_table(session_rows(session, now))
     if document:
         inner += _document(session.to_wire(), "ExecutionBroker document")
     return _wrap(inner)
 
 
-def offers_table(offers: Sequence[ExecutionSession], now: datetime | None = None) -> str:
+def offers_table(offers: Sequence[Any], now: datetime | None = None) -> str:
     rows = [
         (
             esc(index + 1),
-            esc(when(offer.start, now)),
+            moment_html(offer.start, now),
             esc(offer.cores if offer.cores is not None else "-"),
             esc(format_size(offer.memory)),
             esc(countdown(offer.expires, now)),
@@ -363,7 +232,7 @@ def offers_table(offers: Sequence[ExecutionSession], now: datetime | None = None
     return _table(("Offer", "Start", "Cores", "Memory", "Expires in"), rows)
 
 
-def offerset_html(response: OfferSetResponse) -> str:
+def offerset_html(response: Any) -> str:
     """A platform's answer: YES with its offers, or NO with the reasons."""
     parts = [f"{answer_badge(response.result)} {esc(response.description or '')}"]
     if response.offers:
@@ -398,7 +267,7 @@ def options_html(options: Sequence[Any]) -> str:
     return f'<div>Could offer instead:</div><ul style="margin:2px 0;padding-left:1.2em">{"".join(items)}</ul>'
 
 
-def result_html(result: PlatformResult) -> str:
+def result_html(result: Any) -> str:
     """One platform's answer in the federation: who, YES/NO/ERROR, offers or reasons, how long."""
     head = f"<strong>{esc(result.title)}</strong> ({esc(result.platform)}) {answer_badge(result.status)} <small>{esc(f'{result.elapsed:.2f}')} s</small>"
     parts = [head]
@@ -413,7 +282,7 @@ def result_html(result: PlatformResult) -> str:
     return _wrap("".join(parts))
 
 
-def results_html(results: Sequence[PlatformResult], now: datetime | None = None) -> str:
+def results_html(results: Sequence[Any], now: datetime | None = None) -> str:
     """Every platform's answer in one table: one row per offer, NO and ERROR rows with reasons."""
     rows = []
     for result in results:
@@ -424,7 +293,7 @@ def results_html(results: Sequence[PlatformResult], now: datetime | None = None)
                     (
                         platform,
                         answer_badge(result.status),
-                        esc(when(offer.start, now)),
+                        moment_html(offer.start, now),
                         esc(offer.cores if offer.cores is not None else "-"),
                         esc(format_size(offer.memory)),
                         esc(countdown(offer.expires, now)),
@@ -459,12 +328,12 @@ def planner_html(planner: Any) -> str:
     """The planner: how it reaches platforms (server or in-process) and which platforms it asks."""
     try:
         mode = planner.describe_mode()
-    except Exception as error:  # a summary must show even when the server is unreachable
+    except Exception as error:  # noqa: BLE001 - a summary must show even when the server is unreachable
         mode = f"mode unknown ({error})"
     parts = [f"<strong>ExecPlanner</strong>: {esc(mode)}"]
     try:
         platforms = planner.platforms()
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - the summary says why
         parts.append(f'<div style="color:{TONES["no"]}">Cannot list the platforms: {esc(error)}</div>')
     else:
         parts.append(platforms_table(platforms) if platforms else "<div>No platforms are configured.</div>")
@@ -474,7 +343,7 @@ def planner_html(planner: Any) -> str:
 # ----------------------------------------------------------------------------------- records
 
 
-def executables_html(entries: Sequence[ExecutableEntry], record: OssrRecord | None = None) -> str:
+def executables_html(entries: Sequence[Any], record: Any | None = None) -> str:
     """The executables of an OSSR record: name, kind, description."""
     parts = []
     if record is not None and record.title:
@@ -487,10 +356,10 @@ def executables_html(entries: Sequence[ExecutableEntry], record: OssrRecord | No
 def app_html(
     planner: Any = None,
     *,
-    record: OssrRecord | None = None,
-    request: ExecutionRequest | None = None,
-    results: Sequence[PlatformResult] | None = None,
-    session: ExecutionSession | None = None,
+    record: Any | None = None,
+    request: Any | None = None,
+    results: Sequence[Any] | None = None,
+    session: Any | None = None,
 ) -> str:
     """The whole app as a static page: what the planner knows and how far the user has come.
 
@@ -540,7 +409,7 @@ def calendar_html(calendar: Any, now: datetime | None = None) -> str:
         busy = cores_total and step.cores >= 0.5 * cores_total
         rows.append(
             (
-                f"{esc(when(step.start, now))} &rarr; {esc(when(step.end, now))}",
+                f"{moment_html(step.start, now)} &rarr; {moment_html(step.end, now)}",
                 _bar(step.cores, cores_total, "no" if busy else "ok"),
                 _bar(step.memory, memory_total, "no" if busy else "ok"),
             )
