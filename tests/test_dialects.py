@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import yaml
@@ -11,13 +12,30 @@ import yaml
 from execplanner_widgets import ExecutionRequest, InvalidRequest, parse_request
 from execplanner_widgets.model import (
     DockerContainer,
+    ExecutionSession,
     JupyterNotebook,
+    OfferSetResponse,
     RucioDataResource,
     SimpleDataResource,
     detect_dialect,
     kind_uri,
+    parse_instant,
 )
+from execplanner_widgets.model.answer_dialects import (
+    add_extension_notes,
+    lease_status,
+    read_answer,
+    write_offerset,
+    write_session,
+)
+from execplanner_widgets.model.broker_xml import ROOT_OFFERSET, ROOT_REQUEST, ROOT_SESSION, from_xml, to_xml
 from execplanner_widgets.model.components import GenericExecutable
+from execplanner_widgets.model.dialects import (
+    PROTOTYPE_2025,
+    kind_from_2025,
+    normalise_update,
+    parse_request_dialect,
+)
 
 NOTEBOOK = kind_uri("executable", "jupyter-notebook")
 DOCKER = kind_uri("executable", "docker-container")
@@ -126,7 +144,9 @@ def test_units_in_broker_documents():
 
 
 def test_memory_with_units_field_as_in_minmaxcomputelong():
-    request = parse_request({"executable": {"kind": "jupyter-notebook"}, "compute": {"memory": {"min": 4096, "units": "MiB"}}})
+    request = parse_request(
+        {"executable": {"kind": "jupyter-notebook"}, "compute": {"memory": {"min": 4096, "units": "MiB"}}}
+    )
     assert request.compute.memory.min == 4
     assert "units" not in request.to_broker()["compute"]["memory"]
 
@@ -317,7 +337,12 @@ def test_negative_and_unparseable_values_name_the_field():
             "schedule": {"requested": {"duration": "soon"}},
         }
     )
-    assert set(errors) == {"compute.cores.min", "compute.memory.min", "storage[0].size.min", "schedule.requested.duration"}
+    assert set(errors) == {
+        "compute.cores.min",
+        "compute.memory.min",
+        "storage[0].size.min",
+        "schedule.requested.duration",
+    }
     assert "greater than or equal to 0" in errors["compute.cores.min"]
     assert "expected a size" in errors["compute.memory.min"]
     assert "ISO 8601" in errors["schedule.requested.duration"]
@@ -348,3 +373,305 @@ def test_error_dict_is_the_400_body():
     assert body["field"] == "compute.memory.min"
     assert body["message"].startswith("Invalid request: compute.memory.min:")
     assert body["errors"][0]["field"] == "compute.memory.min"
+
+
+# ------------------------------------------------------------------------ the 2025 prototype
+
+PROTOTYPE = Path(__file__).resolve().parent / "data" / "prototype"
+COMPUTE = kind_uri("compute", "simple-compute-resource")
+
+
+def test_prototype_2025_request_with_type_and_computer():
+    request, dialect = parse_request_dialect(PROTOTYPE / "notebook-request.yaml")
+    assert dialect == PROTOTYPE_2025
+    assert request.executable.kind == NOTEBOOK and request.executable.meta.name == "proper-motions-notebook"
+    assert request.compute.kind == COMPUTE and (request.compute.cores.min, request.compute.cores.max) == (1, 2)
+    assert request.compute.meta.name == "proper-motions-computer"
+    assert request.duration == timedelta(minutes=2)
+    roundtrip_is_stable(request)
+
+
+def test_prototype_2025_resources_block_and_plural_category_uris():
+    request, dialect = parse_request_dialect(PROTOTYPE / "container-resources-request.yaml")
+    assert dialect == PROTOTYPE_2025
+    assert request.executable.kind == DOCKER
+    assert request.executable.image.locations == ["registry.example.org/astro/cutouts:2.1"]
+    assert request.compute.kind == COMPUTE and request.compute.cores.min == 2 and request.compute.memory.min == 4
+    assert [item.kind for item in request.data] == [kind_uri("data", "simple-data-resource")]
+    assert request.data[0].meta.name == "survey-tiles"
+
+
+def test_prototype_2025_v1_uris_and_an_unknown_kind_is_kept():
+    request, _ = parse_request_dialect(PROTOTYPE / "script-request.json")
+    assert request.executable.kind == kind_uri("executable", "python-script")
+    odd = "https://www.purl.org/ivoa.net/EB/schema/types/executable/quantum-circuit-1.0"
+    assert kind_from_2025(odd, "executable") == odd
+    assert parse_request({"executable": {"type": odd, "location": "x"}}).executable.kind == odd
+
+
+def test_prototype_2025_two_computers_name_the_field():
+    document = yaml.safe_load((PROTOTYPE / "container-resources-request.yaml").read_text())
+    document["resources"]["compute"].append(document["resources"]["compute"][0])
+    with pytest.raises(InvalidRequest) as caught:
+        parse_request(document)
+    assert caught.value.errors[0].field == "computer"
+
+
+# --------------------------------------------------------------------------- the 2022 wrapper
+
+
+def test_2022_requests_wrapper_holds_one_lease(reference_dir):
+    lease = json.loads(
+        (reference_dir / "ep-note-2022/examples/jupyter-notebook/jupyter-notebook-001-02-request.json").read_text()
+    )
+    request, dialect = parse_request_dialect({"requests": [lease]})
+    assert dialect == "note-2022" and request.executable.kind == NOTEBOOK
+    assert request.earliest_start is not None
+    with pytest.raises(InvalidRequest) as caught:
+        parse_request({"requests": [lease, lease]})
+    assert caught.value.errors[0].field == "requests"
+
+
+# ------------------------------------------------------------------------------------ updates
+
+
+@pytest.mark.parametrize(
+    "document, dialect",
+    [
+        ({"kind": "uri:enum-value-update", "path": "phase", "value": "ACCEPTED"}, "broker"),
+        ({"kind": "uri:enum-value-update", "path": "/phase", "value": "ACCEPTED"}, "broker"),
+        (json.loads((PROTOTYPE / "accept-update.json").read_text()), PROTOTYPE_2025),
+        ({"status": "ACCEPTED", "type": "https://purl.org/ep.ivoa.net/definitions/executable-lease"}, "note-2022"),
+    ],
+)
+def test_updates_in_every_dialect_become_v1(document, dialect):
+    update, found = normalise_update(document)
+    assert found == dialect
+    assert update == {"kind": "uri:enum-value-update", "path": "phase", "value": "ACCEPTED"}
+
+
+def test_prototype_update_wrapper_and_a_lease_with_a_status_it_cannot_set():
+    update, found = normalise_update(yaml.safe_load((PROTOTYPE / "reject-update.yaml").read_text()))
+    assert (found, update["kind"], update["path"], update["value"]) == (
+        PROTOTYPE_2025,
+        "uri:enum-value-update",
+        "phase",
+        "REJECTED",
+    )
+    with pytest.raises(InvalidRequest) as caught:
+        normalise_update({"status": "OFFERED", "uuid": "x"})
+    assert caught.value.errors[0].field == "status"
+
+
+# ---------------------------------------------------------------------- answers in each dialect
+
+
+def _session(phase: str, uuid: str = "6c1f0a52-93d4-4b7e-8f20-7d5e3a9c4b11", **extra) -> dict:
+    document = {
+        "kind": kind_uri("session", "scheduled-execution-session"),
+        "meta": {
+            "uuid": uuid,
+            "name": "gaia",
+            "url": f"http://127.0.0.1:8888/execplanner/platforms/gaia/sessions/{uuid}",
+            "created": "2026-03-02T09:15:00Z",
+            "messages": [{"level": "INFO", "message": "offered from 09:21", "time": "2026-03-02T09:15:00Z"}],
+        },
+        "phase": phase,
+        "executable": {"kind": NOTEBOOK, "location": "https://example.org/pm.ipynb", "meta": {"name": "pm"}},
+        "compute": {"kind": COMPUTE, "cores": {"min": 2, "max": 2}, "memory": {"min": 4, "max": 4}},
+        "data": [{"kind": kind_uri("data", "simple-data-resource"), "location": "https://example.org/a.csv"}],
+        "schedule": {
+            "preparing": {"start": "2026-03-02T09:20:00Z", "duration": "PT1M"},
+            "available": {"start": "2026-03-02T09:21:00Z/PT0S", "duration": "PT1H"},
+        },
+        **extra,
+    }
+    if phase == "OFFERED":
+        document["expires"] = "2026-03-02T10:15:00Z"
+    return ExecutionSession.model_validate(document).to_wire()
+
+
+def _offerset(*offers: dict, result: str = "YES", messages: list | None = None) -> dict:
+    return OfferSetResponse.model_validate(
+        {
+            "result": result,
+            "meta": {
+                "uuid": "0b7e2d8c-5f1a-4c3e-9a61-2f4d8e6b1c01",
+                "name": "gaia",
+                "url": "http://127.0.0.1:8888/execplanner/platforms/gaia/offersets/0b7e2d8c-5f1a-4c3e-9a61-2f4d8e6b1c01",
+                "messages": messages or [],
+            },
+            "offers": list(offers),
+        }
+    ).to_wire()
+
+
+BOOKED = {
+    "connectors": [
+        {
+            "kind": "http://www.ivoa.net/xml/UWS/v1.0",
+            "status": "FINISHED",
+            "protocol": "HTTP",
+            "location": "http://127.0.0.1:8888/execplanner/platforms/gaia/jobs/6c1f",
+        }
+    ],
+    "results": [
+        {"id": "total.txt", "url": "http://127.0.0.1:8888/execplanner/platforms/gaia/sessions/6c1f/results/total.txt"}
+    ],
+}
+
+
+def test_answers_in_the_2025_form_read_back_to_the_same_offers():
+    offerset = _offerset(_session("OFFERED"), _session("OFFERED", uuid="7d2e"))
+    written = write_offerset(offerset, PROTOTYPE_2025)
+    offer = written["offers"][0]
+    assert written["type"].endswith("/offerset/offerset-response-1.0") and written["href"].endswith(
+        "?dialect=prototype-2025"
+    )
+    assert "kind" not in offer and "compute" not in offer and "meta" not in offer
+    assert (
+        offer["executable"]["type"] == "https://www.purl.org/ivoa.net/EB/schema/types/executable/jupyter-notebook-1.0"
+    )
+    assert (
+        offer["computer"]["type"]
+        == "https://www.purl.org/ivoa.net/EB/schema/types/computer/simple-compute-resource-1.0"
+    )
+    assert offer["schedule"]["offered"]["available"] == {"start": "2026-03-02T09:21:00Z", "duration": "PT1H"}
+    back = OfferSetResponse.model_validate(read_answer(written))
+    assert [item.meta.uuid for item in back.offers] == ["6c1f0a52-93d4-4b7e-8f20-7d5e3a9c4b11", "7d2e"]
+    assert back.offers[0].executable.kind == NOTEBOOK and back.offers[0].cores == 2
+    assert back.offers[0].start == parse_instant("2026-03-02T09:21:00Z")
+
+
+def test_the_prototype_documents_of_this_project_read_as_v1():
+    offerset = yaml.safe_load((PROTOTYPE / "offerset-response.yaml").read_text().replace("BASE", "http://h"))
+    back = OfferSetResponse.model_validate(read_answer(offerset))
+    assert back.result == "YES" and back.meta.url == "http://h/offersets/0b7e2d8c-5f1a-4c3e-9a61-2f4d8e6b1c01"
+    assert back.offers[0].compute.kind == COMPUTE and back.offers[0].phase.value == "OFFERED"
+    session = yaml.safe_load((PROTOTYPE / "session-response.yaml").read_text().replace("BASE", "http://h"))
+    assert ExecutionSession.model_validate(read_answer(session)).phase.value == "ACCEPTED"
+
+
+def test_2025_session_says_what_the_form_has_no_place_for():
+    written = write_session(_session("COMPLETED", **BOOKED), PROTOTYPE_2025)
+    assert "connectors" not in written and "results" not in written and written["phase"] == "COMPLETED"
+    texts = " ".join(item["message"] for item in written["messages"])
+    assert "jobs/6c1f" in texts and "results/total.txt" in texts
+
+
+def test_2021_answers_yes_no_and_a_session():
+    yes = write_offerset(_offerset(_session("OFFERED"), _session("OFFERED", uuid="7d2e")), "note-2021")
+    assert yes["reponseword"] == "YES" and yes["servicetype"] and yes["serviceinfo"]["endpoint"]
+    assert [item["uuid"] for item in yes["serviceinfo"]["offers"]] == ["6c1f0a52-93d4-4b7e-8f20-7d5e3a9c4b11", "7d2e"]
+    assert yes["resources"] == {
+        "mincores": 2,
+        "maxcores": 2,
+        "minmemory": "4Gi",
+        "maxmemory": "4Gi",
+        "minduration": "PT1H",
+        "maxduration": "PT1H",
+    }
+    assert yes["serviceinfo"]["offers"][0]["endpoint"].endswith("?dialect=note-2021")
+    no = write_offerset(
+        _offerset(result="NO", messages=[{"level": "WARN", "message": "40 cores asked, 4 here"}]), "note-2021"
+    )
+    assert no == {"reponseword": "NO", "messages": ["40 cores asked, 4 here"]}
+    done = write_session(_session("COMPLETED", **BOOKED), "note-2021")
+    assert done["reponseword"] == "YES" and done["serviceinfo"]["phase"] == "COMPLETED"
+    assert done["servicetype"] == "http://www.ivoa.net/xml/UWS/v1.0" and done["serviceinfo"]["endpoint"].endswith(
+        "jobs/6c1f"
+    )
+    assert done["serviceinfo"]["results"] and any("no session phases" in text for text in done["messages"])
+    assert write_session(_session("EXPIRED"), "note-2021")["reponseword"] == "NO"
+    # what a 2021 client got back, it can send again
+    assert parse_request(
+        {"tasktype": "jupyter-notebook", "taskinfo": {"location": "x.ipynb"}, "resources": yes["resources"]}
+    )
+
+
+@pytest.mark.parametrize(
+    "phase, status",
+    [
+        ("INITIAL", "REQUESTED"),
+        ("OFFERED", "OFFERED"),
+        ("REJECTED", "REJECTED"),
+        ("EXPIRED", "EXPIRED"),
+        *[(phase, "ACCEPTED") for phase in ("ACCEPTED", "WAITING", "PREPARING", "AVAILABLE", "RUNNING")],
+        *[(phase, "ACCEPTED") for phase in ("RELEASING", "COMPLETED", "FAILED", "CANCELLED")],
+    ],
+)
+def test_2022_lease_status_for_every_phase(phase, status):
+    assert lease_status(phase) == status
+    lease = write_session(_session(phase), "note-2022")
+    assert lease["status"] == status
+    said = " ".join(lease.get("messages", []))
+    assert (phase in said and "no value" in said) == (status != phase)
+
+
+def test_2022_leases_carry_dates_task_and_service_and_read_back(reference_dir):
+    answer = write_offerset(_offerset(_session("OFFERED")), "note-2022")
+    lease = answer["offers"][0]
+    assert lease["type"] == "https://purl.org/ep.ivoa.net/definitions/executable-lease"
+    assert (lease["startdate"], lease["enddate"], lease["expirydate"]) == (
+        "2026-03-02T09:21:00Z",
+        "2026-03-02T10:21:00Z",
+        "2026-03-02T10:15:00Z",
+    )
+    assert lease["task"]["type"] == "https://purl.org/esap.escape.eu/task-type/jupyter-notebook"
+    assert lease["task"]["task"] == {"notebook": "https://example.org/pm.ipynb"}
+    again = parse_request(lease)  # a 2022 client may send the lease back as a request
+    assert again.executable.kind == NOTEBOOK and again.min_cores == 2 and again.min_memory == 4
+    assert again.earliest_start == parse_instant("2026-03-02T09:21:00Z")
+    booked = write_session(_session("RUNNING", **BOOKED), "note-2022")
+    assert booked["service"]["service"]["endpoint"].endswith("jobs/6c1f")
+    no = write_offerset(_offerset(result="NO", messages=[{"level": "WARN", "message": "too big"}]), "note-2022")
+    assert no["offers"] == [] and no["messages"][-1] == "too big" and no["messages"][0].startswith("NO")
+
+
+def test_python_script_is_said_to_be_an_extension():
+    session = _session("OFFERED")
+    session["executable"]["kind"] = kind_uri("executable", "python-script")
+    noted = add_extension_notes(_offerset(session))
+    assert any("extension of this project" in item["message"] for item in noted["offers"][0]["meta"]["messages"])
+    plain = add_extension_notes(_offerset(_session("OFFERED")))
+    assert not any("extension" in item["message"] for item in plain["offers"][0]["meta"]["messages"])
+
+
+# --------------------------------------------------------------------------------------- XML
+
+
+def test_xml_requests_answers_and_updates_round_trip():
+    request = parse_request(PROTOTYPE / "container-resources-request.yaml").to_broker()
+    request["executable"]["environment"] = {"MODE": "fast", "1bad name": "x"}
+    request["executable"]["command"] = ["cutout"]
+    text = to_xml(request, ROOT_REQUEST)
+    assert b'<executable kind="https://www.purl.org' in text and b'<entry name="1bad name">x</entry>' in text
+    root, back = from_xml(text)
+    assert root == ROOT_REQUEST and parse_request(back).to_broker() == parse_request(request).to_broker()
+
+    offerset = _offerset(_session("OFFERED"), _session("OFFERED", uuid="7d2e"))
+    text = to_xml(offerset, ROOT_OFFERSET)
+    assert text.count(b"<execution ") == 2 and b"<offers>" in text and b"<message>" in text
+    root, back = from_xml(text)
+    assert root == ROOT_OFFERSET
+    assert OfferSetResponse.model_validate(back).to_wire() == offerset
+
+    session = _session("COMPLETED", **BOOKED)
+    assert ExecutionSession.model_validate(from_xml(to_xml(session, ROOT_SESSION))[1]).to_wire() == session
+
+    update = from_xml(b'<update kind="uri:enum-value-update"><path>phase</path><value>ACCEPTED</value></update>')[1]
+    assert update == {"kind": "uri:enum-value-update", "path": "phase", "value": "ACCEPTED"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<offers-request><executable>",
+        b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><update>&e;</update>',
+        b'<!DOCTYPE lol [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]><update><path>&b;</path></update>',
+        "<update>\u0000</update>".encode(),
+    ],
+)
+def test_xml_that_is_broken_or_declares_entities_is_refused(body):
+    with pytest.raises(InvalidRequest):
+        from_xml(body)

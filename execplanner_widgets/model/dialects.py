@@ -4,11 +4,21 @@
 
 1. **ExecutionBroker v1.0** (``executable``/``compute``/``storage``/``data``/``schedule``), with the
    2026 or 2025 kind URIs or short names.
-2. **The 2021 ExecutionPlanner note**: ``tasktype``, ``taskinfo`` and ``resources{mincores, ...}``.
-3. **The 2022 ExecutionPlanner note**: ``type``, a task block, ``data-resources``,
-   ``compute-resources``, ``storage-resources``; also a lease wrapping a task.
-4. **An OSSR executable entry**: ``name``, ``type``, ``description``, ``content`` (and, optionally,
+2. **The 2025 ExecutionBroker prototype**: the same blocks, but ``type:`` where v1.0 writes ``kind``,
+   ``computer:`` (or ``resources: {compute: [...], data: [...], storage: [...]}``) for compute, names
+   beside the kind instead of in ``meta``, and kind URIs such as
+   ``https://www.purl.org/ivoa.net/EB/schema/types/executable/jupyter-notebook-1.0``.
+3. **The 2021 ExecutionPlanner note**: ``tasktype``, ``taskinfo`` and ``resources{mincores, ...}``.
+4. **The 2022 ExecutionPlanner note**: ``type``, a task block, ``data-resources``,
+   ``compute-resources``, ``storage-resources``; also a lease wrapping a task, and the note's
+   ``{"requests": [lease]}`` wrapper.
+5. **An OSSR executable entry**: ``name``, ``type``, ``description``, ``content`` (and, optionally,
    the same resource blocks as the 2022 note or ExecutionBroker's).
+
+``parse_request_dialect`` also says which dialect it read, so that a service can answer in the same
+one (see :mod:`.answer_dialects`); ``normalise_update`` reads a session update in any dialect (the
+prototype's ``type:`` and ``path: "/phase"``, its ``{"update": ...}`` wrapper, and a 2022 lease sent
+back with ``status: ACCEPTED``).
 
 Every reader turns its dialect into an ExecutionBroker v1.0 dictionary and the pydantic model does the
 validation, so there is one set of rules and one style of error message whatever came in.
@@ -18,19 +28,40 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
 from .errors import FieldError, InvalidRequest, from_validation_error
-from .kinds import canonical_kind, kind_uri
+from .kinds import CALYCOPIS_BASE, UPDATE_ENUM_VALUE, canonical_kind, kind_uri
 from .request import ExecutionRequest
 from .units import parse_size_gib
 
-__all__ = ["detect_dialect", "load_document", "parse_request", "DIALECTS"]
+__all__ = [
+    "BROKER",
+    "DIALECTS",
+    "NOTE_2021",
+    "NOTE_2022",
+    "OSSR",
+    "PROTOTYPE_2025",
+    "detect_dialect",
+    "kind_from_2025",
+    "load_document",
+    "normalise_update",
+    "parse_request",
+    "parse_request_dialect",
+]
+
+#: Dialect names, as ``detect_dialect`` returns them and answers are written in.
+BROKER = "broker"
+PROTOTYPE_2025 = "prototype-2025"
+NOTE_2021 = "note-2021"
+NOTE_2022 = "note-2022"
+OSSR = "ossr"
 
 #: Upper bound on a document read from text or a file: a task description is a few kilobytes.
 MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
@@ -94,7 +125,9 @@ def _load_text(text: str, what: str, origin: str = "the text") -> dict[str, Any]
             mark = getattr(error, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
             problem = getattr(error, "problem", None) or str(error)
-            raise InvalidRequest([FieldError("", f"{origin} is neither JSON nor YAML{where}: {problem}")], what) from None
+            raise InvalidRequest(
+                [FieldError("", f"{origin} is neither JSON nor YAML{where}: {problem}")], what
+            ) from None
     if not isinstance(document, dict):
         kind = type(document).__name__ if document is not None else "nothing"
         raise InvalidRequest([FieldError("", f"expected a JSON/YAML object (a mapping), got {kind}")], what)
@@ -104,19 +137,40 @@ def _load_text(text: str, what: str, origin: str = "the text") -> dict[str, Any]
 # -------------------------------------------------------------------------------------- dialects
 
 
+def _has_type_not_kind(value: Any) -> bool:
+    return isinstance(value, Mapping) and "type" in value and "kind" not in value
+
+
+def _is_2025(document: Mapping[str, Any]) -> bool:
+    """The prototype's form: ``computer:``, a ``resources`` block of lists, or ``type:`` for ``kind``."""
+    if "computer" in document or _has_type_not_kind(document.get("executable")):
+        return True
+    resources = document.get("resources")
+    return isinstance(resources, Mapping) and any(
+        isinstance(resources.get(key), list) for key in ("compute", "data", "storage")
+    )
+
+
 def detect_dialect(document: Mapping[str, Any]) -> str:
-    """Name the dialect of ``document``: ``broker``, ``note-2021``, ``note-2022`` or ``ossr``."""
+    """Name the dialect of ``document``: ``broker``, ``prototype-2025``, ``note-2021``, ``note-2022``
+    or ``ossr``."""
+    if isinstance(document.get("requests"), list) and "executable" not in document:
+        return NOTE_2022
+    if _is_2025(document):
+        return PROTOTYPE_2025
     if "executable" in document:
-        return "broker"
-    if "tasktype" in document or "taskinfo" in document or (
-        isinstance(document.get("resources"), Mapping) and "type" not in document
+        return BROKER
+    if (
+        "tasktype" in document
+        or "taskinfo" in document
+        or (isinstance(document.get("resources"), Mapping) and "type" not in document)
     ):
-        return "note-2021"
+        return NOTE_2021
     if "content" in document and "type" in document:
-        return "ossr"
+        return OSSR
     if "type" in document:
-        return "note-2022"
-    return "broker"
+        return NOTE_2022
+    return BROKER
 
 
 def _first(mapping: Mapping[str, Any], *keys: str) -> Any:
@@ -176,9 +230,7 @@ def _from_2021(document: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(resources, Mapping):
         raise InvalidRequest([FieldError("resources", "expected a mapping of mincores, maxcores, minmemory ...")])
     out: dict[str, Any] = {
-        "executable": _executable(
-            document.get("tasktype"), document.get("taskinfo"), {"name": document.get("name")}
-        )
+        "executable": _executable(document.get("tasktype"), document.get("taskinfo"), {"name": document.get("name")})
     }
     compute = {}
     cores = _range(resources.get("mincores"), resources.get("maxcores"))
@@ -256,20 +308,27 @@ def _compute_2022(items: list[Any]) -> dict[str, Any] | None:
         instances = item.get("instances", 1)
         if not isinstance(instances, int) or isinstance(instances, bool) or instances < 1:
             raise InvalidRequest([FieldError(f"compute-resources[{index}].instances", "expected a whole number >= 1")])
-        for key in totals:
+        for key, total in totals.items():
             value = item.get(key)
             if value is None:
                 if key.startswith("max"):
                     totals[key] = None
                 continue
-            if totals[key] is None:
+            if total is None:
                 continue
             try:
                 amount = parse_size_gib(value) if "memory" in key else int(value)
             except (TypeError, ValueError) as error:
                 raise InvalidRequest([FieldError(f"compute-resources[{index}].{key}", str(error))]) from None
-            totals[key] = (totals[key] or 0) + amount * instances
-        for key in ("local-volumes", "data-volumes", "storage-volumes", "resource-volumes", "environment-variables", "network-ports"):
+            totals[key] = total + amount * instances
+        for key in (
+            "local-volumes",
+            "data-volumes",
+            "storage-volumes",
+            "resource-volumes",
+            "environment-variables",
+            "network-ports",
+        ):
             if key in item:
                 extras.setdefault(key, []).extend(item[key])
     out: dict[str, Any] = {"kind": kind_uri("compute", "simple-compute-resource")}
@@ -280,7 +339,9 @@ def _compute_2022(items: list[Any]) -> dict[str, Any] | None:
     if memory:
         out["memory"] = memory
     volumes = []
-    for volume in extras.pop("data-volumes", []) + extras.pop("storage-volumes", []) + extras.pop("resource-volumes", []):
+    for volume in (
+        extras.pop("data-volumes", []) + extras.pop("storage-volumes", []) + extras.pop("resource-volumes", [])
+    ):
         volumes.append(
             {
                 "path": volume.get("path"),
@@ -337,6 +398,17 @@ def _resources_2022(document: Mapping[str, Any], start: Any = None) -> dict[str,
 
 
 def _from_2022(document: Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(document.get("requests"), list) and "type" not in document:
+        leases = document["requests"]
+        if len(leases) != 1 or not isinstance(leases[0], Mapping):
+            raise InvalidRequest(
+                [
+                    FieldError(
+                        "requests", f"send one lease in 'requests' (one task per request), got {len(leases)} items"
+                    )
+                ]
+            )
+        document = leases[0]
     start = None
     if document.get("type") == EXECUTABLE_LEASE and isinstance(document.get("task"), Mapping):
         start = document.get("startdate")
@@ -365,11 +437,106 @@ def _from_ossr(document: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+# ------------------------------------------------------------------------- the 2025 prototype
+
+#: ``.../EB/schema/[v1.0/]types/[resources/]{category}/{name}-1.0``, as the prototype wrote its kinds
+#: (its categories were spelled ``executable`` or ``executables``, ``computer`` or ``compute`` ...).
+_URI_2025 = re.compile(
+    r"^https?://(?:www\.)?purl\.org/ivoa\.net/EB/schema/(?:v1\.0/)?types/(?:resources/)?"
+    r"(?P<category>[A-Za-z-]+)/(?P<name>[^/]+?)-1\.0$",
+    re.IGNORECASE,
+)
+
+
+def kind_from_2025(value: Any, category: str) -> Any:
+    """The v1.0 kind URI for a 2025 ``type`` (or any other spelling ``canonical_kind`` knows); an
+    unknown kind is kept exactly as written, for the platform to answer NO."""
+    if not isinstance(value, str):
+        return value
+    match = _URI_2025.match(value.strip())
+    if match:
+        found = canonical_kind(match["name"], category)
+        return found if found.startswith(CALYCOPIS_BASE) else value
+    return canonical_kind(value, category)
+
+
+_META_KEYS = ("uuid", "name", "description", "created", "href", "url")
+
+
+def _component_2025(item: Any, category: str, where: str) -> dict[str, Any]:
+    """One prototype component as v1.0: ``type`` becomes ``kind``, names and ids go into ``meta``."""
+    if not isinstance(item, Mapping):
+        raise InvalidRequest([FieldError(where, "expected a mapping")])
+    out = {key: value for key, value in item.items() if key not in (*_META_KEYS, "type", "schedule")}
+    kind = item.get("kind", item.get("type"))
+    if kind is not None:
+        out["kind"] = kind_from_2025(kind, category)
+    meta = dict(item.get("meta") or {})
+    for key in _META_KEYS:
+        if item.get(key) not in (None, ""):
+            meta.setdefault("url" if key == "href" else key, item[key])
+    if meta:
+        out["meta"] = meta
+    schedule = item.get("schedule")
+    if isinstance(schedule, Mapping) and schedule:
+        out["schedule"] = dict(schedule.get("offered") or schedule.get("requested") or schedule)
+    if category == "compute" and isinstance(item.get("volumes"), list):
+        out["volumes"] = [
+            _component_2025(volume, "volume", f"{where}.volumes[{index}]")
+            for index, volume in enumerate(item["volumes"])
+        ]
+    return out
+
+
+def _list_2025(value: Any, category: str, where: str) -> list[dict[str, Any]]:
+    if value is None:
+        return []
+    items = value if isinstance(value, list) else [value]
+    return [_component_2025(item, category, f"{where}[{index}]") for index, item in enumerate(items)]
+
+
+def _from_2025(document: Mapping[str, Any]) -> dict[str, Any]:
+    """A request in the 2025 prototype's form, as ExecutionBroker v1.0."""
+    resources = document.get("resources") if isinstance(document.get("resources"), Mapping) else {}
+    out: dict[str, Any] = {
+        key: value
+        for key, value in document.items()
+        if key not in ("executable", "computer", "compute", "resources", "data", "storage", "schedule", "type")
+    }
+    if document.get("executable") is not None:
+        out["executable"] = _component_2025(document["executable"], "executable", "executable")
+    computers = _list_2025(document.get("computer", document.get("compute")), "compute", "computer")
+    computers += _list_2025(resources.get("compute"), "compute", "resources.compute")
+    if len(computers) > 1:
+        raise InvalidRequest(
+            [
+                FieldError(
+                    "computer", f"ExecutionBroker v1.0 takes one compute resource per request, got {len(computers)}"
+                )
+            ]
+        )
+    if computers:
+        out["compute"] = computers[0]
+    data = _list_2025(document.get("data"), "data", "data") + _list_2025(
+        resources.get("data"), "data", "resources.data"
+    )
+    if data:
+        out["data"] = data
+    storage = _list_2025(document.get("storage"), "storage", "storage")
+    storage += _list_2025(resources.get("storage"), "storage", "resources.storage")
+    if storage:
+        out["storage"] = storage
+    if isinstance(document.get("schedule"), Mapping):
+        out["schedule"] = dict(document["schedule"])
+    return out
+
+
 DIALECTS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
-    "broker": dict,
-    "note-2021": _from_2021,
-    "note-2022": _from_2022,
-    "ossr": _from_ossr,
+    BROKER: dict,
+    PROTOTYPE_2025: _from_2025,
+    NOTE_2021: _from_2021,
+    NOTE_2022: _from_2022,
+    OSSR: _from_ossr,
 }
 
 
@@ -384,11 +551,20 @@ def parse_request(source: Any) -> ExecutionRequest:
     ``source`` may be a mapping, JSON or YAML text (str or bytes), or the path of a file holding
     either. Raises :class:`InvalidRequest` (a ``ValueError``) naming each field that is wrong.
     """
+    return parse_request_dialect(source)[0]
+
+
+def parse_request_dialect(source: Any) -> tuple[ExecutionRequest, str]:
+    """``parse_request``, and the name of the dialect the request was written in (a service answers
+    in that dialect)."""
     if isinstance(source, ExecutionRequest):
-        return source.model_copy(deep=True)
+        return source.model_copy(deep=True), BROKER
     document = load_document(source)
     dialect = detect_dialect(document)
-    converted = DIALECTS[dialect](document)
+    return _validated(DIALECTS[dialect](document)), dialect
+
+
+def _validated(converted: dict[str, Any]) -> ExecutionRequest:
     if "executable" not in converted or converted["executable"] in (None, {}):
         raise InvalidRequest([FieldError("executable", "a request needs an executable (e.g. a notebook or container)")])
     executable = converted.get("executable")
@@ -401,3 +577,38 @@ def parse_request(source: Any) -> ExecutionRequest:
     except ValidationError as error:
         raise from_validation_error(error) from None
 
+
+# ----------------------------------------------------------------------------------- updates
+
+#: The lease statuses of the 2022 note that a client may send back to change a session.
+_LEASE_STATUSES = ("ACCEPTED", "REJECTED")
+
+
+def normalise_update(document: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    """A session update in any dialect, as the ExecutionBroker v1.0 update document (not yet
+    validated), and the dialect it was written in.
+
+    - v1.0: ``{"kind": "uri:enum-value-update", "path": "phase", "value": "ACCEPTED"}``;
+    - ``path`` as a JSON pointer (``"/phase"``), the default of the prototype's Python client;
+    - the 2025 prototype: ``type`` for ``kind``, optionally wrapped as ``{"update": {...}}``;
+    - the 2022 note: the offered lease sent back with ``status: ACCEPTED`` (or ``REJECTED``).
+    """
+    dialect = BROKER
+    if isinstance(document.get("update"), Mapping) and "kind" not in document:
+        document, dialect = document["update"], PROTOTYPE_2025
+    if "status" in document and "kind" not in document and "path" not in document:
+        status = document.get("status")
+        if not isinstance(status, str) or status.strip().upper() not in _LEASE_STATUSES:
+            raise InvalidRequest(
+                [FieldError("status", f"send the lease back with status ACCEPTED or REJECTED, not {status!r}")],
+                "update",
+            )
+        return {"kind": UPDATE_ENUM_VALUE, "path": "phase", "value": status.strip().upper()}, NOTE_2022
+    out = dict(document)
+    if "kind" not in out and "type" in out:
+        out["kind"] = out.pop("type")
+        dialect = PROTOTYPE_2025
+    path = out.get("path")
+    if isinstance(path, str) and path.startswith("/"):
+        out["path"] = path[1:].replace("/", ".")
+    return out, dialect
