@@ -306,7 +306,8 @@ class Sandbox:
             elif path.is_dir():
                 argv += ["--ro-bind", system, system]
         folders = [Path(folder).resolve() for folder in [*_python_dirs(), *self.options.readonly]]
-        # bubblewrap makes missing mount points 0700 root-owned: make every folder above a bind 0755
+        # bubblewrap makes missing mount points 0700 root-owned: folders above a bind may be crossed
+        # (0711) but not listed, so not even the names of our other folders show
         parents = sorted({str(up) for target in [*folders, session_dir] for up in target.parents if str(up) != "/"})
         argv += ["--perms", "0755", "--dir", "/etc", "--perms", "1777", "--dir", "/tmp"]
         for name in ETC_ENTRIES:
@@ -314,7 +315,7 @@ class Sandbox:
         argv += ["--proc", "/proc", "--dev", "/dev"]
         argv += ["--perms", "1777", "--size", str(self.options.tmp_size * MIB), "--tmpfs", "/tmp"]
         for parent in parents:
-            argv += ["--perms", "0755", "--dir", parent]
+            argv += ["--perms", "0711", "--dir", parent]
         for folder in folders:
             argv += ["--ro-bind-try", str(folder), str(folder)]
         argv += ["--bind", str(session_dir), str(session_dir), "--chdir", str(spec.workdir.resolve())]
