@@ -9,9 +9,9 @@ import pytest
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
-if not REFERENCE.is_dir():  # a checkout where shared/ sits elsewhere: tests that need it skip
-    REFERENCE = Path(__file__).resolve().parent / "data" / "reference"
+#: The IVOA reference material the tests check against, copied into the repository with its
+#: licence and source (tests/data/reference/README.md), so no test depends on files outside it.
+REFERENCE = Path(__file__).resolve().parent / "data" / "reference"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -23,6 +23,5 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture
 def reference_dir() -> Path:
     """The IVOA reference material (ExecutionBroker schema, 2022 note examples, UWS XSD)."""
-    if not REFERENCE.is_dir():
-        pytest.skip("the shared/reference folder is not beside this checkout")
+    assert REFERENCE.is_dir(), f"{REFERENCE} is missing: it is part of the repository"
     return REFERENCE
