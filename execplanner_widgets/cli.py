@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
-
 from .model import ExecutionRequest, ExecutionSession, InvalidRequest, OfferSetResponse, parse_request
 from .model.session import EnumValueUpdate
 from .model.units import human_duration
@@ -37,9 +36,9 @@ def _table(rows: list[tuple[list[str], list[str]]], headers: list[str]) -> str:
     """A plain-text table. Each row may carry note lines (reasons) printed under it, outside the
     columns, so a long reason does not stretch the table."""
     widths = [max(len(str(cells[i])) for cells in [headers, *(r[0] for r in rows)]) for i in range(len(headers))]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip(), "  ".join("-" * w for w in widths)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip(), "  ".join("-" * w for w in widths)]
     for cells, notes in rows:
-        lines.append("  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip())
+        lines.append("  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
         lines.extend(f"    - {note}" for note in notes)
     return "\n".join(lines)
 

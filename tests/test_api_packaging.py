@@ -19,9 +19,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from jupyter_live import run_jupyter_server
 
 from execplanner_widgets.core.config import demo_platforms_path, load_platforms_file
-from jupyter_live import run_jupyter_server
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_IN_WHEEL = "data/etc/jupyter/jupyter_server_config.d/execplanner_widgets.json"

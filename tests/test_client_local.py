@@ -9,11 +9,11 @@ import threading
 import time
 
 import pytest
-
 from brokers import answer_yes, hang, run_broker, static_entry, write_platforms
+from jupyter_live import no_discovery_hints
+
 from execplanner_widgets import InvalidRequest, Planner, PlannerError
 from execplanner_widgets.client import PlannerTimeout
-from jupyter_live import no_discovery_hints
 
 REQUEST = {"executable": {"kind": "jupyter-notebook", "location": "a.ipynb"}, "compute": {"cores": {"min": 2}}}
 HANG_TIMEOUT = 1.5

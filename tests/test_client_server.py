@@ -8,12 +8,12 @@ import json
 import time
 
 import pytest
-from jupyter_client import BlockingKernelClient
-
 from brokers import answer_yes, hang, run_broker, static_entry, write_platforms
+from jupyter_client import BlockingKernelClient
+from jupyter_live import no_discovery_hints, run_jupyter_server
+
 from execplanner_widgets import InvalidRequest, Planner, PlannerError
 from execplanner_widgets.client import PlannerTimeout
-from jupyter_live import no_discovery_hints, run_jupyter_server
 
 REQUEST = {
     "executable": {"kind": "jupyter-notebook", "location": "analysis.ipynb"},

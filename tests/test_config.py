@@ -16,6 +16,7 @@ from execplanner_widgets.core.config import (
 from execplanner_widgets.platforms.broker import BrokerPlatform
 from execplanner_widgets.platforms.static import StaticPlatform
 
+
 def documented_example() -> str:
     """The platforms file shown in the config module's documentation (what users copy)."""
     import textwrap

@@ -8,12 +8,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-
 from brokers import Reply, hang, run_broker
+from widget_support import DATA
+
 from execplanner_widgets.model import DockerContainer, InvalidRequest, JupyterNotebook, PythonScript
 from execplanner_widgets.model.kinds import kind_uri
 from execplanner_widgets.ossr import ExecutableEntry, OssrRecord, RecordError, read_record
-from widget_support import DATA
 
 AGNPY = DATA / "agnpy"
 

@@ -23,8 +23,8 @@ from ..model.platform import Calendar, PlatformDescription
 from ..model.results import PlatformResult
 
 if TYPE_CHECKING:
-    from ..model.status import JobStatus
     from ..core.federation import Federation
+    from ..model.status import JobStatus
 
 
 from .discovery import Mode

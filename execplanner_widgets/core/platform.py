@@ -118,10 +118,10 @@ class Platform(abc.ABC):
         """What is taken between ``start`` and ``end``. Platforms that keep no calendar say so."""
         raise PlatformError(f"{self.title} does not publish a booking calendar", status=404)
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 - an optional hook: most platforms have nothing to start
         """Start background work (schedulers, sweeps). Called once by the host program."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - an optional hook: most platforms hold nothing
         """Release connections and stop background work."""
 
     def __repr__(self) -> str:

@@ -27,8 +27,6 @@ from .dialects import detect_dialect, load_document, parse_request
 from .errors import FieldError, InvalidRequest
 from .identifiers import check_identifier
 from .kinds import canonical_kind, kind_uri, short_kind
-from .platform import Calendar, CalendarStep, PlatformDescription, PlatformList
-from .request import ExecutionRequest, RequestedSchedule, ScheduleBlock
 from .phases import (
     ACTIVE_PHASES,
     FINAL_PHASES,
@@ -38,6 +36,8 @@ from .phases import (
     offer_expired,
     uws_phase,
 )
+from .platform import Calendar, CalendarStep, PlatformDescription, PlatformList
+from .request import ExecutionRequest, RequestedSchedule, ScheduleBlock
 from .results import PlatformResult, ResultList
 from .session import (
     Connector,
@@ -53,4 +53,72 @@ from .status import ErrorBody, FieldProblem, JobStatus
 from .types import TimeInterval, format_instant, parse_instant, utcnow
 from .units import UnitError, format_duration, format_size, human_duration, parse_duration, parse_size_gib
 
-__all__ = [name for name in dir() if not name.startswith("_")]
+__all__ = [
+    "ACTIVE_PHASES",
+    "FINAL_PHASES",
+    "RUNNING_PHASES",
+    "Calendar",
+    "CalendarStep",
+    "ComponentMetadata",
+    "ComputeResource",
+    "Connector",
+    "CoreRange",
+    "DataResource",
+    "DockerContainer",
+    "EnumValueUpdate",
+    "ErrorBody",
+    "Executable",
+    "ExecutionRequest",
+    "ExecutionSession",
+    "FieldError",
+    "FieldProblem",
+    "GenericDataResource",
+    "GenericExecutable",
+    "InvalidRequest",
+    "IvoaDataResource",
+    "JobStatus",
+    "JupyterNotebook",
+    "MessageItem",
+    "OfferSetResponse",
+    "OptionItem",
+    "PlatformDescription",
+    "PlatformList",
+    "PlatformResult",
+    "PythonScript",
+    "RequestedSchedule",
+    "ResultItem",
+    "ResultList",
+    "RucioDataResource",
+    "S3DataResource",
+    "ScheduleBlock",
+    "SessionPhase",
+    "SessionSchedule",
+    "SimpleDataResource",
+    "SingularityContainer",
+    "SizeRange",
+    "SkaoDataResource",
+    "StorageResource",
+    "TimeInterval",
+    "UnitError",
+    "UpdateModel",
+    "UwsPhase",
+    "WireModel",
+    "canonical_kind",
+    "check_identifier",
+    "detect_dialect",
+    "format_duration",
+    "format_instant",
+    "format_size",
+    "human_duration",
+    "kind_uri",
+    "load_document",
+    "offer_expired",
+    "parse_duration",
+    "parse_instant",
+    "parse_request",
+    "parse_size_gib",
+    "phase_update",
+    "short_kind",
+    "utcnow",
+    "uws_phase",
+]

@@ -8,7 +8,7 @@ their ``kind`` URI; a kind nobody here knows becomes a ``Generic*`` model that k
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -464,14 +464,7 @@ def _data_tag(value: Any) -> str:
 
 
 DataResourceModel = Annotated[
-    Union[
-        Annotated[SimpleDataResource, Tag("simple")],
-        Annotated[S3DataResource, Tag("s3")],
-        Annotated[IvoaDataResource, Tag("ivoa")],
-        Annotated[RucioDataResource, Tag("rucio")],
-        Annotated[SkaoDataResource, Tag("skao")],
-        Annotated[GenericDataResource, Tag("generic")],
-    ],
+    Annotated[SimpleDataResource, Tag("simple")] | Annotated[S3DataResource, Tag("s3")] | Annotated[IvoaDataResource, Tag("ivoa")] | Annotated[RucioDataResource, Tag("rucio")] | Annotated[SkaoDataResource, Tag("skao")] | Annotated[GenericDataResource, Tag("generic")],
     Discriminator(_data_tag),
 ]
 
@@ -562,12 +555,6 @@ def _executable_tag(value: Any) -> str:
 
 
 ExecutableModel = Annotated[
-    Union[
-        Annotated[JupyterNotebook, Tag("jupyter-notebook")],
-        Annotated[DockerContainer, Tag("docker-container")],
-        Annotated[SingularityContainer, Tag("singularity-container")],
-        Annotated[PythonScript, Tag("python-script")],
-        Annotated[GenericExecutable, Tag("generic")],
-    ],
+    Annotated[JupyterNotebook, Tag("jupyter-notebook")] | Annotated[DockerContainer, Tag("docker-container")] | Annotated[SingularityContainer, Tag("singularity-container")] | Annotated[PythonScript, Tag("python-script")] | Annotated[GenericExecutable, Tag("generic")],
     Discriminator(_executable_tag),
 ]

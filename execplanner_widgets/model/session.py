@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Discriminator, Field, model_validator
 
@@ -207,7 +207,7 @@ class IntegerDeltaUpdate(_Update):
 
 
 UpdateModel = Annotated[
-    Union[StringValueUpdate, EnumValueUpdate, IntegerValueUpdate, IntegerDeltaUpdate],
+    StringValueUpdate | EnumValueUpdate | IntegerValueUpdate | IntegerDeltaUpdate,
     Discriminator("kind"),
 ]
 

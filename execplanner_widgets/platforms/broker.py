@@ -25,8 +25,8 @@ import httpx
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..model import ExecutionRequest, ExecutionSession, OfferSetResponse, UpdateModel, canonical_kind, short_kind
 from ..core.platform import Platform, PlatformContext, PlatformError, SessionConflict, SessionNotFound
+from ..model import ExecutionRequest, ExecutionSession, OfferSetResponse, UpdateModel, canonical_kind, short_kind
 from ..model.platform import PlatformDescription
 
 __all__ = ["BrokerOptions", "BrokerPlatform", "origin_of"]
