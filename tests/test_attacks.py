@@ -1,0 +1,238 @@
+"""The attack suite: every hostile input of issue 10, sent to a real ``jupyter server`` over HTTP.
+
+Each input must be answered with a 4xx naming what was wrong, or a NO with a reason, within
+100 ms (the best of three tries, as the machine is shared) and with less than 20 MB of growth of
+the server's resident memory, and the server's log must hold no traceback afterwards. Before the
+fixes, the alias bomb alone grew the server past 2.5 GB.
+
+The inputs go to both places a request enters: the proxy's ``POST execplanner/api/offers`` and a
+hosted platform's ExecutionBroker ``POST execplanner/platforms/{name}/requests``.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import requests
+import yaml
+from jupyter_live import LiveServer, run_jupyter_server
+
+from execplanner_widgets.model import format_instant, utcnow
+
+MAX_SECONDS = 0.1
+MAX_GROWTH = 20 * 1024**2
+ROUTES = ("execplanner/api/offers?platform=hosted", "execplanner/platforms/hosted/requests")
+
+SCRIPT = Path(__file__).resolve().parent / "data" / "hosted" / "sum_numbers.py"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    root = tmp_path_factory.mktemp("attacks")
+    platforms = root / "platforms.yaml"
+    hosted = {
+        "cores": 2,
+        "memory": 2,
+        "storage": 10,
+        "offers": 2,
+        "max_duration": "P2D",
+        "local_roots": [str(SCRIPT.parent)],
+        "allocations": {"alice": {"cores": 2}},
+    }
+    platforms.write_text(
+        yaml.safe_dump({"timeout": 30, "platforms": [{"name": "hosted", "title": "Hosted", "hosted": hosted}]})
+    )
+    with run_jupyter_server(root / "server", platforms) as live:
+        yield live
+
+
+def base_request(**schedule: Any) -> dict[str, Any]:
+    return {
+        "executable": {"kind": "python-script", "location": str(SCRIPT)},
+        "compute": {"cores": {"min": 1}, "memory": {"min": 1}},
+        "schedule": {"requested": {"duration": "PT10M", **schedule}},
+    }
+
+
+def nested_json(depth: int) -> str:
+    return json.dumps(base_request())[:-1] + ', "meta": ' + '{"a": ' * depth + "1" + "}" * depth + "}"
+
+
+ALIAS_BOMB = (
+    "a: &a [x, x, x, x, x, x, x, x, x]\n"
+    + "".join(f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 9) + "]\n" for i in range(9))
+    + yaml.safe_dump(base_request())
+)
+
+JSON = {"Content-Type": "application/json"}
+YAML = {"Content-Type": "application/yaml"}
+
+
+def text(document: dict[str, Any]) -> str:
+    return json.dumps(document)
+
+
+def with_storage(lifetime: str) -> dict[str, Any]:
+    document = base_request()
+    document["storage"] = [
+        {"kind": "simple-storage-resource", "size": {"min": 1}, "schedule": {"available": {"duration": lifetime}}}
+    ]
+    return document
+
+
+def with_compute_kind(kind: str) -> dict[str, Any]:
+    document = base_request()
+    document["compute"]["kind"] = kind
+    return document
+
+
+def with_storage_kind(kind: str) -> dict[str, Any]:
+    document = base_request()
+    document["storage"] = [{"kind": kind, "size": {"min": 1}}]
+    return document
+
+
+def located(location: str) -> str:
+    document = base_request()
+    document["data"] = [{"kind": "simple-data-resource", "location": "PLACEHOLDER"}]
+    return json.dumps(document).replace('"PLACEHOLDER"', location)
+
+
+#: name -> (body, headers, what the answer must mention)
+CASES: dict[str, tuple[str, dict[str, str], str]] = {
+    "yaml-alias-bomb": (ALIAS_BOMB, YAML, "alias"),
+    "json-nested-5000": (nested_json(5000), JSON, "nest"),
+    "json-nested-1000": (nested_json(1000), JSON, "nest"),
+    "yaml-nested-5000": ("x: " + "[" * 5000 + "]" * 5000, YAML, "nest"),
+    "infinity-seconds": (text(base_request()).replace('"PT10M"', "Infinity"), JSON, "duration"),
+    "1e100-seconds": (text(base_request()).replace('"PT10M"', "1e100"), JSON, "duration"),
+    "P99999999999D": (text(base_request(duration="P99999999999D")), JSON, "duration"),
+    "year-9999": (text(base_request(start="9999-12-31T23:00:00Z")), JSON, "start"),
+    "year-0001": (text(base_request(start="0001-01-01T00:00:00Z")), JSON, "start"),
+    "yaml-year-0001": (yaml.safe_dump(base_request()) + "extra: 0001-01-01\n", YAML, "0001"),
+    "lone-surrogate": (located('"data\\ud800.csv"'), JSON, "surrogate"),
+    "nul-in-location": (located('"data\\u0000.csv"'), JSON, "NUL"),
+    "huge-integer": (text(base_request()).replace('{"min": 1}', '{"min": ' + "9" * 5000 + "}", 1), JSON, "number"),
+    "storage-lifetime-100-years": (text(with_storage("P36500D")), JSON, "lifetime"),
+    "storage-lifetime-past-calendar": (text(with_storage("P3000000D")), JSON, "duration"),
+    "duration-PT0S": (text(base_request(duration="PT0S")), JSON, "duration"),
+    "duration-negative": (text(base_request()).replace('"PT10M"', "-60"), JSON, "duration"),
+    "unknown-compute-kind": (text(with_compute_kind("quantum-compute-resource")), JSON, "kind"),
+    "unknown-storage-kind": (text(with_storage_kind("tape-storage-resource")), JSON, "kind"),
+    "start-beyond-horizon": (
+        text(base_request(start=format_instant(utcnow() + timedelta(days=3650)))),
+        JSON,
+        "horizon",
+    ),
+}
+
+
+def rss(server: LiveServer) -> int:
+    return psutil.Process(server.pid).memory_info().rss
+
+
+def outcome(response: requests.Response) -> tuple[str, str]:
+    """('4xx', message) or ('NO', reasons) or ('YES'/'5xx', body) for one answer."""
+    if 400 <= response.status_code < 500:
+        return "4xx", response.text
+    if response.status_code >= 500:
+        return "5xx", response.text
+    body = response.json()
+    answers = body if isinstance(body, list) else [body]
+    results = {item.get("result") for item in answers}
+    if results == {"NO"}:
+        return "NO", json.dumps(answers)
+    return "YES" if "YES" in results else str(results), json.dumps(answers)[:500]
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=["proxy", "broker"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_hostile_input_is_refused_fast_and_small(server: LiveServer, name: str, route: str) -> None:
+    body, headers, mention = CASES[name]
+    before = rss(server)
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        response = requests.post(
+            server.url + route,
+            data=body.encode("utf-8", "surrogatepass"),
+            headers={**headers, "Authorization": f"token {server.token}"},
+            timeout=30,
+        )
+        times.append(time.perf_counter() - started)
+    growth = rss(server) - before
+    kind, detail = outcome(response)
+    print(f"{name} via {route.split('?')[0]}: {response.status_code} {kind} in {min(times) * 1000:.1f} ms, "
+          f"growth {growth / 1024**2:.1f} MB: {detail[:160]}")  # fmt: skip
+    assert kind in ("4xx", "NO"), f"{name}: {response.status_code} {detail[:500]}"
+    assert mention.lower() in detail.lower(), f"{name}: the answer does not say what was wrong: {detail[:500]}"
+    assert min(times) < MAX_SECONDS, f"{name}: {min(times) * 1000:.0f} ms"
+    assert growth < MAX_GROWTH, f"{name}: the server grew {growth / 1024**2:.1f} MB"
+    assert "Traceback" not in server.log(), server.log()[-3000:]
+
+
+def send_big_body(server: LiveServer, path: str, size: int, token: str | None) -> tuple[bytes, float]:
+    """POST ``size`` bytes in chunks over a raw socket; return the answer's first bytes and how long
+    it took until the server answered (it should answer or close before reading the body)."""
+    port = int(server.url.split(":")[2].split("/")[0])
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        head = (
+            f"POST {server.url.split(str(port), 1)[1]}{path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {size}\r\n"
+            + (f"Authorization: token {token}\r\n" if token else "")
+            + "\r\n"
+        )
+        started = time.perf_counter()
+        connection.sendall(head.encode())
+        chunk = b" " * (1024 * 1024)
+        sent = 0
+        connection.settimeout(0.05)
+        answer = b""
+        try:
+            while sent < size:
+                try:
+                    answer = connection.recv(4096)
+                    if answer or answer == b"":
+                        break
+                except TimeoutError:
+                    pass
+                connection.sendall(chunk)
+                sent += len(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        elapsed = time.perf_counter() - started
+        connection.settimeout(5)
+        if not answer:
+            try:
+                answer = connection.recv(4096)
+            except (TimeoutError, OSError):
+                answer = b""
+    return answer, elapsed
+
+
+@pytest.mark.parametrize("token", [False, True], ids=["without-token", "with-token"])
+@pytest.mark.parametrize("route", ROUTES, ids=["proxy", "broker"])
+def test_a_300_mib_body_is_refused_before_it_is_buffered(server: LiveServer, route: str, token: bool) -> None:
+    before = rss(server)
+    answer, elapsed = send_big_body(server, route, 300 * 1024 * 1024, server.token if token else None)
+    growth = rss(server) - before
+    status = answer.split(b" ", 2)[1] if answer.startswith(b"HTTP/") else b"closed"
+    print(f"300 MiB body via {route.split('?')[0]} ({'with' if token else 'without'} token): {status!r} "
+          f"after {elapsed * 1000:.0f} ms, growth {growth / 1024**2:.1f} MB")  # fmt: skip
+    assert status == b"closed" or status.startswith(b"4"), answer[:200]
+    assert growth < MAX_GROWTH, f"the server grew {growth / 1024**2:.1f} MB"
+    assert elapsed < 2.0, f"the server read {elapsed:.1f} s of body before refusing"
+    assert requests.get(server.url + "api/status", timeout=10).status_code == 200
+
+
+def test_the_log_holds_no_traceback(server: LiveServer) -> None:
+    assert "Traceback" not in server.log()
+    assert "Uncaught exception" not in server.log()
