@@ -15,7 +15,6 @@ from execplanner_widgets.core.federation import Federation
 from execplanner_widgets.core.platform import PlatformContext
 
 from .handlers.api import API_HANDLERS
-from .hosted.handlers import HOSTED_HANDLERS
 
 __all__ = ["ExecPlanner"]
 
@@ -129,7 +128,14 @@ class ExecPlanner(ExtensionApp):
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(API_HANDLERS)
-        self.handlers.extend(HOSTED_HANDLERS)
+        try:  # the hosted engine is the optional extra 'hosted' (SQLAlchemy, lxml)
+            from .handlers.broker import BROKER_HANDLERS
+            from .handlers.uws import UWS_HANDLERS
+        except ImportError as error:
+            self.log.info("ExecPlanner: no hosted platform routes (%s); install execplanner-widgets[hosted]", error)
+            return
+        self.handlers.extend(BROKER_HANDLERS)
+        self.handlers.extend(UWS_HANDLERS)
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         await self.federation.start()

@@ -8,6 +8,7 @@ Slots are seconds long and the work tiny: this is a 2-core machine.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -20,7 +21,9 @@ import pytest_asyncio
 
 from execplanner_widgets.model import ExecutionSession, SessionPhase, format_instant, parse_request, utcnow
 from execplanner_widgets.core.platform import PlatformContext
+from jupyter_server_extension.hosted.executors import ExecutorContext
 from jupyter_server_extension.hosted.executors.local import SubprocessExecutor
+from jupyter_server_extension.hosted.options import HostedOptions
 from jupyter_server_extension.hosted.platform import HostedPlatform
 from test_hosted_support import DATA, data_server, eventually, request_document  # noqa: F401 - data_server is a fixture
 
@@ -233,8 +236,10 @@ async def test_a_session_waits_for_its_booked_start(platforms):
     assert job.start_time >= start
 
 
-def test_the_subprocess_executor_knows_what_it_cannot_run():
-    executor = SubprocessExecutor()
+def test_the_subprocess_executor_knows_what_it_cannot_run(tmp_path):
+    options = HostedOptions()
+    context = ExecutorContext("local", options, tmp_path, logging.getLogger("test"), tmp_path / "secrets")
+    executor = SubprocessExecutor(SubprocessExecutor.Options(), context)
     assert executor.unsupported("python-script") is None
     assert "container engine" in executor.unsupported("docker-container") or "only" in executor.unsupported(
         "docker-container"
@@ -246,7 +251,7 @@ def test_the_subprocess_executor_knows_what_it_cannot_run():
 async def test_a_script_runs_on_a_dask_cluster(platforms):
     pytest.importorskip("distributed")
     dask = platforms(
-        "cluster", executor="dask", cores=None, memory=None, workers=1, threads_per_worker=2, processes=False
+        "cluster", executor="dask", cores=None, memory=None, dask={"workers": 1, "threads_per_worker": 2}
     )
     capacity = await dask.capacity()
     assert capacity.cores == 2  # read from the local cluster's worker threads
@@ -265,7 +270,9 @@ async def test_a_script_runs_on_a_dask_cluster(platforms):
 async def test_a_notebook_runs_in_a_dask_worker_process(platforms, data_server):
     """Worker processes get the task by value (pickled code, staged files as bytes) over TCP on 127.0.0.1."""
     pytest.importorskip("distributed")
-    dask = platforms("workers", executor="dask", cores=2, memory=4, workers=1, threads_per_worker=1, processes=True)
+    dask = platforms(
+        "workers", executor="dask", cores=2, memory=4, dask={"workers": 1, "threads_per_worker": 1, "processes": True}
+    )
     booked = await book(
         dask,
         request_document(

@@ -319,11 +319,21 @@ def test_bad_options_in_the_platforms_file_name_the_entry_and_field(tmp_path):
     with pytest.raises(ConfigError) as error:
         build_federation(load_platforms_file(path), PlatformContext(data_dir=tmp_path))
     assert error.value.errors[0].field == "platforms[gaia].hosted.executor"
+    assert "installed executors: dask, subprocess" in error.value.errors[0].message
     path = write_platforms(
-        tmp_path / "platforms.yaml", [{"name": "gaia", "hosted": {"scheduler": "tcp://127.0.0.1:8786"}}]
+        tmp_path / "platforms.yaml", [{"name": "gaia", "hosted": {"dask": {"scheduler": "tcp://127.0.0.1:8786"}}}]
     )
     with pytest.raises(ConfigError, match="executor: dask"):
         build_federation(load_platforms_file(path), PlatformContext(data_dir=tmp_path))
+    path = write_platforms(
+        tmp_path / "platforms.yaml", [{"name": "gaia", "hosted": {"executor": "dask", "dask": {"workers": 0, "nodes": 2}}}]
+    )
+    with pytest.raises(ConfigError) as error:
+        build_federation(load_platforms_file(path), PlatformContext(data_dir=tmp_path))
+    assert {item.field for item in error.value.errors} == {
+        "platforms[gaia].hosted.dask.workers",
+        "platforms[gaia].hosted.dask.nodes",
+    }
     path = write_platforms(
         tmp_path / "platforms.yaml", [{"name": "gaia", "hosted": {"cores": 4, "db_url": "sqlite://"}}]
     )

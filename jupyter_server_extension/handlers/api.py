@@ -34,13 +34,14 @@ from jupyter_server.auth.decorator import authorized
 from tornado import web
 from tornado.iostream import StreamClosedError
 
+from execplanner_widgets.core.jobs import follow_job
+from execplanner_widgets.core.platform import Platform, PlatformError
 from execplanner_widgets.model import InvalidRequest, parse_request, utcnow
 from execplanner_widgets.model.errors import FieldError
-from execplanner_widgets.core.platform import Platform, PlatformError
+from execplanner_widgets.model.identifiers import check_identifier
 
 from .base import ApiError, ExecPlannerHandler
-from execplanner_widgets.core.jobs import follow_job
-from .models import check_identifier, parse_session_update
+from .models import parse_session_update
 from .openapi import openapi_document
 from .streaming import choose_stream_format
 

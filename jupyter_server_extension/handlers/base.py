@@ -18,10 +18,10 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 
-from execplanner_widgets.model import InvalidRequest
-from execplanner_widgets.model.dialects import MAX_DOCUMENT_BYTES
 from execplanner_widgets.core.federation import UnknownPlatform
 from execplanner_widgets.core.platform import PlatformError
+from execplanner_widgets.model import InvalidRequest
+from execplanner_widgets.model.dialects import MAX_DOCUMENT_BYTES
 
 if TYPE_CHECKING:
     from execplanner_widgets.core.federation import Federation

@@ -18,8 +18,9 @@ from execplanner_widgets import __version__
 from execplanner_widgets.model import ExecutionRequest, ExecutionSession, UpdateModel
 from execplanner_widgets.model.platform import Calendar, PlatformDescription
 from execplanner_widgets.model.results import PlatformResult
+from execplanner_widgets.model.status import ErrorBody, JobStatus
 
-from .models import ErrorBody, JobStatus, PhaseChange
+from .models import PhaseChange
 
 __all__ = ["openapi_document"]
 

@@ -21,13 +21,16 @@ from execplanner_widgets.model import (
     format_duration,
     format_instant,
 )
+from execplanner_widgets.model.phases import FINISHED_PHASES, effective_phase
 
-from .store import EventRow, OfferSetRow, SessionRow
+from .tables import EventRow, OfferSetRow, SessionRow
 
-__all__ = ["Links", "effective_phase", "message_items", "offerset_document", "session_document", "UWS_CONNECTOR"]
+__all__ = ["UWS_CONNECTOR", "WEB_CONNECTOR", "Links", "message_items", "offerset_document", "session_document"]
 
 #: Connector kind of a session's UWS job (the UWS namespace identifies the protocol).
 UWS_CONNECTOR = "http://www.ivoa.net/xml/UWS/v1.0"
+#: Connector kind of an interactive session an executor reported (``RunReport.available``).
+WEB_CONNECTOR = "urn:execplanner:connector:web"
 
 
 class Links:
@@ -56,15 +59,6 @@ class Links:
 
     def job_result(self, uuid: str, result_id: str) -> str | None:
         return self._join("jobs", uuid, "results", result_id)
-
-
-def effective_phase(row: SessionRow, now: datetime) -> SessionPhase:
-    """The phase as a client should see it: an offer past its expiry is EXPIRED even before the
-    runner has written so."""
-    phase = SessionPhase(row.phase)
-    if phase is SessionPhase.OFFERED and row.expires is not None and row.expires <= now:
-        return SessionPhase.EXPIRED
-    return phase
 
 
 def message_items(events: Iterable[EventRow]) -> list[MessageItem]:
@@ -97,22 +91,21 @@ def _schedule(row: SessionRow) -> dict[str, Any]:
 def _connectors(row: SessionRow, phase: SessionPhase, links: Links, session_dir: Path) -> list[dict[str, Any]]:
     if row.accepted is None or row.deleted:
         return []
-    status = (
-        "FINISHED"
-        if phase.value in ("COMPLETED", "FAILED", "CANCELLED")
-        else ("AVAILABLE" if phase is SessionPhase.RUNNING else "PREPARING")
-    )
+    finished = phase in FINISHED_PHASES
+    status = "FINISHED" if finished else ("AVAILABLE" if phase in (SessionPhase.RUNNING, SessionPhase.AVAILABLE) else "PREPARING")
     job = links.job(row.uuid)
     if job is not None:
-        return [{"kind": UWS_CONNECTOR, "status": status, "protocol": "HTTP", "location": job}]
-    return [
-        {
-            "kind": "urn:execplanner:connector:folder",
-            "status": status,
-            "protocol": "FILE",
-            "location": session_dir.as_uri(),
-        }
-    ]
+        found = [{"kind": UWS_CONNECTOR, "status": status, "protocol": "HTTP", "location": job}]
+    else:
+        found = [
+            {"kind": "urn:execplanner:connector:folder", "status": status, "protocol": "FILE", "location": session_dir.as_uri()}
+        ]
+    web = row.connector or {}
+    if web.get("url"):
+        found.append(
+            {"kind": WEB_CONNECTOR, "status": "FINISHED" if finished else "AVAILABLE", "protocol": "HTTP", "location": web["url"]}
+        )
+    return found
 
 
 def _results(row: SessionRow, links: Links, session_dir: Path) -> list[dict[str, Any]]:
@@ -127,7 +120,7 @@ def session_document(
     row: SessionRow, events: Iterable[EventRow], links: Links, session_dir: Path, now: datetime, platform: str
 ) -> ExecutionSession:
     """The ``ScheduledExecutionSession`` for an offer or a booked session, as it is at ``now``."""
-    phase = effective_phase(row, now)
+    phase = effective_phase(row.phase, row.expires, now)
     document = dict(row.document or {})
     body: dict[str, Any] = {
         "meta": {

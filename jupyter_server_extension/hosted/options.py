@@ -9,13 +9,16 @@
         memory: 350          # GiB
         storage: 2000        # GiB
         accepts: [jupyter-notebook, python-script]
-        executor: subprocess # or: dask (scheduler: "tcp://..."; none = a local cluster)
+        executor: subprocess # any installed executor (entry points ``execplanner.executors``)
+        # dask: {scheduler: "tcp://..."}   # the executor's own options, under its name
         offers: 4            # how many start times to offer
         offer_ttl: PT5M
         max_duration: P2D
         allocations: {alice: {cores: 64}}   # optional per-user limits
 
-Every field has a default, so ``hosted: {}`` is a working platform the size of a small machine.
+The executor's own options live under a key named after it (``executor: dask`` with
+``dask: {workers: 2}``) and are validated by that executor's ``Options`` model, so errors name
+``hosted.dask.workers``. Every field has a default, so ``hosted: {}`` is a working platform the size of a small machine.
 Sizes take the same units as requests (``350``, ``"350Gi"``, ``"2T"``) and durations ISO 8601 or
 shorthand (``PT5M``, ``5m``), because the people who write this file also write requests.
 """
@@ -24,13 +27,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from execplanner_widgets.core.limits import Limits
 from execplanner_widgets.model import canonical_kind, parse_instant, short_kind
 from execplanner_widgets.model.types import Duration, GiB
-from execplanner_widgets.platforms.static import Limits
 
 __all__ = ["HostedOptions", "Reservation", "DEFAULT_ACCEPTS"]
 
@@ -90,18 +94,11 @@ class HostedOptions(BaseModel):
     )
 
     # -- executor ----------------------------------------------------------------------------
-    executor: Literal["subprocess", "dask"] = Field(default="subprocess", description="How sessions run")
-    scheduler: str | None = Field(default=None, description="Dask scheduler address; none starts a local cluster")
-    workers: int = Field(default=1, ge=1, le=64, description="Workers of the local Dask cluster")
-    threads_per_worker: int | None = Field(
-        default=None, ge=1, description="Threads per local Dask worker (default: CPUs / workers)"
+    executor: str = Field(
+        default="subprocess",
+        description="How sessions run: an installed executor (its options go under a key of the same name)",
     )
-    processes: bool = Field(
-        default=False, description="Local Dask workers in their own processes (else threads in this one)"
-    )
-    transfer_limit: GiB = Field(
-        default=1, description="Most input and output (GiB) shipped to and from a Dask worker per session"
-    )
+    _executor_options: BaseModel | None = PrivateAttr(default=None)
 
     # -- calendar ----------------------------------------------------------------------------
     offers: int = Field(default=4, ge=1, le=20, description="Most offers (start times) per request")
@@ -141,10 +138,54 @@ class HostedOptions(BaseModel):
     def _canonical(cls, value: list[str]) -> list[str]:
         return [canonical_kind(item, "executable") for item in value]
 
+    @field_validator("executor")
+    @classmethod
+    def _installed(cls, value: str) -> str:
+        from .executors import executor_class
+
+        executor_class(value)  # UnknownExecutor (a ValueError) lists the installed ones
+        return value
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _executor_block(cls, data: Any, handler: Any) -> HostedOptions:
+        """Take the executor's block (the key named after it) out and validate it with the
+        executor's ``Options``; its errors are reported as ``NAME.field`` with the others."""
+        if not isinstance(data, dict):
+            return handler(data)  # type: ignore[no-any-return]
+        from .executors import UnknownExecutor, executor_class, executor_names
+
+        data = dict(data)
+        name = data.get("executor", "subprocess")
+        block = data.pop(name, None) if isinstance(name, str) and name not in cls.model_fields else None
+        errors: list[InitErrorDetails] = []
+        for other in sorted(set(data) & set(executor_names()) - set(cls.model_fields)):
+            data.pop(other)
+            text = f"'{other}' holds the options of the {other} executor: set 'executor: {other}' too"
+            errors.append({"type": PydanticCustomError("invalid", text), "loc": (other,), "input": None})
+        model: HostedOptions | None = None
+        try:
+            model = handler(data)
+        except ValidationError as error:
+            errors.extend(_details(error))
+        parsed: BaseModel | None = None
+        try:
+            options_model = executor_class(name).Options if isinstance(name, str) else None
+        except UnknownExecutor:  # reported for the 'executor' field already
+            options_model = None
+        if options_model is not None:
+            try:
+                parsed = options_model.model_validate(block if block is not None else {})
+            except ValidationError as error:
+                errors.extend(_details(error, prefix=(name,)))
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        assert model is not None and parsed is not None
+        model._executor_options = parsed
+        return model
+
     @model_validator(mode="after")
     def _consistent(self) -> HostedOptions:
-        if self.scheduler and self.executor != "dask":
-            raise ValueError("'scheduler' is a Dask scheduler address: set 'executor: dask' too")
         if self.default_duration > self.max_duration:
             self.default_duration = self.max_duration
         names = [item.name for item in self.reservations]
@@ -154,6 +195,15 @@ class HostedOptions(BaseModel):
         return self
 
     @property
+    def executor_options(self) -> BaseModel:
+        """The executor's own options (validated by its ``Options`` model)."""
+        if self._executor_options is None:  # built with model_construct: validate the defaults now
+            from .executors import executor_class
+
+            self._executor_options = executor_class(self.executor).Options()
+        return self._executor_options
+
+    @property
     def accepts_short(self) -> list[str]:
         """Accepted kinds as short names, for listings."""
         return [short_kind(kind) for kind in self.accepts]
@@ -161,3 +211,18 @@ class HostedOptions(BaseModel):
     def slot_length(self, duration: timedelta) -> timedelta:
         """The time a session of ``duration`` holds its compute: preparation + run + release."""
         return self.preparation + duration + self.release
+
+
+def _details(error: ValidationError, prefix: tuple[str, ...] = ()) -> list[InitErrorDetails]:
+    """``error``'s problems, ready to raise again (with ``prefix`` in front of every location)."""
+    details: list[InitErrorDetails] = []
+    for item in error.errors():
+        location = (*prefix, *item["loc"])
+        if item["type"] in ("missing", "extra_forbidden"):  # kept as they are: messages are made from the type
+            details.append({"type": item["type"], "loc": location, "input": item.get("input")})
+            continue
+        message = item["msg"].removeprefix("Value error, ").replace("{", "{{").replace("}", "}}")
+        details.append(
+            {"type": PydanticCustomError("invalid", message), "loc": location, "input": item.get("input")}
+        )
+    return details

@@ -1,15 +1,19 @@
 """``HostedPlatform``: a platform that books and runs work itself, with a calendar and a scheduler.
 
-It is a normal :class:`~execplanner_widgets.platforms.base.Platform`: the server's proxy and an
-in-process planner in a kernel call it directly, and :mod:`.handlers` exposes it over HTTP as an
-IVOA ExecutionBroker service with UWS jobs. It imports neither jupyter_server nor tornado.
+It is a normal :class:`~execplanner_widgets.core.platform.Platform`: the server's proxy and an
+in-process planner in a kernel call it directly, and the server layer
+(``jupyter_server_extension.handlers.broker`` and ``.uws``) exposes it over HTTP as an IVOA
+ExecutionBroker service with UWS jobs. It imports neither jupyter_server nor tornado.
 
 Where things happen:
 
-* decisions about capacity: :mod:`.booking` (serialised database transactions) and :mod:`.calendar`;
-* running sessions at their booked times: :mod:`.runner` with an executor from :mod:`.executors`,
-  on a private event loop (:mod:`.engine_loop`) so that runs survive whichever loop called us;
-* documents: :mod:`.documents` (ExecutionBroker) and :mod:`.uws` (UWS 1.1).
+* what could never run: :mod:`.checks`; a request in the platform's terms: :mod:`.plan`;
+* decisions about capacity: :mod:`.service` (serialised database transactions, the executor's
+  booking hooks) and :mod:`.calendar`; storage: :mod:`.store` and :mod:`.tables`;
+* running sessions at their booked times: :mod:`.runner` and :mod:`.run` with an executor plugin
+  from :mod:`.executors`, on a private event loop (:mod:`.engine_loop`) so that runs survive
+  whichever loop called us;
+* documents: :mod:`.documents` (ExecutionBroker), :mod:`.jobs` and :mod:`.uws_documents` (UWS 1.1).
 
 The database work is synchronous SQLAlchemy, run in the platform's own small thread pool so that
 neither the server's loop nor its default executor waits on it.
@@ -30,20 +34,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from execplanner_widgets.model import (
-    ExecutionRequest,
-    ExecutionSession,
-    MessageItem,
-    OfferSetResponse,
-    OptionItem,
-    UpdateModel,
-    canonical_kind,
-    format_duration,
-    human_duration,
-    short_kind,
-)
-from execplanner_widgets.model.errors import FieldError, InvalidRequest
-from execplanner_widgets.model.platform import Calendar, CalendarStep, PlatformDescription
+from execplanner_widgets.core.limits import Limits
 from execplanner_widgets.core.platform import (
     Platform,
     PlatformContext,
@@ -51,19 +42,29 @@ from execplanner_widgets.core.platform import (
     SessionConflict,
     SessionNotFound,
 )
-from execplanner_widgets.core.limits import Limits, check_request
+from execplanner_widgets.model import (
+    ExecutionRequest,
+    ExecutionSession,
+    OfferSetResponse,
+    UpdateModel,
+    format_duration,
+)
+from execplanner_widgets.model.errors import FieldError, InvalidRequest
+from execplanner_widgets.model.phases import ACTIVE_UWS_PHASES, UwsPhase
+from execplanner_widgets.model.platform import Calendar, CalendarStep, PlatformDescription
 
-from .booking import Bookings, plan_request, precise_now
+from . import checks
 from .calendar import Capacity
 from .documents import Links, offerset_document, session_document
 from .engine_loop import EngineLoop
-from .executors import Executor, make_executor
-from .jobs import ActionNotAllowed, JobStore
+from .executors import Executor, ExecutorContext, make_executor
+from .jobs import ActionNotAllowed, JobStore, job_from_row, jobref_from_row
 from .options import HostedOptions
+from .plan import plan_request, precise_now
 from .runner import Runner
-from .staging import StagingError, resolve_location
+from .service import BookingService
 from .store import Store, default_db_url
-from .uws import ACTIVE_UWS_PHASES, UwsJob, UwsJobRef, UwsPhase, job_from_row, jobref_from_row
+from .uws_documents import UwsJob, UwsJobRef
 
 __all__ = ["HostedPlatform", "RequestRefused"]
 
@@ -91,15 +92,6 @@ class RequestRefused(PlatformError):
         self.offerset = offerset
 
 
-def _message(text: str, level: str = "WARN", **values: Any) -> MessageItem:
-    return MessageItem(
-        time=precise_now().replace(microsecond=0),
-        level=level,
-        message=text,
-        values={k: str(v) for k, v in values.items()} or None,
-    )
-
-
 class HostedPlatform(Platform):
     """A platform this host runs itself: booking calendar, executors and UWS jobs."""
 
@@ -120,12 +112,24 @@ class HostedPlatform(Platform):
         self.store = Store(self.options.db_url or context.db_url or default_db_url(context.data_dir))
         self.workdir = Path(self.options.workdir or Path(context.data_dir) / "hosted" / name).expanduser()
         self.links = Links(self._public_base())
-        self.bookings = Bookings(self.store, name, self.options, self.title)
-        self.jobstore = JobStore(self.bookings)
-        self.executor: Executor = make_executor(self.options)
-        self.runner_id = uuid_module.uuid4().hex[:16]
+        self.secrets_dir = Path(context.data_dir).expanduser() / "secrets" / name
+        self.executor: Executor = make_executor(
+            self.options,
+            ExecutorContext(
+                platform=name,
+                options=self.options,
+                workdir=self.workdir,
+                log=logging.getLogger(f"{__name__}.{name}"),
+                secrets_dir=self.secrets_dir,
+            ),
+        )
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"execplanner-db-{name}")
         self._engine = EngineLoop(name)
+        self.service = BookingService(
+            self.store, name, self.options, self.title, self.executor, self._db, self._engine.run
+        )
+        self.jobstore = JobStore(self.store, name, self.options.retention)
+        self.runner_id = uuid_module.uuid4().hex[:16]
         self._runner: Runner | None = None
         self._start_lock = threading.Lock()
         self._started = False
@@ -174,14 +178,16 @@ class HostedPlatform(Platform):
             except Exception as error:
                 raise PlatformError(f"{self.name} cannot use its database {self.store.safe_url}: {error}") from None
             self.workdir.mkdir(parents=True, exist_ok=True)
-            self.bookings.install_reservations(precise_now())
+            self.secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.secrets_dir.chmod(0o700)
+            self.service.install_reservations(precise_now())
             self._engine.start()
             assert self._engine.loop is not None
             asyncio.run_coroutine_threadsafe(self._start_runner(), self._engine.loop).result()
             self._started = True
 
     async def _start_runner(self) -> None:
-        self._runner = Runner(self.bookings, self.executor, self.workdir, self.runner_id, self._db, self._changed)
+        self._runner = Runner(self.service, self.executor, self.workdir, self.runner_id, self._db, self._changed)
         self._runner.start()
 
     def _changed(self) -> None:
@@ -243,11 +249,8 @@ class HostedPlatform(Platform):
     def allocation(self, user: str | None) -> Limits | None:
         return self.options.allocations.get(user) if user else None
 
-    @staticmethod
-    def _allocation_capacity(limits: Limits | None) -> Capacity | None:
-        if limits is None or (limits.cores is None and limits.memory is None and limits.storage is None):
-            return None
-        return Capacity(cores=limits.cores, memory=limits.memory, storage=limits.storage)
+    def _allocation_capacity(self, user: str | None) -> Capacity | None:
+        return checks.allocation_capacity(self.allocation(user))
 
     def describe(self) -> PlatformDescription:
         opts = self.options
@@ -255,13 +258,10 @@ class HostedPlatform(Platform):
         cached = self._capacity[1] if self._capacity else None
         cores = opts.cores if opts.cores is not None else (cached.cores if cached else None)
         memory = opts.memory if opts.memory is not None else (cached.memory if cached else None)
-        if cores is None and opts.executor == "subprocess":
-            import os
-
-            import psutil
-
-            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-            memory = memory if memory is not None else psutil.virtual_memory().total // 1024**3
+        known = self.executor.known_capacity() if cores is None or memory is None else None
+        if known is not None:
+            cores = cores if cores is not None else known[0]
+            memory = memory if memory is not None else known[1]
         if cores is not None:
             limits["cores"] = cores
         if memory is not None:
@@ -281,98 +281,36 @@ class HostedPlatform(Platform):
             jobs=self.links.jobs(),
         )
 
-    # ------------------------------------------------------------------------- the checks
-
-    def _problems(
-        self, request: ExecutionRequest, user: str | None, capacity: Capacity
-    ) -> list[tuple[MessageItem, OptionItem | None]]:
-        """Every reason this platform could never run ``request``, whatever the calendar says."""
-        opts = self.options
-        limits = Limits(
-            cores=capacity.cores, memory=capacity.memory, storage=capacity.storage, duration=opts.max_duration
-        )
-        problems = check_request(request, limits, opts.accepts, who=self.title)
-        allocation = self.allocation(user)
-        if allocation is not None:
-            seen = {(message.values or {}).get("requirement") for message, _ in problems}
-            for message, option in check_request(request, allocation, None, who=f"your allocation on {self.title}"):
-                requirement = (message.values or {}).get("requirement")
-                if requirement in ("cores", "memory", "storage", "duration") and requirement not in seen:
-                    problems.append((message, option))
-        kind = short_kind(request.executable.kind)
-        if canonical_kind(request.executable.kind, "executable") in opts.accepts:
-            reason = self.executor.unsupported(kind)
-            if reason:
-                problems.append((_message(reason, requirement="executable.kind"), None))
-        location = getattr(request.executable, "location", None)
-        if kind in ("jupyter-notebook", "python-script"):
-            if not location:
-                problems.append(
-                    (
-                        _message(
-                            f"the {kind} has no location: give its URL or path", requirement="executable.location"
-                        ),
-                        None,
-                    )
-                )
-            else:
-                try:
-                    resolve_location(str(location), opts.local_roots)
-                except StagingError as error:
-                    problems.append((_message(str(error), requirement="executable.location"), None))
-        for item in request.data:
-            where = item.location_hint
-            if not where:
-                continue
-            try:
-                resolve_location(where, opts.local_roots)
-            except StagingError as error:
-                label = item.name or short_kind(item.kind)
-                problems.append((_message(f"data item {label!r}: {error}", requirement="data"), None))
-        return problems
-
-    def _nearest(self, capacity: Capacity) -> MessageItem:
-        opts = self.options
-        parts = [f"{capacity.cores} cores", f"{capacity.memory} GiB memory"]
-        if capacity.storage:
-            parts.append(f"{capacity.storage} GiB storage")
-        kinds = ", ".join(opts.accepts_short)
-        return _message(
-            f"the most {self.title} could offer: {', '.join(parts)} for up to {human_duration(opts.max_duration)}, "
-            f"starting within {human_duration(opts.horizon)}, running {kinds}",
-            "INFO",
-            requirement="nearest",
-        )
-
     # ------------------------------------------------------------------ ExecutionBroker
 
     async def offers(self, request: ExecutionRequest, *, user: str | None = None) -> OfferSetResponse:
         """YES with up to ``options.offers`` offers at the earliest free times, or NO with reasons."""
         await self._ensure_started()
         capacity = await self.capacity()
-        problems = self._problems(request, user, capacity)
+        problems = checks.problems(request, self.options, capacity, self.allocation(user), self.executor, self.title)
         plan, timing = plan_request(request, self.options, precise_now())
-        problems.extend((_message(text, requirement="schedule.requested.start"), None) for text in timing)
+        problems.extend((checks.message(text, requirement="schedule.requested.start"), None) for text in timing)
+        if plan is not None and not problems:
+            refusals = await self.service.refusals(plan, user)
+            problems.extend((checks.message(text, requirement="executor"), None) for text in refusals)
         if problems or plan is None:
-            messages = [message for message, _ in problems] + [self._nearest(capacity)]
+            messages = [message for message, _ in problems] + [checks.nearest(capacity, self.options, self.title)]
             options = [option for _, option in problems if option is not None]
-            uuid = await self._db(
-                self.bookings.refuse,
+            uuid = await self.service.refuse(
                 request.to_broker(),
                 [message.model_dump(mode="json", exclude_none=True) for message in messages],
                 [option.model_dump(mode="json", exclude_none=True, by_alias=True) for option in options],
                 user,
             )
         else:
-            allocation = self._allocation_capacity(self.allocation(user))
-            uuid = await self._db(self.bookings.offer, request, plan, capacity, allocation, user)
+            uuid = await self.service.offer(request, plan, capacity, self._allocation_capacity(user), user)
         self._wake()
         return await self.offerset(uuid, user=user)
 
     async def offerset(self, uuid: str, *, user: str | None = None) -> OfferSetResponse:
         """The offer set ``uuid``, with its offers as they are now (some may be accepted or expired)."""
         await self._ensure_started()
-        row, sessions = await self._db(self.bookings.offerset_rows, uuid, user)
+        row, sessions = await self._db(self.service.offerset_rows, uuid, user)
         now = precise_now()
         offers = [
             session_document(item, events, self.links, self.session_dir(item.uuid), now, self.name)
@@ -382,7 +320,7 @@ class HostedPlatform(Platform):
 
     async def session(self, uuid: str, *, user: str | None = None) -> ExecutionSession:
         await self._ensure_started()
-        row, events = await self._db(self.bookings.session_rows, uuid, user)
+        row, events = await self._db(self.service.session_rows, uuid, user)
         return session_document(row, events, self.links, self.session_dir(uuid), precise_now(), self.name)
 
     async def update_session(self, uuid: str, update: UpdateModel, *, user: str | None = None) -> ExecutionSession:
@@ -405,13 +343,11 @@ class HostedPlatform(Platform):
             )
         if value == "ACCEPTED":
             capacity = await self.capacity()
-            allocation = self._allocation_capacity(self.allocation(user))
-            await self._db(self.bookings.accept, uuid, user, capacity, allocation)
+            await self.service.accept(uuid, user, capacity, self._allocation_capacity(user))
         elif value == "REJECTED":
-            await self._db(self.bookings.reject, uuid, user)
-        else:
-            if await self._db(self.bookings.cancel, uuid, user):
-                self._stop_run(uuid)
+            await self.service.reject(uuid, user)
+        elif await self.service.cancel(uuid, user):
+            self._stop_run(uuid)
         self._wake()
         return await self.session(uuid, user=user)
 
@@ -434,7 +370,7 @@ class HostedPlatform(Platform):
     async def result_file(self, uuid: str, result_id: str, *, user: str | None = None) -> tuple[Path, str]:
         """The file of result ``result_id`` of session ``uuid`` and its MIME type."""
         await self._ensure_started()
-        row, _ = await self._db(self.bookings.session_rows, uuid, user)
+        row, _ = await self._db(self.service.session_rows, uuid, user)
         for item in row.results or []:
             if item["id"] == result_id:
                 base = (self.session_dir(uuid) / "results").resolve()
@@ -540,7 +476,7 @@ class HostedPlatform(Platform):
         """The booking calendar between ``start`` and ``end``: bookings, live offers and reservations."""
         await self._ensure_started()
         capacity = await self.capacity()
-        steps = await self._db(self.bookings.usage_steps, start, end)
+        steps = await self.service.usage_steps(start, end)
         return Calendar(
             platform=self.name,
             title=self.title,
@@ -556,7 +492,7 @@ class HostedPlatform(Platform):
     async def peak_usage(self, low: datetime, high: datetime) -> tuple[int, int, int]:
         """Most cores, memory (GiB) and storage (GiB) held at once in ``[low, high)``."""
         await self._ensure_started()
-        return await self._db(self.bookings.usage_peak, low, high)
+        return await self.service.usage_peak(low, high)
 
 
 def _remove_results(folder: Path) -> None:

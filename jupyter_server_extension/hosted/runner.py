@@ -4,17 +4,23 @@ phase at their booked times, offers expire, storage and results go when their ti
 The loop wakes at the next due time (or when woken by an accept or a cancel, and at least every
 couple of seconds), looks in the database for what is due, and acts. Claiming a session is a
 conditional update in a serialised transaction, so when two servers share a database each session
-runs exactly once; a heartbeat marks the sessions this runner is running, and a session whose
-runner stopped beating (the server died) is failed with a message instead of hanging forever.
+runs exactly once; a heartbeat marks the sessions this runner is running. A session whose runner
+died (its heartbeat stopped, or its process on this host is gone) is handed to the executor's
+``adopt`` when the run had reported a handle, else failed with a message instead of hanging forever.
 
-Every step is recorded as an event (time, level, phase, message): the session's history.
+The runner also keeps the executor's slots in step with the calendar: a booked session runs only
+once the executor holds its slot (``booked``; retried here if the server died right after an
+accept), and every booked slot that is over is given back (``released``) exactly once.
+
+Every step is recorded as an event (time, level, phase, message): the session's history. One
+session's run is :mod:`.run`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import mimetypes
+import os
 import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,14 +28,26 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psutil
 from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
 
-from execplanner_widgets.model import SessionPhase, canonical_kind, format_instant, short_kind
+from execplanner_widgets.model import format_instant
+from execplanner_widgets.model.phases import (
+    FINAL_PHASES,
+    FINISHED_PHASES,
+    QUEUED_PHASES,
+    RUNNING_PHASES,
+    SessionPhase,
+    values,
+)
 
-from .booking import FINAL, RUNNING_PHASES, Bookings, precise_now
-from .executors import Executor, RunOutcome, RunSpec
-from .staging import StagingError, stage
-from .store import SessionRow
+from .executors import Executor
+from .plan import precise_now
+from .run import ERROR_TRANSIENT, HOST, SessionRun
+from .service import BookingService, release_hold
+from .store import SessionRow, add_event
+from .tables import SLOT_BOOKED
 
 __all__ = ["Runner"]
 
@@ -44,8 +62,10 @@ HEARTBEAT = timedelta(seconds=5)
 #: ... and a session whose heartbeat is older than this is taken to have lost its runner.
 STALE = timedelta(seconds=45)
 
-ERROR_FATAL = "fatal"
-ERROR_TRANSIENT = "transient"
+#: Phases whose run an executor can take over after a restart (it had started the user's code).
+ADOPTABLE = frozenset({SessionPhase.RUNNING, SessionPhase.AVAILABLE})
+_RUNNING = values(RUNNING_PHASES)
+_FINAL = values(FINAL_PHASES)
 
 
 def _short(value: datetime) -> str:
@@ -57,6 +77,9 @@ class Sweep:
     """What one look at the database found to do."""
 
     claimed: list[SessionRow] = field(default_factory=list)
+    adopted: list[SessionRow] = field(default_factory=list)
+    to_book: list[str] = field(default_factory=list)
+    to_release: list[str] = field(default_factory=list)
     stop: list[str] = field(default_factory=list)
     storage_due: list[str] = field(default_factory=list)
     destruction_due: list[str] = field(default_factory=list)
@@ -69,17 +92,17 @@ class Runner:
 
     def __init__(
         self,
-        bookings: Bookings,
+        service: BookingService,
         executor: Executor,
         workdir: Path,
         runner_id: str,
         db: DB,
         on_change: Callable[[], None],
     ) -> None:
-        self.bookings = bookings
-        self.store = bookings.store
-        self.platform = bookings.platform
-        self.options = bookings.options
+        self.service = service
+        self.store = service.store
+        self.platform = service.platform
+        self.options = service.options
         self.executor = executor
         self.workdir = workdir
         self.runner_id = runner_id
@@ -154,10 +177,10 @@ class Runner:
             if sweep.changed:
                 self._on_change()
             for row in sweep.claimed:
-                self._stops[row.uuid] = asyncio.Event()
-                self._runs[row.uuid] = asyncio.get_running_loop().create_task(
-                    self._run(row), name=f"execplanner-session-{row.uuid}"
-                )
+                self._launch(row, adopt=False)
+            for row in sweep.adopted:
+                self._launch(row, adopt=True)
+            await self._keep_slots(sweep)
             for uuid in sweep.stop:
                 self.stop_session(uuid)
             for uuid in sweep.storage_due:
@@ -177,6 +200,68 @@ class Runner:
             except asyncio.TimeoutError:
                 pass
 
+    def _launch(self, row: SessionRow, *, adopt: bool) -> None:
+        """Start (or take over) the run of a claimed session as a task of its own."""
+        stop = self._stops[row.uuid] = asyncio.Event()
+        run = SessionRun(
+            row,
+            store=self.store,
+            platform=self.platform,
+            options=self.options,
+            executor=self.executor,
+            folder=self.session_dir(row.uuid),
+            stop=stop,
+            db=self._db,
+            on_change=self._on_change,
+            closing=lambda: self._closing,
+        )
+        work = run.adopt() if adopt else run.run()
+        self._runs[row.uuid] = asyncio.get_running_loop().create_task(work, name=f"execplanner-session-{row.uuid}")
+
+    async def _keep_slots(self, sweep: Sweep) -> None:
+        """The executor holds what is booked and gives back what is over (never fatal to the loop)."""
+        for uuid in sweep.to_book:
+            try:
+                await self.service.book(uuid)
+            except Exception as error:  # refused (the session is REJECTED now) or failed: logged, next one
+                log.warning("hosted platform %s: booking the slot of %s: %s", self.platform, uuid, error)
+        for uuid in sweep.to_release:
+            await self.service.release_slot(uuid)
+        if sweep.to_book or sweep.to_release:
+            self._on_change()
+
+    def _dead_runners(self, session: Session, now: datetime) -> list[str]:
+        """Sessions run by another runner that is gone: its heartbeat stopped, or its process on this
+        host no longer exists (a killed server is noticed at once, not after :data:`STALE`)."""
+        query = select(SessionRow.uuid, SessionRow.heartbeat, SessionRow.runner_host, SessionRow.runner_pid).where(
+            SessionRow.platform == self.platform,
+            SessionRow.phase.in_(_RUNNING),
+            or_(SessionRow.runner != self.runner_id, SessionRow.runner.is_(None)),
+        )
+        dead = []
+        for uuid, heartbeat, host, pid in session.execute(query):
+            if heartbeat is None or heartbeat < now - STALE:
+                dead.append(uuid)
+            elif host == HOST and pid is not None and pid != os.getpid() and not psutil.pid_exists(pid):
+                dead.append(uuid)
+        return dead
+
+    def _slot_work(self, session: Session, now: datetime) -> tuple[list[str], list[str]]:
+        """Booked sessions whose executor slot was never confirmed (older than :data:`STALE`), and
+        ended sessions whose slot is still held."""
+        unbooked = select(SessionRow.uuid).where(
+            SessionRow.platform == self.platform,
+            SessionRow.phase.in_(values(QUEUED_PHASES)),
+            SessionRow.slot_state.is_(None),
+            SessionRow.accepted < now - STALE,
+        )
+        held = select(SessionRow.uuid).where(
+            SessionRow.platform == self.platform,
+            SessionRow.phase.in_(values(FINISHED_PHASES)),
+            SessionRow.slot_state == SLOT_BOOKED,
+        )
+        return list(session.scalars(unbooked)), list(session.scalars(held))
+
     def _sweep(self) -> Sweep:
         """One look at the database (in a database thread): expire, queue, claim, heartbeat, reap."""
         sweep = Sweep()
@@ -188,20 +273,22 @@ class Runner:
                     SessionRow.platform == self.platform,
                     or_(
                         (SessionRow.phase == SessionPhase.OFFERED.value) & (SessionRow.expires <= now),
-                        SessionRow.phase == SessionPhase.ACCEPTED.value,
-                        (SessionRow.phase == SessionPhase.WAITING.value) & (SessionRow.start <= now),
-                        SessionRow.phase.in_(RUNNING_PHASES)
-                        & ((SessionRow.runner != self.runner_id) | SessionRow.runner.is_(None))
-                        & (SessionRow.heartbeat < now - STALE),
+                        (SessionRow.phase == SessionPhase.ACCEPTED.value) & (SessionRow.slot_state == SLOT_BOOKED),
+                        (SessionRow.phase == SessionPhase.WAITING.value)
+                        & (SessionRow.start <= now)
+                        & (SessionRow.slot_state == SLOT_BOOKED),
                     ),
                 )
                 .limit(1)
             )
+            dead = self._dead_runners(session, now)
+            sweep.to_book, sweep.to_release = self._slot_work(session, now)
             heartbeat_due = now - self._last_heartbeat >= HEARTBEAT and bool(self.running)
-        if due is not None or heartbeat_due:
+        if due is not None or dead or heartbeat_due:
             with self.store.write(self.platform) as session:
                 now = precise_now()
                 sweep.changed = self._advance(session, now, sweep) or sweep.changed
+                sweep.changed = self._reap(session, now, dead, sweep) or sweep.changed
                 if heartbeat_due:
                     for row in session.scalars(self._mine()):
                         row.heartbeat = now
@@ -221,7 +308,7 @@ class Runner:
     def _finished_due(self, session: Any, done: Any, when: Any, now: datetime) -> list[str]:
         """Finished sessions whose ``when`` has come and whose clean-up (``done``) has not happened."""
         query = select(SessionRow.uuid).where(
-            SessionRow.platform == self.platform, done.is_(False), when <= now, SessionRow.phase.in_(FINAL)
+            SessionRow.platform == self.platform, done.is_(False), when <= now, SessionRow.phase.in_(_FINAL)
         )
         return list(session.scalars(query))
 
@@ -229,12 +316,12 @@ class Runner:
         return select(SessionRow).where(
             SessionRow.platform == self.platform,
             SessionRow.runner == self.runner_id,
-            SessionRow.phase.in_(RUNNING_PHASES),
+            SessionRow.phase.in_(_RUNNING),
         )
 
     def _advance(self, session: Any, now: datetime, sweep: Sweep) -> bool:
         changed = False
-        event = self.bookings.event
+        event = add_event
         offered = select(SessionRow).where(
             SessionRow.platform == self.platform,
             SessionRow.phase == SessionPhase.OFFERED.value,
@@ -244,8 +331,10 @@ class Runner:
             row.phase, row.modified = SessionPhase.EXPIRED.value, now
             event(session, row, f"expired at {_short(row.expires)} without being accepted; its capacity is free again")
             changed = True
-        accepted = select(SessionRow).where(
-            SessionRow.platform == self.platform, SessionRow.phase == SessionPhase.ACCEPTED.value
+        accepted = select(SessionRow).where(  # once the executor holds the slot
+            SessionRow.platform == self.platform,
+            SessionRow.phase == SessionPhase.ACCEPTED.value,
+            SessionRow.slot_state == SLOT_BOOKED,
         )
         for row in session.scalars(accepted):
             row.phase, row.modified = SessionPhase.WAITING.value, now
@@ -255,13 +344,14 @@ class Runner:
             SessionRow.platform == self.platform,
             SessionRow.phase == SessionPhase.WAITING.value,
             SessionRow.start <= now,
+            SessionRow.slot_state == SLOT_BOOKED,
         )
         for row in session.scalars(waiting):
             changed = True
             if row.available_end <= now:
                 row.phase, row.modified = SessionPhase.FAILED.value, now
                 row.error = {"type": ERROR_TRANSIENT, "message": "the platform was not running during the booked slot"}
-                self.bookings.release(row, now, storage_too=True)
+                release_hold(row, now, storage_too=True)
                 event(
                     session,
                     row,
@@ -271,33 +361,35 @@ class Runner:
                 continue
             row.phase, row.modified = SessionPhase.PREPARING.value, now
             row.runner, row.heartbeat, row.run_started = self.runner_id, now, now
+            row.runner_host, row.runner_pid, row.run_handle = HOST, os.getpid(), None
             event(
                 session,
                 row,
                 f"preparing: fetching the executable and {len((row.document or {}).get('fetch') or [])} data item(s)",
             )
             sweep.claimed.append(row)
-        stale = select(SessionRow).where(
-            SessionRow.platform == self.platform,
-            SessionRow.phase.in_(RUNNING_PHASES),
-            or_(SessionRow.runner != self.runner_id, SessionRow.runner.is_(None)),
-            SessionRow.heartbeat < now - STALE,
-        )
-        for row in session.scalars(stale):
-            row.phase, row.modified, row.run_ended = SessionPhase.FAILED.value, now, now
-            row.error = {
-                "type": ERROR_TRANSIENT,
-                "message": "interrupted: the server running it stopped (restart or crash)",
-            }
-            self.bookings.release(row, now, storage_too=False)
-            event(
-                session,
-                row,
-                "interrupted: the server running this session stopped before it finished; book it again",
-                "ERROR",
-            )
-            changed = True
         return changed
+
+    def _reap(self, session: Session, now: datetime, dead: list[str], sweep: Sweep) -> bool:
+        """Sessions whose runner is gone: the executor adopts a run that had started (it reported a
+        handle); anything else is failed with a message (book it again)."""
+        for uuid in dead:
+            row = session.get(SessionRow, uuid)
+            if row is None or SessionPhase(row.phase) not in RUNNING_PHASES:
+                continue
+            row.modified = now
+            if row.run_handle and SessionPhase(row.phase) in ADOPTABLE:
+                row.runner, row.heartbeat, row.runner_host, row.runner_pid = self.runner_id, now, HOST, os.getpid()
+                add_event(session, row, "the server running this session stopped; this server takes the run over", "WARN")
+                sweep.adopted.append(row)
+                continue
+            row.phase, row.run_ended = SessionPhase.FAILED.value, now
+            row.error = {"type": ERROR_TRANSIENT, "message": "interrupted: the server running it stopped (restart or crash)"}
+            release_hold(row, now, storage_too=False)
+            add_event(
+                session, row, "interrupted: the server running this session stopped before it finished; book it again", "ERROR"
+            )
+        return bool(dead)
 
     def _next_due(self, session: Any) -> datetime | None:
         base = select(SessionRow).where(SessionRow.platform == self.platform)
@@ -315,13 +407,13 @@ class Runner:
                 .limit(1)
             ),
             session.scalar(
-                base.where(SessionRow.storage_removed.is_(False), SessionRow.phase.in_(FINAL))
+                base.where(SessionRow.storage_removed.is_(False), SessionRow.phase.in_(_FINAL))
                 .with_only_columns(SessionRow.storage_end)
                 .order_by(SessionRow.storage_end)
                 .limit(1)
             ),
             session.scalar(
-                base.where(SessionRow.destroyed.is_(False), SessionRow.phase.in_(FINAL))
+                base.where(SessionRow.destroyed.is_(False), SessionRow.phase.in_(_FINAL))
                 .with_only_columns(SessionRow.destruction)
                 .order_by(SessionRow.destruction)
                 .limit(1)
@@ -329,153 +421,6 @@ class Runner:
         ]
         found = [value for value in candidates if value is not None]
         return min(found) if found else None
-
-    # --------------------------------------------------------------------------- one run
-
-    async def _step(
-        self, uuid: str, phase: SessionPhase | None, message: str, level: str = "INFO", **fields: Any
-    ) -> None:
-        """Move ``uuid`` to ``phase`` (or keep it) and record why, in one transaction."""
-
-        def write() -> None:
-            with self.store.write(self.platform) as session:
-                row = session.get(SessionRow, uuid)
-                if row is None:
-                    return
-                now = precise_now()
-                if phase is not None:
-                    row.phase = phase.value
-                for name, value in fields.items():
-                    setattr(row, name, value)
-                row.modified = now
-                self.bookings.event(session, row, message, level)
-
-        await self._db(write)
-        self._on_change()
-
-    async def _notes(self, uuid: str, notes: list[str]) -> None:
-        for note in notes:
-            await self._step(uuid, None, note)
-
-    async def _run(self, row: SessionRow) -> None:
-        uuid = row.uuid
-        stop = self._stops[uuid]
-        folder = self.session_dir(uuid)
-        document = row.document or {}
-        try:
-            outcome = await self._prepare_and_run(row, folder, document, stop)
-        except StagingError as error:
-            await self._finish(uuid, folder, RunOutcome("failed", f"preparing failed: {error}"), ERROR_FATAL)
-            return
-        except asyncio.CancelledError:
-            await asyncio.shield(
-                self._finish(
-                    uuid, folder, RunOutcome("failed", "the platform shut down during the run"), ERROR_TRANSIENT
-                )
-            )
-            raise
-        except Exception as error:
-            log.exception("hosted platform %s: session %s failed", self.platform, uuid)
-            await self._finish(
-                uuid, folder, RunOutcome("failed", f"internal error: {type(error).__name__}: {error}"), ERROR_FATAL
-            )
-            return
-        if outcome.status == "cancelled" and self._closing:
-            outcome = RunOutcome("failed", "the platform shut down during the run", outcome.exit_code)
-            await self._finish(uuid, folder, outcome, ERROR_TRANSIENT)
-            return
-        await self._finish(uuid, folder, outcome, ERROR_FATAL)
-
-    async def _prepare_and_run(
-        self, row: SessionRow, folder: Path, document: dict[str, Any], stop: asyncio.Event
-    ) -> RunOutcome:
-        uuid = row.uuid
-        executable = document.get("executable") or {}
-        kind = short_kind(canonical_kind(str(executable.get("kind", "")), "executable"))
-        location = executable.get("location")
-        if not location:
-            raise StagingError("the executable has no location")
-        default_name = "notebook.ipynb" if kind == "jupyter-notebook" else "script.py"
-        data = [
-            (item["location"], item.get("name") or f"data-{index + 1}")
-            for index, item in enumerate(document.get("fetch") or [])
-        ]
-        storage_names = list(document.get("storage_names") or [])
-        staged = await stage(
-            (str(location), default_name),
-            [(str(where), str(name)) for where, name in data],
-            storage_names,
-            folder,
-            local_roots=self.options.local_roots,
-            limit=self.options.download_limit * 1024**3,
-        )
-        await self._notes(uuid, staged.notes)
-        if stop.is_set():
-            return RunOutcome("cancelled", "stopped on request before it ran")
-        wait = (row.available_start - precise_now()).total_seconds()
-        if wait > 0:
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=wait)
-                return RunOutcome("cancelled", "stopped on request before it ran")
-            except asyncio.TimeoutError:
-                pass
-        environment = {"EXECPLANNER_SESSION": uuid, "EXECPLANNER_OUTPUTS": str(folder / "work" / "outputs")}
-        if storage_names:
-            environment["EXECPLANNER_STORAGE"] = str(folder / "storage")
-        spec = RunSpec(
-            session=uuid,
-            kind=kind,  # type: ignore[arg-type]
-            entry=staged.entry,
-            workdir=folder / "work",
-            results=folder / "results",
-            cores=row.cores,
-            memory_gib=row.memory,
-            deadline=row.available_end,
-            arguments=[str(arg) for arg in executable.get("arguments") or []],
-            environment=environment,
-        )
-        await self._step(
-            uuid,
-            SessionPhase.RUNNING,
-            f"running on the {self.executor.name} executor with {row.cores} core(s) and at most {row.memory} GiB of memory, "
-            f"until the slot ends at {_short(row.available_end)}",
-        )
-        return await self.executor.run(spec, stop)
-
-    async def _finish(self, uuid: str, folder: Path, outcome: RunOutcome, error_type: str) -> None:
-        """RELEASING (collect results, remove the working folder), then the final phase."""
-        await self._step(
-            uuid,
-            SessionPhase.RELEASING,
-            f"releasing: {outcome.message}",
-            "INFO" if outcome.status == "completed" else "WARN",
-        )
-        results = await asyncio.to_thread(collect_results, folder)
-        final = {"completed": SessionPhase.COMPLETED, "cancelled": SessionPhase.CANCELLED}.get(
-            outcome.status, SessionPhase.FAILED
-        )
-        error = None if final is not SessionPhase.FAILED else {"type": error_type, "message": outcome.message}
-        now = precise_now()
-
-        def write() -> None:
-            with self.store.write(self.platform) as session:
-                row = session.get(SessionRow, uuid)
-                if row is None:
-                    return
-                row.phase, row.modified, row.run_ended = final.value, now, now
-                row.results, row.error = results, error
-                row.cancel_requested = False
-                self.bookings.release(row, now, storage_too=not (row.document or {}).get("storage_names"))
-                names = ", ".join(item["id"] for item in results) or "none"
-                level = (
-                    "INFO"
-                    if final is SessionPhase.COMPLETED
-                    else ("WARN" if final is SessionPhase.CANCELLED else "ERROR")
-                )
-                self.bookings.event(session, row, f"{final.value.lower()}: {outcome.message}; results: {names}", level)
-
-        await self._db(write)
-        self._on_change()
 
     # ----------------------------------------------------------------------- clean-up
 
@@ -487,7 +432,7 @@ class Runner:
                 row = session.get(SessionRow, uuid)
                 if row is not None and not row.storage_removed:
                     row.storage_removed = True
-                    self.bookings.event(
+                    add_event(
                         session, row, f"storage removed at the end of its lifetime ({_short(row.storage_end)})"
                     )
 
@@ -503,42 +448,9 @@ class Runner:
                 row = session.get(SessionRow, uuid)
                 if row is not None and not row.destroyed:
                     row.destroyed, row.results = True, []
-                    self.bookings.event(
+                    add_event(
                         session, row, f"results deleted at the job's destruction time ({_short(row.destruction)})"
                     )
 
         await self._db(write)
         self._on_change()
-
-
-def collect_results(folder: Path) -> list[dict[str, Any]]:
-    """Move the run's outputs next to its logs and list every non-empty file as a result;
-    then remove the working folder (inputs are not results)."""
-    results = folder / "results"
-    outputs = folder / "work" / "outputs"
-    results.mkdir(parents=True, exist_ok=True)
-    if outputs.is_dir():
-        for item in sorted(outputs.rglob("*")):
-            if item.is_file() and not item.is_symlink():
-                target = results / "outputs" / item.relative_to(outputs)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.move(str(item), target)
-    found = []
-    for item in sorted(results.rglob("*")):
-        if not item.is_file() or item.is_symlink():
-            continue
-        size = item.stat().st_size
-        if size == 0 and item.name in ("stdout.txt", "stderr.txt"):
-            item.unlink()
-            continue
-        relative = item.relative_to(results).as_posix()
-        mime = (
-            "application/x-ipynb+json"
-            if item.suffix == ".ipynb"
-            else (mimetypes.guess_type(item.name)[0] or "application/octet-stream")
-        )
-        found.append({"id": relative, "path": relative, "size": size, "mime-type": mime})
-    shutil.rmtree(folder / "work", ignore_errors=True)
-    shutil.rmtree(folder / "runtime", ignore_errors=True)
-    (folder / "task.json").unlink(missing_ok=True)
-    return found

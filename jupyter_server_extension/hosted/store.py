@@ -20,27 +20,18 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    Boolean,
-    DateTime,
-    Engine,
-    ForeignKey,
-    Index,
-    Integer,
-    String,
-    Text,
-    TypeDecorator,
-    create_engine,
-    event,
-    select,
-)
-from sqlalchemy.exc import IntegrityError, ProgrammingError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy import Engine, create_engine, event, inspect, or_, select, text, update
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.orm import Session, sessionmaker
+
+from execplanner_widgets.model.phases import FINAL_PHASES, OFFERED_PHASES, RELEASED_PHASES, SessionPhase, values
+
+from .calendar import Hold, to_seconds
+from .tables import SLOT_BOOKED, SLOT_RELEASED, Base, EventRow, LockRow, OfferSetRow, ReservationRow, SessionRow
 
 __all__ = [
     "Base",
@@ -50,133 +41,13 @@ __all__ = [
     "ReservationRow",
     "SessionRow",
     "Store",
+    "add_event",
     "default_db_url",
+    "events_of",
+    "select_holds",
 ]
 
 _WRITE = "execplanner_write"
-
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """Aware UTC datetimes in, aware UTC datetimes out, whatever the database keeps."""
-
-    impl = DateTime(timezone=False)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetimes are ambiguous; pass an aware UTC datetime")
-        return value.astimezone(timezone.utc).replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return value.replace(tzinfo=timezone.utc) if value is not None else None
-
-
-class Base(DeclarativeBase):
-    """Declarative base of the hosted platforms' tables (all prefixed ``hosted_``)."""
-
-
-class LockRow(Base):
-    """One row per platform: writers lock it to take their turn on that platform's calendar."""
-
-    __tablename__ = "hosted_locks"
-
-    platform: Mapped[str] = mapped_column(String(64), primary_key=True)
-
-
-class OfferSetRow(Base):
-    """An answer to ``POST requests``: YES with offers (the sessions that point here) or NO."""
-
-    __tablename__ = "hosted_offersets"
-
-    uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
-    platform: Mapped[str] = mapped_column(String(64), index=True)
-    owner: Mapped[str | None] = mapped_column(String(255))
-    created: Mapped[datetime] = mapped_column(UtcDateTime)
-    result: Mapped[str] = mapped_column(String(3))
-    description: Mapped[str | None] = mapped_column(Text)
-    messages: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
-    options: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
-    request: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-
-
-class SessionRow(Base):
-    """An offer, and the session it becomes once accepted.
-
-    The calendar reads only the hold columns: ``start`` to ``compute_end`` for cores and memory,
-    ``start`` to ``storage_end`` for storage; ``hold_end`` (the later of the two) is indexed so that
-    a question about the next days never reads the bookings of last year.
-    """
-
-    __tablename__ = "hosted_sessions"
-    __table_args__ = (
-        Index("ix_hosted_sessions_calendar", "platform", "hold_end"),
-        Index("ix_hosted_sessions_jobs", "platform", "owner", "accepted"),
-        Index("ix_hosted_sessions_phase", "platform", "phase"),
-    )
-
-    uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
-    platform: Mapped[str] = mapped_column(String(64))
-    offerset: Mapped[str] = mapped_column(String(36), ForeignKey("hosted_offersets.uuid"), index=True)
-    owner: Mapped[str | None] = mapped_column(String(255))
-    phase: Mapped[str] = mapped_column(String(16))
-    created: Mapped[datetime] = mapped_column(UtcDateTime)
-    modified: Mapped[datetime] = mapped_column(UtcDateTime)
-    expires: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    accepted: Mapped[datetime | None] = mapped_column(UtcDateTime)
-
-    start: Mapped[datetime] = mapped_column(UtcDateTime)
-    available_start: Mapped[datetime] = mapped_column(UtcDateTime)
-    available_end: Mapped[datetime] = mapped_column(UtcDateTime)
-    compute_end: Mapped[datetime] = mapped_column(UtcDateTime)
-    storage_end: Mapped[datetime] = mapped_column(UtcDateTime)
-    hold_end: Mapped[datetime] = mapped_column(UtcDateTime)
-    cores: Mapped[int] = mapped_column(Integer)
-    memory: Mapped[int] = mapped_column(Integer)
-    storage: Mapped[int] = mapped_column(Integer, default=0)
-
-    document: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    results: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
-    error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    run_id: Mapped[str | None] = mapped_column(String(255))
-    run_started: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    run_ended: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    runner: Mapped[str | None] = mapped_column(String(64))
-    heartbeat: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
-    storage_removed: Mapped[bool] = mapped_column(Boolean, default=False)
-    destruction: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    destroyed: Mapped[bool] = mapped_column(Boolean, default=False)
-    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
-
-
-class EventRow(Base):
-    """One step in a session's life: when, how serious, in which phase, and what happened."""
-
-    __tablename__ = "hosted_events"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    session: Mapped[str] = mapped_column(String(36), ForeignKey("hosted_sessions.uuid"), index=True)
-    time: Mapped[datetime] = mapped_column(UtcDateTime)
-    level: Mapped[str] = mapped_column(String(8))
-    phase: Mapped[str | None] = mapped_column(String(16))
-    message: Mapped[str] = mapped_column(Text)
-
-
-class ReservationRow(Base):
-    """Capacity the provider keeps back (``reservations:`` in the options), by name."""
-
-    __tablename__ = "hosted_reservations"
-    __table_args__ = (Index("ix_hosted_reservations_calendar", "platform", "end"),)
-
-    platform: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str] = mapped_column(String(100), primary_key=True)
-    start: Mapped[datetime] = mapped_column(UtcDateTime)
-    end: Mapped[datetime] = mapped_column(UtcDateTime)
-    cores: Mapped[int] = mapped_column(Integer, default=0)
-    memory: Mapped[int] = mapped_column(Integer, default=0)
-    storage: Mapped[int] = mapped_column(Integer, default=0)
 
 
 def default_db_url(data_dir: Path) -> str:
@@ -268,6 +139,7 @@ class Store:
             Base.metadata.create_all(self._write_engine)
         except (IntegrityError, ProgrammingError):  # another server created them at the same moment
             Base.metadata.create_all(self._write_engine)
+        self._add_missing_columns()
         with self._reader.begin() as session:
             if session.get(LockRow, platform) is not None:
                 return
@@ -277,6 +149,27 @@ class Store:
                     session.add(LockRow(platform=platform))
         except IntegrityError:  # another process added it first: that is all we wanted
             pass
+
+    def _add_missing_columns(self) -> None:
+        """Columns added since a database was made are added to it (no migration tool needed):
+        ``ALTER TABLE ... ADD COLUMN`` for each, nullable; sessions booked before the executor kept
+        its slots count as booked (those that ended, as released)."""
+        for table in Base.metadata.sorted_tables:
+            present = {column["name"] for column in inspect(self.engine).get_columns(table.name)}
+            missing = [column for column in table.columns if column.name not in present]
+            for column in missing:
+                kind = column.type.compile(dialect=self.engine.dialect)
+                try:
+                    with self._write_engine.begin() as connection:
+                        connection.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
+                except (OperationalError, ProgrammingError):  # another server added it at the same moment
+                    continue
+            if table.name == SessionRow.__tablename__ and any(column.name == "slot_state" for column in missing):
+                with self._write_engine.begin() as connection:
+                    booked = SessionRow.accepted.is_not(None) & SessionRow.slot_state.is_(None)
+                    final = SessionRow.phase.in_(values(FINAL_PHASES))
+                    connection.execute(update(SessionRow).where(booked & final).values(slot_state=SLOT_RELEASED))
+                    connection.execute(update(SessionRow).where(booked).values(slot_state=SLOT_BOOKED))
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -293,3 +186,81 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+# ------------------------------------------------------------------------------------ queries
+
+
+def select_holds(
+    session: Session,
+    platform: str,
+    low: datetime,
+    high: datetime,
+    now: datetime,
+    *,
+    owner: str | None = None,
+    by_owner: bool = False,
+    exclude: str | None = None,
+) -> list[Hold]:
+    """Everything that holds capacity somewhere in ``[low, high)``: bookings, live offers and (for
+    the whole platform) reservations. Reads only rows that overlap the window."""
+    query = select(
+        SessionRow.start,
+        SessionRow.compute_end,
+        SessionRow.storage_end,
+        SessionRow.cores,
+        SessionRow.memory,
+        SessionRow.storage,
+    ).where(
+        SessionRow.platform == platform,
+        SessionRow.hold_end > low,
+        SessionRow.start < high,
+        SessionRow.phase.not_in(values(RELEASED_PHASES)),
+        or_(SessionRow.phase.not_in(values(OFFERED_PHASES)), SessionRow.expires > now),  # offer_expired, in SQL
+    )
+    if by_owner:
+        query = query.where(SessionRow.owner.is_(None) if owner is None else SessionRow.owner == owner)
+    if exclude is not None:
+        query = query.where(SessionRow.uuid != exclude)
+    holds: list[Hold] = []
+    for start, compute_end, storage_end, cores, memory, storage in session.execute(query):
+        begin = to_seconds(start)
+        compute_until, storage_until = to_seconds(compute_end), to_seconds(storage_end)
+        if storage and storage_until > compute_until:
+            holds.append(Hold(begin, compute_until, cores, memory, 0))
+            holds.append(Hold(begin, storage_until, 0, 0, storage))
+        else:
+            holds.append(Hold(begin, compute_until, cores, memory, storage))
+    if not by_owner:
+        reserved = select(
+            ReservationRow.start, ReservationRow.end, ReservationRow.cores, ReservationRow.memory, ReservationRow.storage
+        ).where(ReservationRow.platform == platform, ReservationRow.end > low, ReservationRow.start < high)
+        for start, end, cores, memory, storage in session.execute(reserved):
+            holds.append(Hold(to_seconds(start), to_seconds(end), cores, memory, storage))
+    return holds
+
+
+def add_event(
+    session: Session, row: SessionRow, message: str, level: str = "INFO", phase: SessionPhase | str | None = None
+) -> None:
+    """Record one step of ``row``'s history (``phase`` defaults to its current phase)."""
+    from .plan import precise_now
+
+    session.add(
+        EventRow(
+            session=row.uuid,
+            time=precise_now().replace(microsecond=0),
+            level=level,
+            phase=str(phase or row.phase),
+            message=message,
+        )
+    )
+
+
+def events_of(session: Session, uuids: list[str]) -> dict[str, list[EventRow]]:
+    """The history of each of ``uuids``, oldest first."""
+    found: dict[str, list[EventRow]] = {uuid: [] for uuid in uuids}
+    if uuids:
+        for item in session.scalars(select(EventRow).where(EventRow.session.in_(uuids)).order_by(EventRow.id)):
+            found[item.session].append(item)
+    return found

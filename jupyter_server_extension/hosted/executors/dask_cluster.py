@@ -17,9 +17,12 @@ import time
 from datetime import timezone
 from typing import Any
 
-from execplanner_widgets.platforms.base import PlatformError
+from pydantic import BaseModel, ConfigDict, Field
 
-from .base import Executor, RunOutcome, RunSpec
+from execplanner_widgets.core.platform import PlatformError
+from execplanner_widgets.model.types import GiB
+
+from .base import Executor, ExecutorContext, RunOutcome, RunReport, RunSpec
 from .local import describe_exit
 
 __all__ = ["DaskExecutor"]
@@ -29,24 +32,37 @@ GIB = 1024**3
 REPORT_MARGIN = 30.0
 
 
+class DaskOptions(BaseModel):
+    """``hosted: {executor: dask, dask: {...}}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scheduler: str | None = Field(default=None, description="Dask scheduler address; none starts a local cluster")
+    workers: int = Field(default=1, ge=1, le=64, description="Workers of the local Dask cluster")
+    threads_per_worker: int | None = Field(
+        default=None, ge=1, description="Threads per local Dask worker (default: CPUs / workers)"
+    )
+    processes: bool = Field(
+        default=False, description="Local Dask workers in their own processes (else threads in this one)"
+    )
+    transfer_limit: GiB = Field(
+        default=1, description="Most input and output (GiB) shipped to and from a Dask worker per session"
+    )
+
+
 class DaskExecutor(Executor):
     """Runs sessions as tasks on a Dask cluster (at an address, or a local cluster)."""
 
-    def __init__(
-        self,
-        scheduler: str | None = None,
-        *,
-        workers: int = 1,
-        threads_per_worker: int | None = None,
-        processes: bool = False,
-        transfer_limit_gib: int = 1,
-    ) -> None:
-        self.scheduler = scheduler
-        self.workers = workers
-        self.threads_per_worker = threads_per_worker
-        self.processes = processes
-        self.transfer_limit = transfer_limit_gib * GIB
-        self.name = f"dask at {scheduler}" if scheduler else "dask (local cluster)"
+    Options = DaskOptions
+
+    def __init__(self, options: DaskOptions, context: ExecutorContext) -> None:
+        super().__init__(options, context)
+        self.scheduler = options.scheduler
+        self.workers = options.workers
+        self.threads_per_worker = options.threads_per_worker
+        self.processes = options.processes
+        self.transfer_limit = options.transfer_limit * GIB
+        self.name = f"dask at {self.scheduler}" if self.scheduler else "dask (local cluster)"
         self._client: Any = None
         self._cluster: Any = None
         self._lock = asyncio.Lock()
@@ -96,7 +112,7 @@ class DaskExecutor(Executor):
         memory = sum(int(worker.get("memory_limit") or 0) for worker in workers) // GIB
         return max(cores, 0), max(memory, 0)
 
-    async def run(self, spec: RunSpec, stop: asyncio.Event) -> RunOutcome:
+    async def run(self, spec: RunSpec, stop: asyncio.Event, report: RunReport) -> RunOutcome:
         from distributed import Event
 
         from .dask_task import pack_folder, run_on_worker
@@ -134,6 +150,7 @@ class DaskExecutor(Executor):
             key=f"execplanner-{spec.session}",
             pure=False,
         )
+        await report.handle(f"execplanner-{spec.session}")
         waiting = asyncio.ensure_future(self._result(future))
         stopped = asyncio.ensure_future(stop.wait())
         try:
@@ -185,6 +202,18 @@ class DaskExecutor(Executor):
         outcome = describe_exit(spec, int(report.get("code") or 0), spec.results / "stderr.txt")
         outcome.message += note
         return outcome
+
+    async def adopt(self, spec: RunSpec, handle: str, stop: asyncio.Event, report: RunReport) -> RunOutcome:
+        """A task an earlier server submitted: a local cluster died with that server; on a shared
+        scheduler the task is told to stop (its results went to a client that no longer exists)."""
+        if not self.scheduler:
+            return RunOutcome("failed", "the server restarted during the run; its local Dask cluster stopped with it")
+        from distributed import Event
+
+        with contextlib.suppress(Exception):
+            await self.start()
+            await asyncio.wait_for(Event(f"execplanner-stop-{spec.session}", client=self._client).set(), 5)
+        return RunOutcome("failed", f"the server restarted during the run; the Dask task {handle} was told to stop")
 
     async def aclose(self) -> None:
         client, cluster = self._client, self._cluster

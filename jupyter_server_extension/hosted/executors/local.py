@@ -3,6 +3,10 @@
 The task program (:mod:`.task`) applies the booked CPUs and memory limit, then runs the notebook
 (nbclient) or becomes the script. The server waits without blocking (asyncio), and when the slot
 ends, the user cancels, or the server stops, the whole process tree is stopped.
+
+The run's handle is its process group (``pgid@start-time``): if the server is killed, the task
+keeps running as an orphan, and the next server :meth:`~SubprocessExecutor.adopt` s it only to stop
+it and say so (a notebook's state cannot be followed by another process).
 """
 
 from __future__ import annotations
@@ -11,12 +15,14 @@ import asyncio
 import itertools
 import json
 import os
+import signal
 from datetime import datetime, timezone
 from pathlib import Path
 
 import psutil
+from pydantic import BaseModel, ConfigDict, Field
 
-from .base import Executor, RunOutcome, RunSpec
+from .base import Executor, ExecutorContext, RunOutcome, RunReport, RunSpec, machine_capacity
 from .procs import kill_descendants, task_command, task_environment, terminate_tree
 
 __all__ = ["SubprocessExecutor", "describe_exit", "last_error_line"]
@@ -59,20 +65,29 @@ def _deadline_seconds(deadline: datetime) -> float:
     return max(0.0, (deadline - datetime.now(timezone.utc)).total_seconds())
 
 
+class SubprocessOptions(BaseModel):
+    """``hosted: {executor: subprocess, subprocess: {...}}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    grace: float = Field(default=3.0, gt=0, le=60, description="Seconds a stopped run gets before it is killed")
+
+
 class SubprocessExecutor(Executor):
     """Runs notebooks and Python scripts as local processes with CPU affinity and a memory limit."""
 
+    Options = SubprocessOptions
     name = "subprocess"
 
-    def __init__(self, grace: float = 3.0) -> None:
-        self.grace = grace
+    def __init__(self, options: SubprocessOptions, context: ExecutorContext) -> None:
+        super().__init__(options, context)
+        self.grace = options.grace
         self._offsets = itertools.count()
 
-    async def capacity(self) -> tuple[int, int]:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        return cores, max(1, psutil.virtual_memory().total // GIB)
+    def known_capacity(self) -> tuple[int, int]:
+        return machine_capacity()
 
-    async def run(self, spec: RunSpec, stop: asyncio.Event) -> RunOutcome:
+    async def run(self, spec: RunSpec, stop: asyncio.Event, report: RunReport) -> RunOutcome:
         spec.results.mkdir(parents=True, exist_ok=True)
         runtime = spec.workdir.parent / "runtime"
         runtime.mkdir(parents=True, exist_ok=True)
@@ -103,6 +118,7 @@ class SubprocessExecutor(Executor):
                 start_new_session=True,
             )
         try:
+            await report.handle(process_handle(process.pid))
             return await self._wait(process, spec, stop, stderr_path)
         except BaseException:
             # cancelled (server shutting down) or failed while waiting: leave nothing running
@@ -137,3 +153,59 @@ class SubprocessExecutor(Executor):
             return RunOutcome("cancelled", f"stopped on request{note}", process.returncode)
         end = spec.deadline.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
         return RunOutcome("timeout", f"stopped at the end of its booked slot ({end}){note}", process.returncode)
+
+    async def adopt(self, spec: RunSpec, handle: str, stop: asyncio.Event, report: RunReport) -> RunOutcome:
+        """Stop what an earlier server left running for this session (its process group, and any
+        process that carries the session in its environment, such as a notebook's kernel)."""
+        killed = await asyncio.to_thread(stop_orphans, handle, spec.session, self.grace)
+        what = f"its {killed} process(es) were stopped" if killed else "none of its processes was still running"
+        return RunOutcome("failed", f"the server restarted during the run; {what}")
+
+
+def process_handle(pid: int) -> str:
+    """``pgid@create_time``: the process group, and when its leader started (pids are reused)."""
+    try:
+        started = psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:
+        started = 0.0
+    return f"{pid}@{started:.2f}"
+
+
+def _orphans(handle: str, session: str) -> list[psutil.Process]:
+    """The processes of the run ``handle`` of ``session`` that still exist (ours only)."""
+    text, _, started = handle.partition("@")
+    try:
+        pgid, created = int(text), float(started or 0)
+    except ValueError:
+        pgid, created = -1, 0.0
+    uid = os.getuid()
+    found: list[psutil.Process] = []
+    for process in psutil.process_iter(["pid", "uids", "create_time"]):
+        try:
+            if process.pid == os.getpid() or process.info["uids"] is None or process.info["uids"].real != uid:
+                continue
+            in_group = pgid > 0 and os.getpgid(process.pid) == pgid and process.info["create_time"] >= created - 1
+            if in_group or process.environ().get("EXECPLANNER_SESSION") == session:
+                found.append(process)
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
+def stop_orphans(handle: str, session: str, grace: float) -> int:
+    """SIGTERM every process of the run, SIGKILL what is left after ``grace`` seconds; how many there were."""
+    processes = _orphans(handle, session)
+    for process in processes:
+        try:
+            process.send_signal(signal.SIGTERM)
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(processes, timeout=grace)
+    for process in alive:
+        try:
+            process.kill()
+        except psutil.Error:
+            pass
+    if alive:
+        psutil.wait_procs(alive, timeout=5)
+    return len(processes)

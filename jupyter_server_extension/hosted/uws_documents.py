@@ -1,23 +1,12 @@
-"""IVOA UWS 1.1 views of booked sessions: job and job-list documents, as XML or JSON.
+"""IVOA UWS 1.1 documents: job and job-list models, as XML or JSON (no database here).
 
 Each accepted ExecutionBroker session is also a UWS job, with the session's UUID as job id. The
 XML follows ``UWS.xsd`` (namespace ``http://www.ivoa.net/xml/UWS/v1.0``, ``version="1.1"``) with
 elements in the schema's order and ``xsi:nil`` where a value is unknown; JSON uses the same
 names (``jobId``, ``phase``, ``executionDuration`` ...).
 
-Phase mapping (ExecutionBroker session phase -> UWS phase):
-
-=========================================  ============  ===========================================
-ExecutionBroker                            UWS           why
-=========================================  ============  ===========================================
-ACCEPTED, WAITING                          QUEUED        booked; runs by itself at its booked time
-PREPARING, AVAILABLE, RUNNING, RELEASING   EXECUTING     fetching data, running, collecting results
-COMPLETED                                  COMPLETED
-FAILED                                     ERROR         ``errorSummary`` says why
-CANCELLED                                  ABORTED       cancelled, or ``PHASE=ABORT``
-any final phase, after ``destruction``     ARCHIVED      results deleted, the record kept
-INITIAL, OFFERED, REJECTED, EXPIRED        (no job)      offers only become jobs once accepted
-=========================================  ============  ===========================================
+The phase mapping (ExecutionBroker session phase -> UWS phase) is
+:mod:`execplanner_widgets.model.phases`; rows become these documents in :mod:`.jobs`.
 
 A job is never PENDING or HELD: ``POST jobs`` books the earliest offer at once (the seeds'
 "executeThis"), as if ``PHASE=RUN`` had been sent with it.
@@ -27,17 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from enum import Enum
-from pathlib import Path
 from typing import Any, Literal
 
 from lxml import etree
 from pydantic import BaseModel, Field
 
-from execplanner_widgets.model import SessionPhase, canonical_kind, format_instant, short_kind
-
-from .documents import Links, message_items
-from .store import EventRow, SessionRow
+from execplanner_widgets.model import format_instant
+from execplanner_widgets.model.phases import UwsPhase
 
 __all__ = [
     "UWS_NS",
@@ -47,13 +32,12 @@ __all__ = [
     "UwsParameter",
     "UwsPhase",
     "UwsResult",
-    "ACTIVE_UWS_PHASES",
-    "PHASE_MAP",
-    "job_from_row",
     "job_list_json",
     "job_list_xml",
-    "jobref_from_row",
-    "uws_phase",
+    "parameters_json",
+    "parameters_xml",
+    "results_json",
+    "results_xml",
 ]
 
 UWS_NS = "http://www.ivoa.net/xml/UWS/v1.0"
@@ -62,47 +46,6 @@ XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
 INFO_NS = "urn:execplanner:hosted"
 UWS_VERSION = "1.1"
 _NSMAP = {"uws": UWS_NS, "xlink": XLINK_NS, "xsi": XSI_NS}
-
-
-class UwsPhase(str, Enum):
-    """``ExecutionPhase`` of UWS 1.1."""
-
-    PENDING = "PENDING"
-    QUEUED = "QUEUED"
-    EXECUTING = "EXECUTING"
-    COMPLETED = "COMPLETED"
-    ERROR = "ERROR"
-    ABORTED = "ABORTED"
-    UNKNOWN = "UNKNOWN"
-    HELD = "HELD"
-    SUSPENDED = "SUSPENDED"
-    ARCHIVED = "ARCHIVED"
-
-
-PHASE_MAP: dict[SessionPhase, UwsPhase] = {
-    SessionPhase.ACCEPTED: UwsPhase.QUEUED,
-    SessionPhase.WAITING: UwsPhase.QUEUED,
-    SessionPhase.PREPARING: UwsPhase.EXECUTING,
-    SessionPhase.AVAILABLE: UwsPhase.EXECUTING,
-    SessionPhase.RUNNING: UwsPhase.EXECUTING,
-    SessionPhase.RELEASING: UwsPhase.EXECUTING,
-    SessionPhase.COMPLETED: UwsPhase.COMPLETED,
-    SessionPhase.FAILED: UwsPhase.ERROR,
-    SessionPhase.CANCELLED: UwsPhase.ABORTED,
-}
-
-#: Phases in which ``WAIT`` blocks (the job may still change by itself).
-ACTIVE_UWS_PHASES = frozenset(
-    {UwsPhase.PENDING, UwsPhase.QUEUED, UwsPhase.EXECUTING, UwsPhase.HELD, UwsPhase.SUSPENDED}
-)
-
-
-def uws_phase(phase: SessionPhase, destroyed: bool = False) -> UwsPhase:
-    """The UWS phase of a session in ``phase`` (see the table in this module's docstring)."""
-    mapped = PHASE_MAP.get(phase, UwsPhase.UNKNOWN)
-    if destroyed and mapped in (UwsPhase.COMPLETED, UwsPhase.ERROR, UwsPhase.ABORTED):
-        return UwsPhase.ARCHIVED
-    return mapped
 
 
 class UwsParameter(BaseModel):
@@ -333,84 +276,3 @@ def job_list_json(refs: Iterable[UwsJobRef]) -> dict[str, Any]:
             for ref in refs
         ],
     }
-
-
-# ------------------------------------------------------------------------------ from rows
-
-
-def _is_url(value: str) -> bool:
-    return value.lower().startswith(("http://", "https://"))
-
-
-def job_parameters(row: SessionRow, links: Links) -> list[UwsParameter]:
-    """The booking as UWS parameters: executable, resources, times, data, and the session document."""
-    document = row.document or {}
-    executable = document.get("executable") or {}
-    parameters: list[UwsParameter] = []
-    location = executable.get("location")
-    if location:
-        parameters.append(UwsParameter(id="executable", value=str(location), by_reference=_is_url(str(location))))
-    if executable.get("kind"):
-        parameters.append(
-            UwsParameter(id="kind", value=short_kind(canonical_kind(str(executable["kind"]), "executable")))
-        )
-    for argument in executable.get("arguments") or []:
-        parameters.append(UwsParameter(id="argument", value=str(argument)))
-    parameters.append(UwsParameter(id="cores", value=str(row.cores)))
-    parameters.append(UwsParameter(id="memory", value=f"{row.memory}Gi"))
-    if row.storage:
-        parameters.append(UwsParameter(id="storage", value=f"{row.storage}Gi"))
-    parameters.append(UwsParameter(id="start", value=format_instant(row.available_start)))
-    for item in document.get("fetch") or []:
-        where = str(item["location"])
-        parameters.append(UwsParameter(id="data", value=where, by_reference=_is_url(where)))
-    session_url = links.session(row.uuid)
-    if session_url:
-        parameters.append(UwsParameter(id="session", value=session_url, by_reference=True))
-    return parameters
-
-
-def job_results(row: SessionRow, links: Links, session_dir: Path) -> list[UwsResult]:
-    results = []
-    for item in row.results or []:
-        href = links.job_result(row.uuid, item["id"]) or (session_dir / "results" / item["path"]).as_uri()
-        results.append(UwsResult(id=item["id"], href=href, size=item.get("size"), mime_type=item.get("mime-type")))
-    return results
-
-
-def job_from_row(row: SessionRow, events: Iterable[EventRow], links: Links, session_dir: Path) -> UwsJob:
-    """The UWS job of a booked session."""
-    phase = uws_phase(SessionPhase(row.phase), row.destroyed)
-    error = None
-    if row.error and phase in (UwsPhase.ERROR, UwsPhase.ARCHIVED):
-        error = UwsError(type=row.error.get("type", "fatal"), message=str(row.error.get("message", "failed")))
-    messages = [item.model_dump(mode="json", exclude_none=True) for item in message_items(events)]
-    for item in messages:
-        item["phase"] = (item.pop("values", None) or {}).get("phase")
-    return UwsJob(
-        job_id=row.uuid,
-        run_id=row.run_id,
-        owner_id=row.owner,
-        phase=phase,
-        quote=row.available_end,
-        creation_time=row.accepted,
-        start_time=row.run_started,
-        end_time=row.run_ended,
-        execution_duration=int((row.available_end - row.available_start).total_seconds()),
-        destruction=row.destruction,
-        parameters=job_parameters(row, links),
-        results=job_results(row, links, session_dir),
-        error_summary=error,
-        messages=messages,
-    )
-
-
-def jobref_from_row(row: SessionRow, links: Links) -> UwsJobRef:
-    return UwsJobRef(
-        id=row.uuid,
-        href=links.job(row.uuid),
-        phase=uws_phase(SessionPhase(row.phase), row.destroyed),
-        run_id=row.run_id,
-        owner_id=row.owner,
-        creation_time=row.accepted,
-    )

@@ -1,0 +1,515 @@
+"""The booking service: offers that hold capacity, and accept / reject / cancel, each decided in one
+serialised transaction, with the executor asked where the engine has its own say.
+
+The decisions are synchronous (SQLAlchemy sessions) and run in the platform's database threads. Every
+one that can change the calendar runs in :meth:`Store.write`, reads ``now`` *after* it has the
+platform's lock, and reads the holds it decides on inside the same transaction: two requests or two
+accepts can never decide on the same free capacity. Accepting re-checks the capacity as well, so even
+a configuration change between offer and accept cannot overbook.
+
+The executor's hooks are asynchronous and run on the engine loop, outside the transactions: its
+:meth:`~.executors.Executor.external_holds` are read just before a decision and added to the
+calendar for it; :meth:`~.executors.Executor.booked` is called once an accept is committed, and
+undoes it when it refuses; :meth:`~.executors.Executor.released` is called by the runner when a
+booked slot is over (:meth:`BookingService.release_slot`).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid as uuid_module
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from execplanner_widgets.core.platform import SessionConflict, SessionNotFound
+from execplanner_widgets.model import ExecutionRequest
+from execplanner_widgets.model.phases import QUEUED_PHASES, RUNNING_PHASES, SessionPhase, offer_expired
+
+from . import messages
+from .calendar import Capacity, Hold, Profile, find_slots, from_seconds, to_seconds
+from .executors import BookedSlot, Executor, ExecutorRefused
+from .options import HostedOptions
+from .plan import Plan, ceil_seconds, describe_need, offered_document, precise_now, whole_seconds
+from .store import EventRow, OfferSetRow, ReservationRow, SessionRow, Store, add_event, events_of, select_holds
+from .tables import SLOT_BOOKED, SLOT_RELEASED
+
+__all__ = ["BookingService", "booked_slot", "release_hold"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+DB = Callable[..., Awaitable[Any]]
+Engine = Callable[[Coroutine[Any, Any, Any]], Awaitable[Any]]
+
+
+def release_hold(row: SessionRow, now: datetime, *, storage_too: bool) -> None:
+    """Give back the compute (and storage) a session holds from ``now`` on (whole seconds)."""
+    until = max(row.start, ceil_seconds(now))
+    row.compute_end = min(row.compute_end, until)
+    if storage_too:
+        row.storage_end = min(row.storage_end, until)
+    row.hold_end = max(row.compute_end, row.storage_end)
+
+
+def booked_slot(row: SessionRow) -> BookedSlot:
+    """The executor's view of a booked session."""
+    return BookedSlot(
+        session=row.uuid,
+        user=row.owner,
+        start=row.start,
+        end=row.compute_end,
+        cores=row.cores,
+        memory_gib=row.memory,
+        storage_gib=row.storage,
+        handle=row.slot_handle,
+    )
+
+
+class BookingService:
+    """The calendar decisions of one hosted platform, and the executor's part in them."""
+
+    def __init__(
+        self, store: Store, platform: str, options: HostedOptions, title: str, executor: Executor, db: DB, engine: Engine
+    ) -> None:
+        self.store = store
+        self.platform = platform
+        self.options = options
+        self.title = title
+        self.executor = executor
+        self._db = db
+        self._engine = engine
+
+    # --------------------------------------------------------------------------- reads
+
+    def owned(self, session: Session, uuid: str, user: str | None) -> SessionRow:
+        row = session.get(SessionRow, uuid)
+        if row is None or row.platform != self.platform or row.owner != user or row.deleted:
+            raise SessionNotFound(f"no offer or session {uuid} on {self.platform}")
+        return row
+
+    def session_rows(self, uuid: str, user: str | None) -> tuple[SessionRow, list[EventRow]]:
+        with self.store.read() as session:
+            row = self.owned(session, uuid, user)
+            return row, events_of(session, [uuid])[uuid]
+
+    def offerset_rows(self, uuid: str, user: str | None) -> tuple[OfferSetRow, list[tuple[SessionRow, list[EventRow]]]]:
+        with self.store.read() as session:
+            row = session.get(OfferSetRow, uuid)
+            if row is None or row.platform != self.platform or row.owner != user:
+                raise SessionNotFound(f"no offer set {uuid} on {self.platform}")
+            query = select(SessionRow).where(SessionRow.offerset == uuid).order_by(SessionRow.start)
+            sessions = list(session.scalars(query))
+            events = events_of(session, [item.uuid for item in sessions])
+            return row, [(item, events[item.uuid]) for item in sessions]
+
+    def holds(self, session: Session, low: datetime, high: datetime, now: datetime, **kwargs: Any) -> list[Hold]:
+        return select_holds(session, self.platform, low, high, now, **kwargs)
+
+    async def external_holds(self, low: datetime, high: datetime) -> list[Hold]:
+        """What the engine itself reports as busy in ``[low, high)``."""
+        return list(await self._engine(self.executor.external_holds(low, high)))
+
+    async def refusals(self, plan: Plan, user: str | None) -> list[str]:
+        """NO reasons from the engine's own limits."""
+        return list(await self._engine(self.executor.refusals(plan.need, user)))
+
+    # -------------------------------------------------------------------------- offers
+
+    async def refuse(
+        self, request: dict[str, Any], texts: list[dict[str, Any]], options: list[dict[str, Any]], user: str | None
+    ) -> str:
+        """Record a NO answer (so ``GET offersets/{uuid}`` can show it again) and return its id."""
+        return await self._db(self._refuse, request, texts, options, user)  # type: ignore[no-any-return]
+
+    def _refuse(self, request: dict[str, Any], texts: list[Any], options: list[Any], user: str | None) -> str:
+        with self.store.write(self.platform) as session:
+            return self._offerset(session, request, "NO", texts, options, user, f"{self.title} cannot run this request")
+
+    def _offerset(
+        self,
+        session: Session,
+        request: dict[str, Any],
+        result: str,
+        texts: list[dict[str, Any]],
+        options: list[dict[str, Any]],
+        user: str | None,
+        description: str,
+    ) -> str:
+        identifier = str(uuid_module.uuid4())
+        created = precise_now().replace(microsecond=0)
+        session.add(
+            OfferSetRow(
+                uuid=identifier,
+                platform=self.platform,
+                owner=user,
+                created=created,
+                result=result,
+                description=description,
+                messages=texts,
+                options=options,
+                request=request,
+            )
+        )
+        return identifier
+
+    async def offer(
+        self, request: ExecutionRequest, plan: Plan, capacity: Capacity, allocation: Capacity | None, user: str | None
+    ) -> str:
+        """Find up to ``options.offers`` start times and hold them as offers; return the offer set id."""
+        low = max(plan.earliest, ceil_seconds(precise_now()))
+        external = await self.external_holds(low, plan.latest + timedelta(seconds=plan.need.storage_duration))
+        return await self._db(self._offer, request, plan, capacity, allocation, user, external)  # type: ignore[no-any-return]
+
+    def _offer(
+        self,
+        request: ExecutionRequest,
+        plan: Plan,
+        capacity: Capacity,
+        allocation: Capacity | None,
+        user: str | None,
+        external: list[Hold],
+    ) -> str:
+        with self.store.write(self.platform) as session:
+            now = precise_now()
+            earliest, latest = max(plan.earliest, ceil_seconds(now)), plan.latest
+            span_end = latest + timedelta(seconds=plan.need.storage_duration)
+            holds = self.holds(session, earliest, span_end, now) + external
+            constraints: list[tuple[Profile, Capacity]] = [(Profile.from_holds(holds), capacity)]
+            if allocation is not None:
+                mine = self.holds(session, earliest, span_end, now, owner=user, by_owner=True)
+                constraints.append((Profile.from_holds(mine), allocation))
+            slots = []
+            if earliest <= latest:
+                slots = find_slots(constraints, plan.need, to_seconds(earliest), to_seconds(latest), self.options.offers)
+            document = request.to_broker()
+            if not slots:
+                reason = self._no_slot_reason(plan, holds, capacity, allocation, earliest, latest)
+                description = f"{self.title} has no free time for this request"
+                texts = [messages.message_document(reason, "WARN")]
+                return self._offerset(session, document, "NO", texts, [], user, description)
+            expires = now.replace(microsecond=0) + self.options.offer_ttl
+            wanted = describe_need(plan.need, plan.run)
+            summary = messages.offers_summary(len(slots), wanted, [from_seconds(slot.start) for slot in slots], expires)
+            texts = [messages.message_document(summary)]
+            offerset = self._offerset(session, document, "YES", texts, [], user, f"{self.title} can run this request")
+            for slot in slots:
+                self._add_offer(session, request, plan, slot, offerset, user, now, expires)
+            return offerset
+
+    def _add_offer(
+        self,
+        session: Session,
+        request: ExecutionRequest,
+        plan: Plan,
+        slot: Any,
+        offerset: str,
+        user: str | None,
+        now: datetime,
+        expires: datetime,
+    ) -> None:
+        start = from_seconds(slot.start)
+        compute_end = start + timedelta(seconds=plan.need.duration)
+        storage_end = start + timedelta(seconds=plan.need.storage_duration) if slot.storage else compute_end
+        available_start = start + self.options.preparation
+        row = SessionRow(
+            uuid=str(uuid_module.uuid4()),
+            platform=self.platform,
+            offerset=offerset,
+            owner=user,
+            phase=SessionPhase.OFFERED.value,
+            created=now,
+            modified=now,
+            expires=expires,
+            start=start,
+            available_start=available_start,
+            available_end=available_start + plan.run,
+            compute_end=compute_end,
+            storage_end=storage_end,
+            hold_end=max(compute_end, storage_end),
+            cores=slot.cores,
+            memory=slot.memory,
+            storage=slot.storage,
+            document=offered_document(request, plan, slot.cores, slot.memory, slot.storage),
+            results=[],
+            storage_removed=not plan.storage_names,
+        )
+        session.add(row)
+        session.flush()
+        text = messages.offered(slot.cores, slot.memory, slot.storage, available_start, plan.run, expires)
+        add_event(session, row, text)
+
+    def _no_slot_reason(
+        self,
+        plan: Plan,
+        holds: list[Hold],
+        capacity: Capacity,
+        allocation: Capacity | None,
+        earliest: datetime,
+        latest: datetime,
+    ) -> str:
+        wanted = describe_need(plan.need, plan.run)
+        if earliest > latest:
+            return "the requested start window ends before now; no offer can start in it"
+        if allocation is not None:
+            platform_only = [(Profile.from_holds(holds), capacity)]
+            if find_slots(platform_only, plan.need, to_seconds(earliest), to_seconds(latest), 1):
+                return messages.allocation_taken(self.title, allocation, latest, wanted)
+        return messages.no_free_time(self.title, wanted, earliest, latest)
+
+    # -------------------------------------------------------------------------- accept
+
+    def expire_if_due(self, session: Session, row: SessionRow, now: datetime) -> bool:
+        """Write EXPIRED on an offer whose time is up (a client may ask before the runner does)."""
+        if not offer_expired(row, now):
+            return False
+        row.phase, row.modified = SessionPhase.EXPIRED.value, now
+        add_event(session, row, f"expired at {messages.short(row.expires)} without being accepted; its capacity is free again")
+        return True
+
+    async def accept(self, uuid: str, user: str | None, capacity: Capacity, allocation: Capacity | None) -> None:
+        """Book the offer ``uuid``, reject its siblings, and let the executor hold the slot;
+        :class:`SessionConflict` if it cannot be booked (or the executor refuses)."""
+        row, _ = await self._db(self.session_rows, uuid, user)
+        external = await self.external_holds(row.start, row.hold_end)
+        await self._db(self._accept, uuid, user, capacity, allocation, external)
+        await self.book(uuid)
+
+    def _accept(
+        self, uuid: str, user: str | None, capacity: Capacity, allocation: Capacity | None, external: list[Hold]
+    ) -> None:
+        with self.store.write(self.platform) as session:
+            now = precise_now()
+            row = self.owned(session, uuid, user)
+            problem = self._not_acceptable(session, row, now)
+            if problem is None:
+                problem = self._still_fits(session, row, now, capacity, allocation, user, external)
+                if problem is not None:
+                    row.phase, row.modified = SessionPhase.REJECTED.value, now
+                    add_event(session, row, f"could not be booked: {problem}", "WARN")
+            if problem is None:
+                self._book_row(session, row, now)
+        if problem is not None:
+            raise SessionConflict(problem)
+
+    def _not_acceptable(self, session: Session, row: SessionRow, now: datetime) -> str | None:
+        """Why the offer ``row`` cannot be accepted in its phase, or ``None``."""
+        if self.expire_if_due(session, row, now) or row.phase == SessionPhase.EXPIRED.value:
+            return f"the offer {row.uuid} expired at {messages.short(row.expires or now)}; ask for new offers"
+        if row.phase == SessionPhase.REJECTED.value:
+            return (
+                f"the offer {row.uuid} was REJECTED (declined, or another offer of its request was accepted); "
+                "ask for new offers"
+            )
+        if row.phase != SessionPhase.OFFERED.value:
+            return f"the offer {row.uuid} is {row.phase}; only an OFFERED offer can be accepted"
+        return None
+
+    def _book_row(self, session: Session, row: SessionRow, now: datetime) -> None:
+        row.phase = SessionPhase.ACCEPTED.value
+        row.accepted = row.modified = now
+        row.expires = None
+        row.destruction = row.available_end + self.options.retention
+        add_event(session, row, messages.accepted(row.cores, row.memory, row.available_start, row.available_end))
+        siblings = select(SessionRow).where(
+            SessionRow.offerset == row.offerset,
+            SessionRow.uuid != row.uuid,
+            SessionRow.phase == SessionPhase.OFFERED.value,
+        )
+        for sibling in session.scalars(siblings):
+            sibling.phase, sibling.modified = SessionPhase.REJECTED.value, now
+            add_event(session, sibling, messages.sibling_rejected(row.uuid))
+
+    def _still_fits(
+        self,
+        session: Session,
+        row: SessionRow,
+        now: datetime,
+        capacity: Capacity,
+        allocation: Capacity | None,
+        user: str | None,
+        external: list[Hold],
+    ) -> str | None:
+        """Re-check the booking against everything else held (defence in depth: offers already hold)."""
+        others = self.holds(session, row.start, row.hold_end, now, exclude=row.uuid) + external
+        checks: list[tuple[list[Hold], Capacity, str]] = [(others, capacity, self.title)]
+        if allocation is not None:
+            mine = self.holds(session, row.start, row.hold_end, now, owner=user, by_owner=True, exclude=row.uuid)
+            checks.append((mine, allocation, "your allocation"))
+        for holds, limit, who in checks:
+            problem = _short_of(Profile.from_holds(holds), row, limit, who)
+            if problem is not None:
+                return problem
+        return None
+
+    # ------------------------------------------------------------- the executor's slot
+
+    async def book(self, uuid: str) -> None:
+        """Let the executor hold the accepted slot ``uuid``; undo the accept if it refuses."""
+        row, _ = await self._db(self._row, uuid)
+        if row is None or row.slot_state is not None:
+            return
+        slot = booked_slot(row)
+        try:
+            await self._engine(self.executor.booked(slot))
+        except ExecutorRefused as refused:
+            await self._db(self._undo_accept, uuid, refused.reason)
+            raise SessionConflict(f"{self.title} could not book this slot: {refused.reason}") from None
+        await self._db(self._slot_state, uuid, SLOT_BOOKED, slot.handle)
+
+    def _row(self, uuid: str) -> tuple[SessionRow | None, None]:
+        with self.store.read() as session:
+            return session.get(SessionRow, uuid), None
+
+    def _slot_state(self, uuid: str, state: str, handle: str | None) -> None:
+        with self.store.write(self.platform) as session:
+            row = session.get(SessionRow, uuid)
+            if row is not None:
+                row.slot_state, row.slot_handle = state, handle
+
+    def _undo_accept(self, uuid: str, reason: str) -> None:
+        with self.store.write(self.platform) as session:
+            row = session.get(SessionRow, uuid)
+            if row is None or row.phase not in (SessionPhase.ACCEPTED.value, SessionPhase.WAITING.value):
+                return
+            now = precise_now()
+            row.phase, row.modified = SessionPhase.REJECTED.value, now
+            release_hold(row, now, storage_too=True)
+            add_event(session, row, f"could not be booked: the executor refused: {reason}", "WARN")
+
+    async def release_slot(self, uuid: str) -> None:
+        """The booked slot ``uuid`` is over: the executor gives back what it held (once)."""
+        row, _ = await self._db(self._row, uuid)
+        if row is None or row.slot_state != SLOT_BOOKED:
+            return
+        try:
+            await self._engine(self.executor.released(booked_slot(row)))
+        except Exception:  # the slot is over either way; say so in the log, do not ask again forever
+            log.exception("hosted platform %s: the executor failed to release the slot of %s", self.platform, uuid)
+        await self._db(self._slot_state, uuid, SLOT_RELEASED, row.slot_handle)
+
+    # ------------------------------------------------------------------ reject, cancel
+
+    async def reject(self, uuid: str, user: str | None) -> None:
+        await self._db(self._reject, uuid, user)
+
+    def _reject(self, uuid: str, user: str | None) -> None:
+        """Decline an offer, freeing what it held (rejecting twice is harmless)."""
+        problem: str | None = None
+        with self.store.write(self.platform) as session:
+            now = precise_now()
+            row = self.owned(session, uuid, user)
+            if self.expire_if_due(session, row, now):
+                problem = f"the offer {uuid} had already expired at {messages.short(row.expires or now)}"
+            elif row.phase == SessionPhase.OFFERED.value:
+                row.phase, row.modified = SessionPhase.REJECTED.value, now
+                add_event(session, row, "rejected; its capacity is free again")
+            elif row.phase != SessionPhase.REJECTED.value:
+                problem = (
+                    f"the session {uuid} is {row.phase}; only an OFFERED offer can be rejected "
+                    "(cancel a booked session instead)"
+                )
+        if problem is not None:
+            raise SessionConflict(problem)
+
+    async def cancel(self, uuid: str, user: str | None, reason: str = "cancelled by the user") -> bool:
+        """Cancel an offer or booking; return True if a run is in progress and must be stopped."""
+        return await self._db(self._cancel, uuid, user, reason)  # type: ignore[no-any-return]
+
+    def _cancel(self, uuid: str, user: str | None, reason: str) -> bool:
+        problem: str | None = None
+        stop = False
+        with self.store.write(self.platform) as session:
+            now = precise_now()
+            row = self.owned(session, uuid, user)
+            self.expire_if_due(session, row, now)
+            phase = SessionPhase(row.phase)
+            if phase is SessionPhase.OFFERED or phase in QUEUED_PHASES:
+                row.phase, row.modified = SessionPhase.CANCELLED.value, now
+                release_hold(row, now, storage_too=True)
+                add_event(session, row, f"{reason} before it started; the booked time is free again")
+            elif phase in RUNNING_PHASES:
+                if not row.cancel_requested:
+                    row.cancel_requested, row.modified = True, now
+                    add_event(session, row, f"{reason}; stopping the run")
+                stop = True
+            elif phase is not SessionPhase.CANCELLED:
+                problem = f"the session {uuid} is already {phase.value}; nothing to cancel"
+        if problem is not None:
+            raise SessionConflict(problem)
+        return stop
+
+    # ---------------------------------------------------------------------- calendar
+
+    def install_reservations(self, anchor: datetime) -> None:
+        """Write the provider's reservations, once each: a restart keeps the existing ones.
+
+        Reservations given as offsets ("PT4H after start-up") describe a busy pattern rather than
+        fixed dates: once all of them are over, the pattern is laid down again from ``anchor``, so a
+        demonstration platform is busy again after a restart instead of empty for good.
+        """
+        if not self.options.reservations:
+            return
+        with self.store.write(self.platform) as session:
+            query = select(ReservationRow).where(ReservationRow.platform == self.platform)
+            existing = {row.name: row for row in session.scalars(query)}
+            relative = [item for item in self.options.reservations if isinstance(item.start, timedelta)]
+            renew = bool(relative) and all(
+                item.name in existing and existing[item.name].end <= anchor for item in relative
+            )
+            for item in self.options.reservations:
+                row = existing.get(item.name)
+                if row is not None and not (renew and item in relative):
+                    continue
+                if row is None:
+                    row = ReservationRow(platform=self.platform, name=item.name)
+                    session.add(row)
+                row.start = ceil_seconds(item.starts_at(anchor))
+                row.end = row.start + whole_seconds(item.duration)
+                row.cores, row.memory, row.storage = item.cores, item.memory, item.storage
+
+    async def usage_profile(self, low: datetime, high: datetime) -> Profile:
+        """Everything held over ``[low, high)``, the engine's own load included."""
+        external = await self.external_holds(low, high)
+
+        def read() -> list[Hold]:
+            with self.store.read() as session:
+                return self.holds(session, low, high, precise_now())
+
+        return Profile.from_holds(list(await self._db(read)) + external)
+
+    async def usage_steps(self, low: datetime, high: datetime) -> list[tuple[datetime, datetime, int, int, int]]:
+        """What is held over ``[low, high)`` as steps ``(start, end, cores, memory, storage)``: the
+        booking calendar as a user sees it (bookings, live offers, reservations and the engine's load)."""
+        profile = await self.usage_profile(low, high)
+        start, end = to_seconds(low), to_seconds(high)
+        cuts = [start] + [t for t in profile.times if start < t < end] + [end]
+        steps: list[tuple[datetime, datetime, int, int, int]] = []
+        for left, right in zip(cuts, cuts[1:]):
+            cores, memory, storage = profile.peak(left, right)
+            if steps and steps[-1][2:] == (cores, memory, storage):
+                steps[-1] = (steps[-1][0], from_seconds(right), cores, memory, storage)
+            else:
+                steps.append((from_seconds(left), from_seconds(right), cores, memory, storage))
+        return steps
+
+    async def usage_peak(self, low: datetime, high: datetime) -> tuple[int, int, int]:
+        """The most cores, memory and storage held at any instant in ``[low, high)``."""
+        return (await self.usage_profile(low, high)).peak(to_seconds(low), to_seconds(high))
+
+
+def _short_of(profile: Profile, row: SessionRow, limit: Capacity, who: str) -> str | None:
+    """What ``row`` would overbook against ``limit`` given the other holds in ``profile``, or ``None``."""
+    start = to_seconds(row.start)
+    used_compute = profile.peak(start, to_seconds(row.compute_end))
+    used_storage = profile.peak(start, to_seconds(row.storage_end))
+    wanted = (row.cores, row.memory, row.storage)
+    used = (used_compute[0], used_compute[1], used_storage[2])
+    for name, have, taken, asked in zip(("cores", "GiB of memory", "GiB of storage"), limit.limits(), used, wanted):
+        if have is not None and asked and taken + asked > have:
+            return f"{who} no longer has {asked} {name} free for this time ({have - taken} left); ask for new offers"
+    return None
+

@@ -1,0 +1,151 @@
+"""The hosted platforms' tables (SQLAlchemy 2.0 ORM): offer sets, sessions, events, reservations.
+
+Only the mapping lives here; transactions and queries are in :mod:`.store`, and what the rows
+mean on the wire in :mod:`.documents` and :mod:`.jobs`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["Base", "EventRow", "LockRow", "OfferSetRow", "ReservationRow", "SessionRow", "SLOT_BOOKED", "SLOT_RELEASED"]
+
+#: ``SessionRow.slot_state`` once the executor holds the slot, and once it gave it back.
+SLOT_BOOKED = "booked"
+SLOT_RELEASED = "released"
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, whatever the database keeps."""
+
+    impl = DateTime(timezone=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are ambiguous; pass an aware UTC datetime")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return value.replace(tzinfo=timezone.utc) if value is not None else None
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the hosted platforms' tables (all prefixed ``hosted_``)."""
+
+
+class LockRow(Base):
+    """One row per platform: writers lock it to take their turn on that platform's calendar."""
+
+    __tablename__ = "hosted_locks"
+
+    platform: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class OfferSetRow(Base):
+    """An answer to ``POST requests``: YES with offers (the sessions that point here) or NO."""
+
+    __tablename__ = "hosted_offersets"
+
+    uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    platform: Mapped[str] = mapped_column(String(64), index=True)
+    owner: Mapped[str | None] = mapped_column(String(255))
+    created: Mapped[datetime] = mapped_column(UtcDateTime)
+    result: Mapped[str] = mapped_column(String(3))
+    description: Mapped[str | None] = mapped_column(Text)
+    messages: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    options: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    request: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class SessionRow(Base):
+    """An offer, and the session it becomes once accepted.
+
+    The calendar reads only the hold columns: ``start`` to ``compute_end`` for cores and memory,
+    ``start`` to ``storage_end`` for storage; ``hold_end`` (the later of the two) is indexed so that
+    a question about the next days never reads the bookings of last year.
+    """
+
+    __tablename__ = "hosted_sessions"
+    __table_args__ = (
+        Index("ix_hosted_sessions_calendar", "platform", "hold_end"),
+        Index("ix_hosted_sessions_jobs", "platform", "owner", "accepted"),
+        Index("ix_hosted_sessions_phase", "platform", "phase"),
+    )
+
+    uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    platform: Mapped[str] = mapped_column(String(64))
+    offerset: Mapped[str] = mapped_column(String(36), ForeignKey("hosted_offersets.uuid"), index=True)
+    owner: Mapped[str | None] = mapped_column(String(255))
+    phase: Mapped[str] = mapped_column(String(16))
+    created: Mapped[datetime] = mapped_column(UtcDateTime)
+    modified: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    accepted: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    start: Mapped[datetime] = mapped_column(UtcDateTime)
+    available_start: Mapped[datetime] = mapped_column(UtcDateTime)
+    available_end: Mapped[datetime] = mapped_column(UtcDateTime)
+    compute_end: Mapped[datetime] = mapped_column(UtcDateTime)
+    storage_end: Mapped[datetime] = mapped_column(UtcDateTime)
+    hold_end: Mapped[datetime] = mapped_column(UtcDateTime)
+    cores: Mapped[int] = mapped_column(Integer)
+    memory: Mapped[int] = mapped_column(Integer)
+    storage: Mapped[int] = mapped_column(Integer, default=0)
+
+    document: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    results: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    run_id: Mapped[str | None] = mapped_column(String(255))
+    run_started: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    run_ended: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    runner: Mapped[str | None] = mapped_column(String(64))
+    heartbeat: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    storage_removed: Mapped[bool] = mapped_column(Boolean, default=False)
+    destruction: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    destroyed: Mapped[bool] = mapped_column(Boolean, default=False)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    # the executor's part: its name for the booked slot and for the run (for a restart), where the
+    # run's server lives, and the interactive connector a run reported (AVAILABLE)
+    slot_state: Mapped[str | None] = mapped_column(String(16))
+    slot_handle: Mapped[str | None] = mapped_column(String(255))
+    run_handle: Mapped[str | None] = mapped_column(String(255))
+    runner_host: Mapped[str | None] = mapped_column(String(255))
+    runner_pid: Mapped[int | None] = mapped_column(Integer)
+    connector: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class EventRow(Base):
+    """One step in a session's life: when, how serious, in which phase, and what happened."""
+
+    __tablename__ = "hosted_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session: Mapped[str] = mapped_column(String(36), ForeignKey("hosted_sessions.uuid"), index=True)
+    time: Mapped[datetime] = mapped_column(UtcDateTime)
+    level: Mapped[str] = mapped_column(String(8))
+    phase: Mapped[str | None] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text)
+
+
+class ReservationRow(Base):
+    """Capacity the provider keeps back (``reservations:`` in the options), by name."""
+
+    __tablename__ = "hosted_reservations"
+    __table_args__ = (Index("ix_hosted_reservations_calendar", "platform", "end"),)
+
+    platform: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    start: Mapped[datetime] = mapped_column(UtcDateTime)
+    end: Mapped[datetime] = mapped_column(UtcDateTime)
+    cores: Mapped[int] = mapped_column(Integer, default=0)
+    memory: Mapped[int] = mapped_column(Integer, default=0)
+    storage: Mapped[int] = mapped_column(Integer, default=0)
