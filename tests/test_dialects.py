@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -22,11 +23,14 @@ from execplanner_widgets.model import (
     parse_instant,
 )
 from execplanner_widgets.model.answer_dialects import (
+    absolute_urls,
     add_extension_notes,
     lease_status,
     read_answer,
     write_offerset,
+    write_request,
     write_session,
+    write_update,
 )
 from execplanner_widgets.model.broker_xml import ROOT_OFFERSET, ROOT_REQUEST, ROOT_SESSION, from_xml, to_xml
 from execplanner_widgets.model.components import GenericExecutable
@@ -675,3 +679,37 @@ def test_xml_requests_answers_and_updates_round_trip():
 def test_xml_that_is_broken_or_declares_entities_is_refused(body):
     with pytest.raises(InvalidRequest):
         from_xml(body)
+
+
+def test_urls_become_absolute_against_the_public_base():
+    session = _session("COMPLETED", **BOOKED)
+    session["meta"]["url"] = "/jupyter/execplanner/platforms/gaia/sessions/6c1f"
+    session["connectors"][0]["location"] = "/jupyter/execplanner/platforms/gaia/jobs/6c1f"
+    session["results"][0]["url"] = "/jupyter/execplanner/platforms/gaia/sessions/6c1f/results/total.txt"
+    offerset = _offerset(session)
+    offerset["meta"]["url"] = "/jupyter/execplanner/platforms/gaia/offersets/0b7e"
+    absolute_urls(offerset, "https://science.example.org")
+    offer = offerset["offers"][0]
+    assert offerset["meta"]["url"] == "https://science.example.org/jupyter/execplanner/platforms/gaia/offersets/0b7e"
+    assert offer["meta"]["url"].startswith("https://science.example.org/jupyter/")
+    assert offer["connectors"][0]["location"].startswith("https://science.example.org/jupyter/")
+    assert offer["results"][0]["url"].startswith("https://science.example.org/jupyter/")
+    already = _session("OFFERED")
+    assert absolute_urls(copy.deepcopy(already), "https://elsewhere.example.org") == already
+
+
+def test_requests_and_updates_go_out_in_the_prototype_form_and_read_back():
+    request = parse_request(PROTOTYPE / "notebook-request.yaml").to_broker()
+    written = write_request(request, PROTOTYPE_2025)
+    assert "kind" not in written["executable"] and "compute" not in written
+    assert written["computer"]["type"].endswith("/types/computer/simple-compute-resource-1.0")
+    again, dialect = parse_request_dialect(written)
+    assert dialect == PROTOTYPE_2025 and again.to_broker() == request
+    assert write_request(request, "broker") == request
+    update = {"kind": "uri:enum-value-update", "path": "phase", "value": "ACCEPTED"}
+    assert write_update(update, PROTOTYPE_2025) == {
+        "type": "uri:enum-value-update",
+        "path": "phase",
+        "value": "ACCEPTED",
+    }
+    assert normalise_update(write_update(update, PROTOTYPE_2025))[0] == update

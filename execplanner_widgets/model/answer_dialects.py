@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from .dialects import BROKER, NOTE_2021, NOTE_2022, OSSR, PROTOTYPE_2025, kind_from_2025
 from .kinds import CALYCOPIS_BASE, kind_uri, short_kind
@@ -41,12 +41,15 @@ __all__ = [
     "ANSWER_DIALECTS",
     "EXTENSION_KINDS",
     "LEASE_TYPE",
+    "absolute_urls",
     "add_extension_notes",
     "dialect_url",
     "lease_status",
     "read_answer",
     "write_offerset",
+    "write_request",
     "write_session",
+    "write_update",
 ]
 
 #: Dialects an answer can be written in (an OSSR entry is a request form only: answered in v1.0).
@@ -574,3 +577,60 @@ def write_session(session: Mapping[str, Any], dialect: str) -> dict[str, Any]:
     if dialect == NOTE_2022:
         return _lease(session)
     return dict(session)
+
+
+# ------------------------------------------------------------------------ absolute URLs
+
+
+def absolute_urls(document: dict[str, Any], base: str) -> dict[str, Any]:
+    """Make every URL of a v1.0 offer set or session absolute against ``base`` (``scheme://host[:port]``
+    or a public URL), in place: ``meta.url`` of the answer and of each offer, connector locations and
+    result URLs. ``ComponentMetadata.url`` is ``format: uri``, and clients follow these links."""
+
+    def fix(value: Any) -> Any:
+        return urljoin(base, value) if isinstance(value, str) and value.startswith("/") else value
+
+    def session(item: Any) -> None:
+        if not isinstance(item, dict):
+            return
+        meta = item.get("meta")
+        if isinstance(meta, dict) and "url" in meta:
+            meta["url"] = fix(meta["url"])
+        for connector in item.get("connectors") or []:
+            if isinstance(connector, dict) and "location" in connector:
+                connector["location"] = fix(connector["location"])
+        for result in item.get("results") or []:
+            if isinstance(result, dict) and "url" in result:
+                result["url"] = fix(result["url"])
+
+    session(document)
+    for offer in document.get("offers") or []:
+        session(offer)
+    return document
+
+
+# -------------------------------------------------------------------- requests and updates out
+
+
+def write_request(request: Mapping[str, Any], dialect: str) -> dict[str, Any]:
+    """A v1.0 request (as a JSON-ready dict) in the form a service of ``dialect`` reads: the 2025
+    prototype wants ``type:`` and ``computer:``; every other dialect is sent as v1.0."""
+    if dialect != PROTOTYPE_2025:
+        return dict(request)
+    out: dict[str, Any] = {key: value for key, value in request.items() if key not in ("executable", "compute")}
+    if request.get("executable"):
+        out["executable"] = _component_to_2025(request["executable"], "executable")
+    if request.get("compute"):
+        out["computer"] = _component_to_2025(request["compute"], "compute")
+    for key in ("storage", "data"):
+        if request.get(key):
+            out[key] = [_component_to_2025(item, key) for item in request[key]]
+    return out
+
+
+def write_update(update: Mapping[str, Any], dialect: str) -> dict[str, Any]:
+    """A v1.0 update in the form a service of ``dialect`` reads (the prototype: ``type:``)."""
+    if dialect != PROTOTYPE_2025:
+        return dict(update)
+    out = {key: value for key, value in update.items() if key != "kind"}
+    return {"type": update.get("kind"), **out}
