@@ -15,7 +15,21 @@ from pyvo.dal import DALResults
 from execplanner_widgets.model import ExecutionSession, RucioDataResource, SimpleDataResource, parse_request
 from execplanner_widgets.ossr import read_record
 from execplanner_widgets.widgets import ExecutableList, JobMonitor, OfferBrowser, ResourceForm, ShoppingList, basket_item
-from widget_support import DATA, HOSTILE_REASON, RUN_FOR, WAIT, platforms, text_of, wait_for  # noqa: F401 - fixture
+from brokers import answer_yes, run_broker, static_entry, write_platforms
+from widget_support import (  # noqa: F401 - fixture
+    DATA,
+    HOSTILE_REASON,
+    RUN_FOR,
+    WAIT,
+    click,
+    make_planner,
+    offer_rows,
+    platforms,
+    row_of,
+    text_of,
+    view_rows,
+    wait_for,
+)
 
 AGNPY = DATA / "agnpy"
 
@@ -38,11 +52,11 @@ def compton_request():
 
 def test_executable_list_shows_name_kind_description_and_a_select_button():
     listing = ExecutableList(AGNPY)
-    assert [row.entry.name for row in listing.rows] == ["External Compton tutorial", "Demo container", "Synchrotron fit script"]
-    first = listing.rows[0]
-    assert "External Compton tutorial" in first.text.value and "jupyter-notebook" in first.text.value
-    assert "broad line region" in first.text.value
-    assert all(row.button.description == "Select" for row in listing.rows)
+    rows = view_rows(listing.table.value)
+    assert [entry.name for entry in listing.entries] == ["External Compton tutorial", "Demo container", "Synchrotron fit script"]
+    assert rows[0]["text"].startswith("External Compton tutorial jupyter-notebook")
+    assert "broad line region" in rows[0]["text"]
+    assert [row["buttons"] for row in rows] == [{"Select": "pick:0"}, {"Select": "pick:1"}, {"Select": "pick:2"}]
     assert "agnpy" in listing.title.value and "3 executable(s)" in listing.title.value
 
 
@@ -50,22 +64,26 @@ def test_the_filter_box_narrows_the_list():
     listing = ExecutableList(AGNPY)
     listing.filter_box.value = "docker"
     assert [entry.name for entry in listing.visible] == ["Demo container"]
-    assert len(listing.rows_box.children) == 1
+    assert len(view_rows(listing.table.value)) == 1
     listing.filter_box.value = "NOTEBOOK compton"
     assert [entry.name for entry in listing.visible] == ["External Compton tutorial"]
     listing.filter_box.value = "gravitational waves"
     assert listing.visible == [] and "No executable matches" in listing.status.value
     listing.filter = ""
-    assert listing.filter_box.value == "" and len(listing.rows_box.children) == 3
+    assert listing.filter_box.value == "" and len(view_rows(listing.table.value)) == 3
 
 
 def test_select_sets_the_selection_and_its_request():
     listing = ExecutableList(AGNPY)
-    listing.rows[1].button.click()
+    click(listing, "pick:1")  # the second row's Select button
     assert listing.selected.name == "Demo container"
     assert listing.request.executable.image.locations == ["docker.io/example/agnpy:0.4.0"]
-    assert listing.rows[1].button.description == "Selected" and listing.rows[0].button.description == "Select"
+    rows = view_rows(listing.table.value)
+    assert rows[1]["buttons"] == {"Selected": "pick:1"} and rows[0]["buttons"] == {"Select": "pick:0"}
     assert "Selected: Demo container" in listing.status.value
+    click(listing, "pick:99")  # a forged event names no row: nothing happens
+    click(listing, "drop:0")
+    assert listing.selected.name == "Demo container"
     assert listing.select("Synchrotron fit script").min_cores == 1
     with pytest.raises(KeyError, match="Demo container"):
         listing.select("nothing like it")
@@ -76,7 +94,7 @@ def test_an_executable_with_bad_requirements_is_explained_not_used():
         {"@type": "SoftwareSourceCode", "executables": [{"name": "greedy", "type": "notebook", "compute-resources": [{"minmemory": "8 gigs"}]}]}
     )
     assert listing.filter_box.layout.display == "none"  # one entry: nothing to filter
-    listing.rows[0].button.click()
+    click(listing, "pick:0")
     assert listing.selected.name == "greedy" and listing.request is None
     assert "gigs" in listing.error and "greedy cannot be used" in listing.status.value
 
@@ -288,73 +306,166 @@ def test_answers_fill_the_table_with_offers_reasons_and_errors(platforms):  # no
     assert "Ready to ask" in browser.status.value
     browser.find_button.click()
     assert browser.wait(WAIT)
-    assert browser.expected == 5 and browser.answered == 5
+    assert browser.expected == 5 and browser.answered == 5 and browser.pending == []
     assert "answered 5 of 5: 2 YES (3 offers), 2 NO, 1 ERROR" in browser.progress_text.value
     statuses = {result.platform: result.status for result in browser.results}
     assert statuses == {"big": "YES", "small": "NO", "remote": "YES", "hostile": "NO", "down": "ERROR"}
-    assert [row.result.status for row in browser.rows] == ["YES", "YES", "YES", "NO", "NO", "ERROR"]
-    small = next(row for row in browser.rows if row.platform == "small")
-    assert "needs 2 cores" in small.children[2].value
-    down = next(row for row in browser.rows if row.platform == "down")
-    assert "cannot connect" in down.children[2].value
-    remote = [row for row in browser.rows if row.platform == "remote"]
-    assert [text_of(row.children[3].value) for row in remote] == ["2", "2"] and text_of(remote[0].children[4].value) == "4 GiB"
-    assert re.fullmatch(r"(today|tomorrow) \d\d:\d\d UTC", text_of(remote[1].children[2].value))  # an hour later
-    assert "m " in remote[0].expires.value  # e.g. "4m 59s"
-    small.details_button.click()
+    rows = offer_rows(browser)
+    assert [row["entry"].result.status for row in rows] == ["YES", "YES", "YES", "NO", "NO", "ERROR"]
+    assert len(browser.table.value) < 40_000  # one HTML value for the whole table, not a widget per cell
+    small = row_of(browser, "small")
+    assert "needs 2 cores" in small["text"] and list(small["buttons"]) == ["Details"]
+    assert "cannot connect" in row_of(browser, "down")["text"]
+    remote = [row for row in rows if row["entry"].platform == "remote"]
+    assert all(row["data-state"] == "OFFERED" and list(row["buttons"]) == ["Select", "Details"] for row in remote)
+    assert " 2 4 GiB " in remote[0]["text"]  # cores, memory
+    assert re.search(r"(today|tomorrow) \d\d:\d\d", remote[1]["text"])  # an hour later, local time
+    assert 'title="20' in browser.table.value and " UTC" in browser.table.value  # UTC on hover
+    assert re.search(r"\b[45] min\b", remote[0]["text"])  # expires in about 5 minutes
+    click(browser, small["buttons"]["Details"])
     assert "Could offer instead" in browser.details.value and browser.details.layout.display == ""
-    remote[0].details_button.click()
-    assert remote[0].offer.uuid in browser.details.value and "ExecutionBroker document" in browser.details.value
-    remote[0].details_button.click()
+    click(browser, remote[0]["buttons"]["Details"])
+    assert remote[0]["entry"].offer.uuid in browser.details.value and "ExecutionBroker document" in browser.details.value
+    click(browser, remote[0]["buttons"]["Details"])
     assert browser.details.layout.display == "none"
 
 
-def test_accept_books_the_selected_offer_and_releases_the_others(platforms):  # noqa: F811 - fixture
+def test_accept_books_the_selected_offer_and_shows_the_others_as_the_platforms_answer(platforms):  # noqa: F811 - fixture
     request = parse_request({"executable": {"kind": "jupyter-notebook", "location": "a.ipynb"}, "compute": {"cores": {"min": 2}}})
     browser = OfferBrowser(platforms.planner, request)
     browser.find()
     assert browser.wait(WAIT)
     browser.accept_button.click()
     assert "Select an offer first" in browser.status.value and browser.accepted is None
-    big_offer = next(row for row in browser.rows if row.platform == "big").offer
-    remote_row = next(row for row in browser.rows if row.platform == "remote" and row.number == 1)
-    remote_row.select_button.click()
-    assert browser.selected is remote_row.offer and browser.selected_platform == "remote"
-    assert remote_row.select_button.description == "Selected" and browser.accept_button.disabled is False
-    browser.accept_button.click()
+    big = row_of(browser, "big")
+    remote = row_of(browser, "remote", 1)
+    click(browser, remote["buttons"]["Select"])
+    assert browser.selected is remote["entry"].offer and browser.selected_platform == "remote"
+    assert row_of(browser, "remote", 1)["data-state"] == "SELECTED" and browser.accept_button.disabled is False
+    assert "open for 4m" in browser.status.value or "open for 5m" in browser.status.value
+    click(browser, row_of(browser, "remote", 1)["buttons"]["Accept"])  # the row's own Accept, next to the offer
     assert browser.wait(WAIT)
     assert browser.accepted is not None and str(browser.accepted.phase) == "ACCEPTED"
-    assert browser.accepted.uuid == remote_row.offer.uuid and browser.accepted_platform == "remote"
-    assert remote_row.select_button.description == "Accepted"
-    assert all(row.select_button.disabled for row in browser.rows if row.select_button is not None)
+    assert browser.accepted.uuid == remote["entry"].offer.uuid and browser.accepted_platform == "remote"
     assert "Booked on Remote broker" in browser.status.value
     accepted_on_broker = [r for r in platforms.remote.requests if r.method == "POST" and "/sessions/" in r.path]
     assert [r.json()["value"] for r in accepted_on_broker] == ["ACCEPTED"]
-    assert str(platforms.planner.session(big_offer, platform="big").phase) == "REJECTED"  # released
+    assert str(platforms.planner.session(big["entry"].offer, platform="big").phase) == "REJECTED"  # released
+    # Bug 3: the rows say what the platforms said: ACCEPTED, REJECTED; no Select or Accept is left.
+    states = {(row["entry"].platform, row["entry"].number): row["data-state"] for row in offer_rows(browser)}
+    assert states[("remote", 1)] == "ACCEPTED" and states[("big", 0)] == "REJECTED"
+    assert all("Select" not in row["buttons"] and "Accept" not in row["buttons"] for row in offer_rows(browser))
 
 
 def test_expired_offers_cannot_be_selected_or_accepted(platforms):  # noqa: F811 - fixture
     browser = OfferBrowser(platforms.planner, parse_request({"executable": {"kind": "docker-container", "image": "x"}}))
     browser.find()
     assert browser.wait(WAIT)
-    row = next(row for row in browser.rows if row.platform == "big")
-    row.select_button.click()
-    later = row.offer.expires + timedelta(seconds=1)
+    row = row_of(browser, "big")
+    click(browser, row["buttons"]["Select"])
+    later = row["entry"].offer.expires + timedelta(seconds=1)
     assert browser.refresh_clock(now=later) == 0
-    assert text_of(row.expires.value) == "expired" and row.select_button.description == "Expired" and row.select_button.disabled
+    expired = row_of(browser, "big")
+    assert expired["data-state"] == "EXPIRED" and "expired" in expired["text"] and "Accept" not in expired["buttons"]
     assert browser.accept_button.disabled and "expired" in browser.status.value
     assert browser.accept() is False and browser.accepted is None
-    browser.choose(row)
-    assert "has expired" in browser.status.value
+    click(browser, row["buttons"]["Select"])  # a stale button in the browser: the kernel refuses
+    assert "has expired" in browser.status.value and browser.selected is None
 
 
-def test_a_new_request_clears_the_old_answers(platforms):  # noqa: F811 - fixture
+def test_a_new_request_clears_the_old_answers_and_releases_their_offers(platforms):  # noqa: F811 - fixture
     browser = OfferBrowser(platforms.planner, parse_request({"executable": {"kind": "docker-container", "image": "x"}}))
     browser.find()
     assert browser.wait(WAIT) and browser.results
+    old = [entry.offer for entry in browser.book.entries if entry.platform == "big" and entry.offer is not None]
     browser.request = parse_request({"executable": {"kind": "docker-container", "image": "y"}})
-    assert browser.results == [] and browser.rows == [] and browser.table.layout.display == "none"
+    assert browser.results == [] and browser.book.entries == [] and browser.table.layout.display == "none"
     assert browser.selected is None and browser.accept_button.disabled
+    wait_for(lambda: all(str(platforms.planner.session(offer, platform="big").phase) == "REJECTED" for offer in old), WAIT, "the old offers to be released")
+
+
+def test_a_new_search_releases_the_previous_offers_before_asking(platforms):  # noqa: F811 - fixture
+    """Bug 1: each press of Find offers left the previous offers holding capacity until they expired."""
+    browser = OfferBrowser(platforms.planner, parse_request({"executable": {"kind": "docker-container", "image": "x"}}))
+    browser.find()
+    assert browser.wait(WAIT)
+    first = {entry.offer.uuid: entry for entry in browser.book.entries if entry.offer is not None}
+    asked = len([r for r in platforms.remote.requests if r.path.rstrip("/").endswith("/requests")])
+    browser.find()
+    assert browser.wait(WAIT)
+    assert browser.released == len(first)
+    for entry in first.values():
+        assert str(platforms.planner.session(entry.offer, platform=entry.platform).phase) == "REJECTED"
+    # on the broker, the rejections came before the second request for offers
+    paths = [(r.method, r.path, r.json().get("value") if r.method == "POST" and "/sessions/" in r.path else None) for r in platforms.remote.requests]
+    second_ask = [index for index, (method, path, _) in enumerate(paths) if path.rstrip("/").endswith("/requests")][asked]
+    rejections = [index for index, (_, _, value) in enumerate(paths) if value == "REJECTED"]
+    assert len(rejections) == 2 and max(rejections) < second_ask
+    assert all(entry.state == "OFFERED" for entry in browser.book.entries if entry.offer is not None)  # the new ones
+
+
+def test_closing_the_browser_releases_its_open_offers(platforms):  # noqa: F811 - fixture
+    browser = OfferBrowser(platforms.planner, parse_request({"executable": {"kind": "docker-container", "image": "x"}}))
+    browser.find()
+    assert browser.wait(WAIT)
+    offers = [(entry.offer, entry.platform) for entry in browser.book.entries if entry.offer is not None]
+    browser.close()
+    assert all(str(platforms.planner.session(offer, platform=name).phase) == "REJECTED" for offer, name in offers)
+
+
+def test_the_countdown_ticks_in_a_search_after_a_booking(platforms):  # noqa: F811 - fixture
+    """Bug 3: after the first booking, the countdown of later searches froze and Accept stayed live."""
+    browser = OfferBrowser(platforms.planner, parse_request({"executable": {"kind": "docker-container", "image": "x"}}), tick=0.2)
+    browser.find()
+    assert browser.wait(WAIT)
+    browser.select("big")
+    browser.accept()
+    assert browser.wait(WAIT) and browser.accepted is not None
+    browser.find()
+    assert browser.wait(WAIT)
+    assert browser.accepted is None and browser.accept_button.disabled
+    assert row_of(browser, "remote")["data-state"] == "OFFERED" and "Select" in row_of(browser, "remote")["buttons"]
+    browser.select("remote")
+    first = browser.status.value
+    wait_for(lambda: browser.status.value != first and "open for" in browser.status.value, WAIT, "the countdown to move")
+    assert browser._clock.running
+    browser.close()
+    assert not browser._clock.running
+
+
+def test_the_timeline_draws_every_offer_and_a_click_on_a_bar_selects_it(platforms):  # noqa: F811 - fixture
+    browser = OfferBrowser(platforms.planner, parse_request({"executable": {"kind": "docker-container", "image": "x"}}))
+    browser.find()
+    assert browser.wait(WAIT)
+    browser.view = "Timeline"
+    assert browser.timeline.layout.display == "" and browser.table.layout.display == "none"
+    bars = view_rows(browser.timeline.value, tag="g", marker="ep-bar")
+    assert sorted(bar["data-key"] for bar in bars) == sorted(e.key for e in browser.book.entries if e.offer is not None)
+    assert "<svg" in browser.timeline.value and "Timeline as text" in browser.timeline.value
+    lanes = re.findall(r'class="ep-lane" data-platform="([^"]+)"', browser.timeline.value)
+    assert sorted(lanes) == sorted({e.platform for e in browser.book.entries if e.offer is not None})  # grouped by platform
+    second = browser.book.find("remote", 1)
+    bar = next(bar for bar in bars if bar["data-key"] == second.key)
+    browser.channel.box.value = f'{re.search(r"data-ep=.(select:" + second.key + ")", browser.timeline.value).group(1)}|1'
+    assert browser.selected is second.offer and browser.selected_platform == "remote"
+    chosen = next(b for b in view_rows(browser.timeline.value, tag="g", marker="ep-bar") if b["data-key"] == bar["data-key"])
+    assert chosen.get("data-selected") == "true"
+    browser.view = "Table"
+    assert row_of(browser, "remote", 1)["data-state"] == "SELECTED"
+
+
+def test_the_first_search_says_which_platforms_are_still_being_asked(tmp_path):
+    with run_broker(answer_yes(delay=1.5)) as slow:
+        path = write_platforms(tmp_path / "p.yaml", [static_entry("quick", title="Quick one"), slow.entry("slow", title="Slow one")], timeout=10)
+        planner = make_planner(path, tmp_path / "data")
+        try:
+            browser = OfferBrowser(planner, parse_request({"executable": {"kind": "docker-container", "image": "x"}}))
+            browser.find()
+            wait_for(lambda: browser.answered == 1, WAIT, "the quick answer")
+            assert browser.pending == ["Slow one"] and "still asking: Slow one" in text_of(browser.progress_text.value)
+            assert browser.wait(WAIT) and browser.pending == [] and "still asking" not in browser.progress_text.value
+        finally:
+            planner.close()
 
 
 # -------------------------------------------------------------------------------- job monitor
@@ -372,7 +483,9 @@ def test_the_job_monitor_follows_a_session_to_completed(platforms):  # noqa: F81
     wait_for(lambda: monitor.phase == "COMPLETED", RUN_FOR + WAIT, "the session to complete")
     phases = [item["phase"] for item in monitor.history]
     assert phases[0] == "ACCEPTED" and phases[-1] == "COMPLETED" and "RUNNING" in phases
-    assert "COMPLETED" in monitor.phase_label.value and "RUNNING" in monitor.history_html.value
+    view = text_of(monitor.view.value)
+    assert "COMPLETED" in view and re.search(r"History: ACCEPTED \d\d:\d\d:\d\d \S+ \(\d+ s ago\) .*RUNNING", view)
+    assert 'title="20' in monitor.view.value and " UTC" in monitor.view.value  # local clock, UTC on hover
     assert monitor.cancel_button.disabled is True and "has ended: COMPLETED" in monitor.status.value
     wait_for(lambda: not monitor._poller.running, WAIT, "the poll to stop")
     monitor.close()
@@ -382,7 +495,13 @@ def test_cancel_cancels_and_a_refused_cancel_is_explained(platforms):  # noqa: F
     session = booked(platforms, "big")
     monitor = JobMonitor(platforms.planner, session, platform="big", poll=0.2)
     assert "big.example.org/start" in monitor.details.value  # the static platform's connector
+    monitor.cancel_button.click()  # Cancel asks first; "Keep it" keeps the session
+    assert monitor.confirm_button.layout.display == "" and "Cancel the session on big?" in monitor.confirm_text.value
+    monitor.keep_button.click()
+    assert monitor.confirm_button.layout.display == "none" and monitor.phase == "ACCEPTED"
+    assert str(platforms.planner.session(session, platform="big").phase) == "ACCEPTED"
     monitor.cancel_button.click()
+    monitor.confirm_button.click()
     assert monitor.wait(WAIT)
     assert monitor.phase == "CANCELLED" and str(platforms.planner.session(session, platform="big").phase) == "CANCELLED"
     assert monitor.cancel_button.disabled and monitor.cancel() is False
@@ -392,7 +511,7 @@ def test_cancel_cancels_and_a_refused_cancel_is_explained(platforms):  # noqa: F
     remote = booked(platforms, "remote")
     wait_for(lambda: str(platforms.planner.session(remote, platform="remote").phase) == "COMPLETED", RUN_FOR + WAIT)
     late = JobMonitor(platforms.planner, remote, platform="remote", poll=3600)
-    late.cancel_button.click()
+    late.cancel()
     assert late.wait(WAIT)
     assert "Cancel failed" in late.status.value and late.error
     late.close()
@@ -420,8 +539,7 @@ def test_hostile_reasons_are_text_in_the_offer_rows(platforms):  # noqa: F811 - 
     browser = OfferBrowser(platforms.planner, parse_request({"executable": {"kind": "docker-container", "image": "x"}}))
     browser.find()
     assert browser.wait(WAIT)
-    hostile = next(row for row in browser.rows if row.platform == "hostile")
-    values = " ".join(child.value for child in hostile.children if hasattr(child, "value"))
+    values = browser.table.value
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &lt;b&gt;Hostile&lt;/b&gt;" in values
     assert "&lt;b&gt;no&lt;/b&gt; room" in values and "<script>" not in values and "<img" not in values
     assert HOSTILE_REASON not in values
@@ -441,9 +559,9 @@ def test_the_expiry_clock_ticks_by_itself(platforms):  # noqa: F811 - fixture
     browser = OfferBrowser(platforms.planner, parse_request({"executable": {"kind": "docker-container", "image": "x"}}), tick=0.2)
     browser.find()
     assert browser.wait(WAIT)
-    row = next(row for row in browser.rows if row.platform == "big")
-    first = text_of(row.expires.value)
-    wait_for(lambda: text_of(row.expires.value) != first, WAIT, "the countdown to move")
+    first = browser.status.value
+    assert "expire in" in first
+    wait_for(lambda: browser.status.value != first, WAIT, "the countdown to move")
     assert browser._clock.running
     browser.close()
     assert not browser._clock.running
@@ -460,3 +578,84 @@ def test_every_step_has_an_html_summary(platforms):  # noqa: F811 - fixture
     assert browser.wait(WAIT)
     assert "Big static platform" in browser._repr_html_() and "&lt;b&gt;no&lt;/b&gt;" in browser._repr_html_()
     assert "No session yet" in JobMonitor(platforms.planner)._repr_html_()
+
+
+def test_a_new_booking_shows_nothing_of_the_previous_one(platforms):  # noqa: F811 - fixture
+    """Bug 3: a new WAITING booking showed the previous "The session has ended: COMPLETED"."""
+    monitor = JobMonitor(platforms.planner, booked(platforms, "remote"), platform="remote", poll=0.1)
+    wait_for(lambda: monitor.phase == "COMPLETED", RUN_FOR + WAIT, "the session to complete")
+    assert "has ended: COMPLETED" in monitor.status.value
+    monitor.watch(booked(platforms, "big"), "big")
+    assert monitor.phase == "ACCEPTED" and monitor.status.value == "" and [h["phase"] for h in monitor.history] == ["ACCEPTED"]
+    assert "COMPLETED" not in monitor.view.value
+    monitor.close()
+
+
+def _session(phase: str, start: timedelta, end: timedelta, **extra):
+    from datetime import datetime, timezone
+
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    duration = int((end - start).total_seconds())
+    return ExecutionSession.model_validate(
+        {
+            "meta": {"uuid": "4d1c1d2e-0000-4000-8000-000000000002", "name": "hub"},
+            "phase": phase,
+            "schedule": {"available": {"start": f"{(now + start).isoformat()}/PT0S", "duration": f"PT{duration}S"}},
+            **extra,
+        }
+    )
+
+
+def test_waiting_says_when_it_starts_and_available_has_open_and_the_time_left():
+    """Issue 14 and bug 5: "starts in 2 h 10 min" for WAITING; AVAILABLE has Open and the time left."""
+    waiting = JobMonitor(planner=None, session=_session("WAITING", timedelta(hours=2, minutes=10, seconds=30), timedelta(hours=4)), platform="hub")
+    assert "starts in 2 h 10 min" in text_of(waiting.view.value)
+    assert "Open" not in text_of(waiting.view.value)
+    waiting.stop()
+    available = _session(
+        "AVAILABLE",
+        timedelta(minutes=-5),
+        timedelta(minutes=55, seconds=30),
+        connectors=[{"protocol": "HTTPS", "status": "AVAILABLE", "location": "https://hub.example.org/user/a/lab/tree/x.ipynb"}],
+    )
+    monitor = JobMonitor(planner=None, session=available, platform="hub")
+    view = monitor.view.value
+    assert re.search(r"55 min left", text_of(view))
+    assert re.search(r'<a class="ep-btn ep-primary ep-open" href="https://hub.example.org/user/a/lab/tree/x.ipynb"[^>]*>Open</a>', view)
+    monitor.stop()
+    bad = _session("AVAILABLE", timedelta(0), timedelta(hours=1), connectors=[{"location": "javascript:alert(1)"}])
+    assert "ep-open" not in JobMonitor(planner=None, session=bad, platform="hub").view.value
+
+
+def test_a_finished_job_does_not_say_start_now():
+    """Bug 5: "Start: now" stayed after completion."""
+    done = JobMonitor(planner=None, session=_session("COMPLETED", timedelta(hours=-3), timedelta(hours=-2)), platform="hub")
+    view = text_of(done.view.value)
+    assert "now" not in view.split("History")[0] and re.search(r"ended 2 h ago", view)
+    assert "Start now" not in text_of(done.details.value) and "now" not in text_of(done.details.value)
+
+
+def test_a_running_job_shows_the_tail_of_its_output(platforms):  # noqa: F811 - fixture
+    """The output tail, read through the planner's ``log`` (duck-typed: planners without it show none)."""
+
+    class WithLog:
+        def __init__(self, planner):
+            self.planner = planner
+            self.asked = []
+
+        def session(self, session, platform=None):
+            return self.planner.session(session, platform=platform)
+
+        def cancel(self, session, platform=None):
+            return self.planner.cancel(session, platform=platform)
+
+        def log(self, session, platform=None, tail=None):
+            self.asked.append(tail)
+            return f"step {len(self.asked)}\n<b>done</b>"
+
+    planner = WithLog(platforms.planner)
+    monitor = JobMonitor(planner, booked(platforms, "remote"), platform="remote", poll=0.1)
+    wait_for(lambda: "step" in monitor.output, RUN_FOR + WAIT, "the output tail")
+    assert "Output (last lines)" in monitor.view.value and "&lt;b&gt;done&lt;/b&gt;" in monitor.view.value
+    assert planner.asked[0] == 30
+    monitor.close()

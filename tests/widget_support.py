@@ -42,14 +42,32 @@ def wait_for(condition: Callable[[], Any], timeout: float = WAIT, what: str = "t
         time.sleep(0.02)
 
 
+class _Text(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._hidden = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("style", "script"):
+            self._hidden += 1
+
+    def handle_endtag(self, tag):
+        if tag in ("style", "script") and self._hidden:
+            self._hidden -= 1
+
+    def handle_data(self, data):
+        if not self._hidden:
+            self.parts.append(data)
+
+
 def text_of(markup: str) -> str:
-    """The text a browser would show for ``markup`` (tags dropped, entities decoded, spaces collapsed)."""
-    parts: list[str] = []
-    parser = HTMLParser(convert_charrefs=True)
-    parser.handle_data = parts.append  # type: ignore[method-assign]
+    """The text a browser would show for ``markup`` (tags, styles and scripts dropped, entities decoded,
+    spaces collapsed)."""
+    parser = _Text()
     parser.feed(markup)
     parser.close()
-    return " ".join("".join(parts).split())
+    return " ".join("".join(parser.parts).split())
 
 
 def book_and_cancel(app: Any, platform: str) -> Any:
@@ -60,7 +78,9 @@ def book_and_cancel(app: Any, platform: str) -> Any:
     app.offers.select(platform)
     app.offers.accept()
     assert app.offers.wait(WAIT) and app.job.phase == "ACCEPTED"
-    app.job.cancel_button.click()
+    app.job.cancel_button.click()  # asks first
+    assert app.job.phase == "ACCEPTED" and app.job.confirm_button.layout.display == ""
+    app.job.confirm_button.click()
     assert app.job.wait(WAIT)
     assert app.job.phase == "CANCELLED" and str(app.session.phase) == "CANCELLED"
     return app.planner.session(app.session, platform=platform)
@@ -114,3 +134,85 @@ def platforms(tmp_path: Path) -> Iterator[Platforms]:
             yield Platforms(planner, remote, hostile, path)
         finally:
             planner.close()
+
+
+# ------------------------------------------------------------------------------ one-HTML views
+
+
+class _Rows(HTMLParser):
+    """Rows of a view (``tr.ep-row`` or ``g.ep-bar``): their data attributes, text and buttons."""
+
+    def __init__(self, tag: str, marker: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tag, self.marker = tag, marker
+        self.rows: list[dict[str, Any]] = []
+        self._depth = 0
+        self._current: dict[str, Any] | None = None
+        self._button: str | None = None
+        self._in_label = 0
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        if self._current is None and tag == self.tag and self.marker in (attributes.get("class") or "").split():
+            self._current = {**{k: v for k, v in attributes.items() if k.startswith("data-")}, "text": [], "buttons": {}}
+            self._depth = 1
+            return
+        if self._current is None:
+            return
+        if tag == self.tag:
+            self._depth += 1
+        if "data-ep" in attributes and tag == "button":
+            self._button = attributes["data-ep"]
+        if "ep-label" in (attributes.get("class") or "").split():
+            self._in_label += 1
+
+    def handle_endtag(self, tag):
+        if self._current is None:
+            return
+        if tag == "button":
+            self._button = None
+        if tag == "span" and self._in_label:
+            self._in_label -= 1
+        if tag == self.tag:
+            self._depth -= 1
+            if self._depth == 0:
+                self._current["text"] = " ".join("".join(self._current["text"]).split())
+                self.rows.append(self._current)
+                self._current = None
+
+    def handle_data(self, data):
+        if self._current is None or self._in_label:
+            return
+        if self._button is not None:
+            self._current["buttons"][data.strip()] = self._button
+        self._current["text"].append(data + " ")
+
+
+def view_rows(markup: str, tag: str = "tr", marker: str = "ep-row") -> list[dict[str, Any]]:
+    """The rows of a one-HTML view as dicts: ``data-*`` attributes, ``text`` (labels left out) and
+    ``buttons`` (label -> the event it sends)."""
+    parser = _Rows(tag, marker)
+    parser.feed(markup)
+    parser.close()
+    return parser.rows
+
+
+_CLICKS = iter(range(1, 10**9))
+
+
+def click(host: Any, event: str) -> None:
+    """Send ``verb:key`` through ``host``'s event channel exactly as the browser does (the hidden text
+    box gets ``event|stamp``), i.e. what a click on that button or bar does."""
+    host.channel.box.value = f"{event}|{next(_CLICKS)}"
+
+
+def offer_rows(browser: Any) -> list[dict[str, Any]]:
+    """The offers table's rows, each with its entry (``entry``) from the browser's book."""
+    rows = view_rows(browser.table.value)
+    for row in rows:
+        row["entry"] = browser.book.entry(row["data-key"])
+    return rows
+
+
+def row_of(browser: Any, platform: str, number: int = 0) -> dict[str, Any]:
+    return next(row for row in offer_rows(browser) if row["entry"].platform == platform and row["entry"].number == number)

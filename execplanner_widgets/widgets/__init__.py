@@ -8,12 +8,14 @@ Each step is usable on its own and exposes its result as a traitlet, so a notebo
 ``ShoppingList``       ``request`` (with the locations given), ``complete``, ``missing``
 ``ResourceForm``       ``request`` (None while a field is wrong), ``errors``, ``valid``
 ``OfferBrowser``       ``results``, ``selected``, ``accepted`` (the booked session)
-``JobMonitor``         ``session``, ``phase``, ``history``
+``JobMonitor``         ``session``, ``phase``, ``history``, ``output``
+``BookingsView``       ``bookings`` (the user's sessions on every platform)
 ``PlannerApp``         ``session``; ``show(sidebar=False)``
 =====================  ===============================================================
 """
 
 from .app import SIDEBAR_TITLE, PlannerApp, widgets_available
+from .bookings import Booking, BookingsView
 from .executables import ExecutableList
 from .jobs import JobMonitor
 from .offers import OfferBrowser
@@ -23,6 +25,8 @@ from .shopping import BasketItem, ShoppingList, basket_item
 __all__ = [
     "SIDEBAR_TITLE",
     "BasketItem",
+    "Booking",
+    "BookingsView",
     "ExecutableList",
     "JobMonitor",
     "OfferBrowser",

@@ -5,20 +5,28 @@
 5. **Job** (:class:`JobMonitor`).
 
 Each step's result feeds the next; the offers step will not ask the platforms while a required data
-item has no location or a resource field is wrong, and says which. Where widgets cannot be shown
-(Zeppelin, nbviewer, exported HTML, a terminal) the app shows an HTML summary instead, in the style
-of dask's widget reprs.
+item has no location or a resource field is wrong, and says which. A sixth section, **My bookings**,
+lists the user's sessions on every platform.
+
+Exports: a saved widget needs its JavaScript renderer, which an exported page (``jupyter nbconvert
+--to html``) or nbviewer without internet does not have. So displaying the app also displays a
+static HTML snapshot (offers table, timeline, job) with a display id, updated as the app's state
+changes; while the live widget is on screen it hides the snapshot with a style rule of its own, so
+JupyterLab shows the app once. Where widgets cannot be shown at all (Zeppelin, a terminal) the app
+shows the HTML summary instead.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import ipywidgets as widgets
-from traitlets import Instance, observe
+from traitlets import Instance
 
 from ..html import app_html, esc
 from ..model import ExecutionRequest, ExecutionSession, parse_request
+from .bookings import Booking, BookingsView
 from .common import describe_error, status
 from .executables import ExecutableList
 from .jobs import JobMonitor
@@ -29,7 +37,26 @@ from .shopping import ShoppingList
 __all__ = ["PlannerApp", "SIDEBAR_TITLE", "widgets_available"]
 
 SIDEBAR_TITLE = "ExecPlanner"
-STEPS = ("Executable", "Data", "Resources", "Offers", "Job")
+STEPS = ("Executable", "Data", "Resources", "Offers", "Job", "My bookings")
+
+#: While the live app is on screen, its static snapshot (for exports) is hidden.
+_HIDE_SNAPSHOT = "<style>.execplanner-snapshot{display:none}</style>"
+
+
+def mode_line(planner: Any) -> tuple[str, str]:
+    """A short line saying how the app reaches the platforms, and the full description (on hover)."""
+    try:
+        full = planner.describe_mode()
+    except Exception as error:
+        return f"cannot describe the planner: {describe_error(error)}", ""
+    mode = getattr(planner, "mode", None)
+    mode = str(getattr(mode, "value", mode) or "")
+    if mode == "server":
+        url = getattr(planner, "server_url", None)
+        return f"Asking the platforms through this Jupyter server{f' ({url})' if url else ''}.", full
+    if mode == "local":
+        return "Asking the platforms from this kernel.", full
+    return full, full
 
 
 def widgets_available() -> bool:
@@ -73,29 +100,33 @@ class PlannerApp(widgets.VBox):
         self.resources = ResourceForm()
         self.offers = OfferBrowser(planner)
         self.job = JobMonitor(planner, poll=poll)
+        self.bookings = BookingsView(planner, on_follow=self._follow)
         self.steps = widgets.Accordion(
-            children=[self.executables, self.shopping, self.resources, self.offers, self.job],
-            titles=tuple(f"{number}. {name}" for number, name in enumerate(STEPS, start=1)),
+            children=[self.executables, self.shopping, self.resources, self.offers, self.job, self.bookings],
+            titles=tuple(f"{number}. {name}" if number <= 5 else name for number, name in enumerate(STEPS, start=1)),
             selected_index=0,
         )
-        try:
-            mode = planner.describe_mode()
-        except Exception as error:
-            mode = f"cannot describe the planner: {describe_error(error)}"
+        mode, full = mode_line(planner)
         self.header = widgets.HTML(
-            f'<div style="font-size:1.15em;font-weight:600">{esc(SIDEBAR_TITLE)}</div>'
-            f'<div style="font-size:0.9em;color:#57606a;line-height:1.35">{esc(mode)}</div>'
+            _HIDE_SNAPSHOT + f'<div style="font-size:1.15em;font-weight:600">{esc(SIDEBAR_TITLE)}</div>'
+            f'<div style="font-size:0.9em;color:#57606a;line-height:1.35" title="{esc(full)}">{esc(mode)}</div>'
         )
         self._sidecar: Any = None
+        self._snapshot: Any = None
+        self._snapshot_html = ""
+        self._snapshot_lock = threading.Lock()
+        self._platforms_html: str | None = None
         super().__init__([self.header, self.steps], **kwargs)
+        self.steps.observe(self._section_opened, "selected_index")
         self.executables.observe(self._executable_chosen, "request")
         self.executables.observe(self._executable_error, "error")
         self.shopping.observe(self._data_changed, "request")
         self.shopping.observe(self._gate, "complete")
         self.resources.observe(self._gate, "request")
-        self.offers.observe(self._offers_changed, ["answered", "expected", "busy"])
+        self.offers.observe(self._offers_changed, ["answered", "expected", "busy", "results"])
         self.offers.observe(self._booked, "accepted")
         self.job.observe(self._job_changed, ["session", "phase"])
+        self.job.observe(lambda change: self.update_snapshot(), "output")
         if request is not None:
             self.start_from(request)
         self._gate()
@@ -149,16 +180,33 @@ class PlannerApp(widgets.VBox):
         elif offers.results:
             count = sum(len(result.offers) for result in offers.results if result.status == "YES")
             self._title(3, f"{count} offer{'s' if count != 1 else ''}")
+        else:
+            self._title(3, "")  # the table was cleared: the title must not keep the old count
+        if not offers.busy:
+            self.update_snapshot()
 
     def _booked(self, change: dict[str, Any]) -> None:
         session: ExecutionSession | None = change["new"]
         if session is not None:
-            self.job.watch(session, self.offers.accepted_platform)
+            platform = self.offers.accepted_platform
+            self.job.watch(session, platform)
+            self.bookings.remember(platform, session, next((r.title for r in self.offers.results if r.platform == platform), platform))
             self.steps.selected_index = 4
 
     def _job_changed(self, change: dict[str, Any]) -> None:
         self.session = self.job.session
         self._title(4, self.job.phase)
+        if change["name"] == "phase":
+            self.update_snapshot()
+
+    def _follow(self, booking: Booking) -> None:
+        """My bookings' Follow: show that session in the job step."""
+        self.job.watch(booking.session, booking.platform)
+        self.steps.selected_index = 4
+
+    def _section_opened(self, change: dict[str, Any]) -> None:
+        if change["new"] == 5:
+            self.bookings.refresh()
 
     def _title(self, index: int, detail: str) -> None:
         name = f"{index + 1}. {STEPS[index]}"
@@ -174,7 +222,9 @@ class PlannerApp(widgets.VBox):
     def show(self, sidebar: bool = False) -> Any:
         """Display the app in the output of the cell, or with ``sidebar=True`` in JupyterLab's right
         sidebar (the ``sidecar`` package, titled "ExecPlanner"). Without a widget-capable kernel the
-        HTML summary is shown instead. Returns what was displayed."""
+        HTML summary is shown instead. Returns what was displayed.
+
+        In a cell, a static snapshot is displayed too (see the module's docstring): exports show it."""
         from IPython.display import HTML, display
 
         if not widgets_available():
@@ -191,7 +241,47 @@ class PlannerApp(widgets.VBox):
                 display(self)
             return self._sidecar
         display(self)
+        self._snapshot_html = self.snapshot_html()
+        self._snapshot = display(HTML(self._snapshot_html), display_id=True)
         return self
+
+    def _ipython_display_(self) -> None:
+        self.show()
+
+    def snapshot_html(self) -> str:
+        """The app's state as static HTML: what an exported notebook shows in place of the widget."""
+        if self._platforms_html is None:
+            from ..html import planner_html
+
+            self._platforms_html = planner_html(self.planner)
+        parts = ['<div class="execplanner-snapshot">', '<div style="font-size:1.15em;font-weight:600">ExecPlanner (snapshot)</div>', self._platforms_html]
+        request = self.offers.request or self.shopping.request
+        if request is not None:
+            parts.append(request._repr_html_())
+        offers = self.offers.snapshot_html()
+        if offers:
+            parts.append("<div><strong>Offers</strong></div>" + offers)
+        job = self.job.snapshot_html()
+        if job:
+            parts.append("<div><strong>Job</strong></div>" + job)
+        parts.append("</div>")
+        return "".join(parts)
+
+    def update_snapshot(self) -> None:
+        """Bring the displayed snapshot up to date (only when it changed)."""
+        handle = self._snapshot
+        if handle is None:
+            return
+        from IPython.display import HTML
+
+        with self._snapshot_lock:
+            try:
+                html = self.snapshot_html()
+            except Exception:
+                return
+            if html != self._snapshot_html:
+                self._snapshot_html = html
+                handle.update(HTML(html))
 
     def close(self) -> None:
         for step in (self.offers, self.job):

@@ -3,6 +3,10 @@
 The seeds' first screen: "Example 1 | A Jupyter notebook demonstrating ... | [run]". Picking one
 sets :attr:`ExecutableList.selected` and :attr:`ExecutableList.request` (the entry's requirements as
 an ExecutionRequest), which the shopping list takes from there.
+
+The list is one HTML view (a record of 1,000 executables is one message, not 4,000 widgets);
+filtering happens in the kernel and at most :data:`SHOWN` rows are drawn. Select buttons send their
+clicks through an :class:`~.events.EventChannel`.
 """
 
 from __future__ import annotations
@@ -12,47 +16,23 @@ from typing import Any
 import ipywidgets as widgets
 from traitlets import Instance, List, Unicode, observe
 
-from ..html import badge, esc
+from ..html import esc, executables_view
 from ..model import ExecutionRequest, InvalidRequest
 from ..ossr import ExecutableEntry, OssrRecord, read_record
 from .background import Worker
-from .common import compact, describe_error, status, status_widget
+from .common import describe_error, status, status_widget
+from .events import EventChannel
 
 __all__ = ["ExecutableList", "matches"]
+
+#: Rows drawn at most; the filter narrows the rest.
+SHOWN = 200
 
 
 def matches(entry: ExecutableEntry, text: str) -> bool:
     """Whether every word of ``text`` appears in the entry's name, kind or description."""
     haystack = " ".join(filter(None, (entry.name, entry.short_kind, entry.type, entry.description))).lower()
     return all(word in haystack for word in text.lower().split())
-
-
-class _Row(widgets.HBox):
-    """One executable: its name, kind and description, and a Select button."""
-
-    def __init__(self, index: int, entry: ExecutableEntry, on_select) -> None:
-        self.index = index
-        self.entry = entry
-        text = (
-            f"<div><strong>{esc(entry.name)}</strong> {badge(entry.short_kind, 'muted')}</div>"
-            f'<div style="font-size:0.92em">{esc(entry.description or "")}</div>'
-        )
-        self.text = widgets.HTML(compact(text), layout=widgets.Layout(flex="1 1 12em", min_width="0"))
-        self.button = widgets.Button(
-            description="Select", tooltip=f"Run {entry.name}", icon="play", layout=widgets.Layout(width="8em", flex="0 0 auto")
-        )
-        self.button.on_click(lambda _: on_select(self.index))
-        super().__init__(
-            [self.text, self.button],
-            layout=widgets.Layout(
-                align_items="center", border_bottom="1px solid #d0d7de", padding="2px 0", flex_flow="row wrap", flex="0 0 auto"
-            ),
-        )
-
-    def mark(self, selected: bool) -> None:
-        self.button.description = "Selected" if selected else "Select"
-        self.button.button_style = "success" if selected else ""
-        self.button.icon = "check" if selected else "play"
 
 
 class ExecutableList(widgets.VBox):
@@ -83,20 +63,20 @@ class ExecutableList(widgets.VBox):
         )
         self.filter_box.observe(lambda change: setattr(self, "filter", change["new"]), "value")
         self.title = widgets.HTML("")
-        self.rows_box = widgets.VBox(layout=widgets.Layout(max_height="24em", overflow="auto"))
+        self.table = widgets.HTML(layout=widgets.Layout(max_height="24em", overflow="auto", width="100%"))
         self.status = status_widget()
-        self.rows: list[_Row] = []
+        self._haystacks: list[str] = []
         self._loader = Worker("execplanner-record-loader", on_error=self._show_error)
-        super().__init__(
-            [
-                widgets.HBox([self.source_box, self.load_button], layout=widgets.Layout(flex_flow="row wrap")),
-                self.title,
-                self.filter_box,
-                self.rows_box,
-                self.status,
-            ],
-            **kwargs,
-        )
+        super().__init__(**kwargs)
+        self.channel = EventChannel(self, {"pick": self._picked})
+        self.children = [
+            widgets.HBox([self.source_box, self.load_button], layout=widgets.Layout(flex_flow="row wrap")),
+            self.title,
+            self.filter_box,
+            self.status,
+            self.table,
+            self.channel.box,
+        ]
         if record is not None:
             self.record = read_record(record)
         else:
@@ -139,7 +119,9 @@ class ExecutableList(widgets.VBox):
 
     @observe("entries")
     def _entries_changed(self, change: dict[str, Any]) -> None:
-        self.rows = [_Row(index, entry, self._pick) for index, entry in enumerate(change["new"])]
+        self._haystacks = [
+            " ".join(filter(None, (entry.name, entry.short_kind, entry.type, entry.description))).lower() for entry in change["new"]
+        ]
         self._render()
 
     @observe("filter")
@@ -153,10 +135,17 @@ class ExecutableList(widgets.VBox):
     @property
     def visible(self) -> list[ExecutableEntry]:
         """The executables the filter lets through, in record order."""
-        return [row.entry for row in self._visible_rows()]
+        return [self.entries[index] for index in self._visible_indices()]
 
-    def _visible_rows(self) -> list[_Row]:
-        return [row for row in self.rows if matches(row.entry, self.filter)]
+    def _visible_indices(self) -> list[int]:
+        words = self.filter.lower().split()
+        return [index for index, haystack in enumerate(self._haystacks) if all(word in haystack for word in words)]
+
+    def _selected_index(self) -> int | None:
+        selected = self.selected
+        if selected is None:
+            return None
+        return next((index for index, entry in enumerate(self.entries) if entry is selected), None)
 
     def _render(self) -> None:
         record = self.record
@@ -165,12 +154,14 @@ class ExecutableList(widgets.VBox):
         else:
             name = record.title or record.source or "record"
             self.title.value = f"<div><strong>{esc(name)}</strong> &mdash; {len(self.entries)} executable(s)</div>"
-        visible = self._visible_rows()
-        self.rows_box.children = tuple(visible)
-        self.filter_box.layout.display = "" if len(self.rows) > 1 else "none"
-        if record is not None and not self.rows:
+        visible = self._visible_indices()
+        entries = self.entries
+        self.table.value = executables_view([(index, entries[index]) for index in visible], self._selected_index(), limit=SHOWN) if visible else ""
+        self.table.layout.display = "" if visible else "none"
+        self.filter_box.layout.display = "" if len(entries) > 1 else "none"
+        if record is not None and not entries:
             self.status.value = status("This record lists no executables.", "no")
-        elif self.rows and not visible:
+        elif entries and not visible:
             self.status.value = status(f"No executable matches {self.filter!r}.", "muted")
         elif not self.error and self.selected is None:
             self.status.value = ""
@@ -180,19 +171,21 @@ class ExecutableList(widgets.VBox):
     def select(self, key: int | str) -> ExecutionRequest | None:
         """Pick an executable by position or name, as its Select button does; returns its request."""
         if isinstance(key, str):
-            for row in self.rows:
-                if row.entry.name == key:
-                    key = row.index
+            for index, entry in enumerate(self.entries):
+                if entry.name == key:
+                    key = index
                     break
             else:
-                raise KeyError(f"no executable named {key!r}; listed: {', '.join(r.entry.name for r in self.rows) or 'none'}")
+                raise KeyError(f"no executable named {key!r}; listed: {', '.join(e.name for e in self.entries) or 'none'}")
         self._pick(key)
         return self.request
 
+    def _picked(self, key: str) -> None:
+        if key.isdigit() and int(key) < len(self.entries):
+            self._pick(int(key))
+
     def _pick(self, index: int) -> None:
-        entry = self.rows[index].entry
-        for row in self.rows:
-            row.mark(row.index == index)
+        entry = self.entries[index]
         try:
             request = entry.to_request()
         except InvalidRequest as error:
@@ -200,11 +193,13 @@ class ExecutableList(widgets.VBox):
             self.status.value = status(self.error, "no")
             self.request = None
             self.selected = entry
+            self._render()
             return
         self.error = ""
         self.status.value = status(f"Selected: {entry.name} ({request.summary()})", "ok")
         self.request = request
         self.selected = entry
+        self._render()
 
     def _repr_html_(self) -> str:
         from ..html import executables_html

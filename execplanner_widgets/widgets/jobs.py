@@ -1,9 +1,14 @@
-"""Step 5: follow the booked session: its phase, history and messages, its links, and Cancel.
+"""Step 5: follow the booked session live: phase, when (relative and local), history, output, Cancel.
 
 The session is polled in a background thread (every ``poll`` seconds, backing off to ``max_poll``
 while nothing changes, stopping at a final phase), so a job that runs for nine hours costs a few
-requests an hour and never blocks the kernel. The phase is shown as its name (``RUNNING``,
-``COMPLETED``), the way UWS and ExecutionBroker write it.
+requests an hour and never blocks the kernel. A clock re-renders the view so that "starts in 2 h
+10 min", "running for 3 min" and "12 min left" stay true between polls. The view is one HTML value
+(:func:`execplanner_widgets.html.job_view`): the phase, the slot in the user's time zone (UTC on
+hover), the phase history with local and relative times, an **Open** link for an AVAILABLE session
+(its connector), and the tail of the job's output where the planner can read it
+(``planner.log(session, platform=, tail=)``). Cancel asks for confirmation; the job's end is
+announced in the status line.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Any
 import ipywidgets as widgets
 from traitlets import Instance, List, Unicode, observe
 
-from ..html import TONES, esc, pairs_table, session_rows
+from ..html import job_view, pairs_table, session_rows
 from ..model import ExecutionSession
 from ..model.phases import FINAL_PHASES
 from .background import Repeater, Worker
@@ -23,19 +28,23 @@ from .common import describe_error, status, status_widget
 
 __all__ = ["JobMonitor"]
 
-_PHASE_COLOURS = {"COMPLETED": TONES["ok"], "RUNNING": TONES["ok"], "FAILED": TONES["no"], "CANCELLED": TONES["muted"]}
+#: Lines of output shown while a job runs.
+TAIL = 30
+_NO_LOG = object()
 
 
 class JobMonitor(widgets.VBox):
     """Shows one session as it runs and lets the user cancel it.
 
-    ``planner`` needs ``session(session, platform=)`` and ``cancel(session, platform=)``.
+    ``planner`` needs ``session(session, platform=)`` and ``cancel(session, platform=)``; with
+    ``log(session, platform=, tail=)`` the view shows the job's latest output too.
     """
 
     session = Instance(ExecutionSession, allow_none=True, help="The session as last seen")
     platform = Unicode("", help="The platform running the session")
     phase = Unicode("", help="The session's phase name, e.g. RUNNING or COMPLETED")
     history = List(help="Phases seen so far: {'phase', 'time'} in order")
+    output = Unicode("", help="The last lines of the job's output, as the platform serves them")
     error = Unicode("", help="The last failure, for people")
 
     def __init__(
@@ -46,29 +55,37 @@ class JobMonitor(widgets.VBox):
         *,
         poll: float = 1.0,
         max_poll: float = 30.0,
+        tick: float = 1.0,
         **kwargs: Any,
     ) -> None:
         self.planner = planner
         self.poll = poll
         self.max_poll = max_poll
-        self.title = widgets.HTML()
-        self.phase_label = widgets.HTML()
-        self.history_html = widgets.HTML()
+        self.view = widgets.HTML(layout=widgets.Layout(width="100%"))
         self.details = widgets.HTML()
         self.cancel_button = widgets.Button(description="Cancel", icon="stop", button_style="danger", disabled=True, layout=widgets.Layout(width="8em"))
-        self.cancel_button.on_click(lambda _: self.cancel())
+        self.cancel_button.on_click(lambda _: self.ask_cancel())
+        self.confirm_button = widgets.Button(description="Yes, cancel", button_style="danger", layout=widgets.Layout(width="9em", display="none"))
+        self.confirm_button.on_click(lambda _: self._confirmed())
+        self.keep_button = widgets.Button(description="Keep it", layout=widgets.Layout(width="7em", display="none"))
+        self.keep_button.on_click(lambda _: self._kept())
+        self.confirm_text = widgets.HTML(layout=widgets.Layout(display="none"))
         self.status = status_widget()
         self._lock = threading.RLock()
         self._interval = poll
+        self._log_reader = getattr(planner, "log", None)
         self._poller = Repeater("execplanner-session-poll", self._poll_step, poll)
+        self._clock = Repeater("execplanner-job-clock", self._tick, tick)
         self._canceller = Worker("execplanner-cancel", on_error=self._cancel_failed)
         super().__init__(
             [
-                self.title,
-                widgets.HBox([self.phase_label, self.cancel_button], layout=widgets.Layout(align_items="center", justify_content="space-between")),
-                self.history_html,
-                self.details,
+                self.view,
+                widgets.HBox(
+                    [self.cancel_button, self.confirm_text, self.confirm_button, self.keep_button],
+                    layout=widgets.Layout(align_items="center", flex_flow="row wrap"),
+                ),
                 self.status,
+                self.details,
             ],
             **kwargs,
         )
@@ -91,22 +108,35 @@ class JobMonitor(widgets.VBox):
         with self._lock:
             if new is None:
                 self._poller.stop(timeout=0)
+                self._clock.stop(timeout=0)
                 self.history = []
                 self.phase = ""
+                self.output = ""
+                self.status.value = ""
             else:
                 same = old is not None and old.uuid == new.uuid
-                if not same:
+                if not same:  # a new booking: nothing of the previous one may show
                     self.history = []
                     self.error = ""
+                    self.output = ""
+                    self.status.value = ""
+                    self._hide_confirmation()
                     self._interval = self.poll
                 if not self.history or self.history[-1]["phase"] != str(new.phase):
                     self.history = [*self.history, {"phase": str(new.phase), "time": datetime.now(timezone.utc)}]
+                ended = new.phase in FINAL_PHASES and (not same or old.phase not in FINAL_PHASES)
                 self.phase = str(new.phase)
                 if new.phase in FINAL_PHASES:
                     self._poller.stop(timeout=0)
-                elif not same or not self._poller.running:
-                    self._poller.interval = self.poll
-                    self._poller.start()
+                    self._clock.stop(timeout=0)
+                    self._hide_confirmation()
+                    if ended and same:
+                        self._announce_end(new)
+                else:
+                    if not same or not self._poller.running:
+                        self._poller.interval = self.poll
+                        self._poller.start()
+                    self._clock.start()
             self._render()
 
     def refresh(self) -> ExecutionSession | None:
@@ -115,11 +145,22 @@ class JobMonitor(widgets.VBox):
         if current is None:
             return None
         fresh = self.planner.session(current, platform=self.platform or None)
+        self._read_log(fresh)
         with self._lock:
             if self.session is not None and self.session.uuid == current.uuid:
                 self.error = ""
                 self.session = fresh
         return fresh
+
+    def _read_log(self, session: ExecutionSession) -> None:
+        if self._log_reader is None or str(session.phase) in ("OFFERED", "ACCEPTED", "WAITING"):
+            return
+        try:
+            text = self._log_reader(session, platform=self.platform or None, tail=TAIL)
+        except Exception:
+            return
+        if isinstance(text, str) and text != self.output:
+            self.output = text
 
     def _poll_step(self) -> bool | float:
         current = self.session
@@ -127,7 +168,7 @@ class JobMonitor(widgets.VBox):
             return False
         try:
             fresh = self.refresh()
-        except Exception as error:  # keep watching: a network hiccup is not the end of the job
+        except Exception as error:
             self.error = describe_error(error)
             self.status.value = status(f"Cannot reach the platform just now ({self.error}); trying again.", "wait")
             self._interval = min(self._interval * 2, self.max_poll)
@@ -137,10 +178,49 @@ class JobMonitor(widgets.VBox):
         self._interval = self.poll if fresh != current else min(self._interval * 1.5, self.max_poll)
         return self._interval
 
+    def _tick(self) -> bool:
+        session = self.session
+        if session is None or session.phase in FINAL_PHASES:
+            return False
+        self._render()
+        return True
+
+    def _announce_end(self, session: ExecutionSession) -> None:
+        """Say that the job ended, loud enough to notice (the view's status line, coloured)."""
+        phase = str(session.phase)
+        results = len(session.results)
+        extra = f"; {results} result{'s' if results != 1 else ''} below" if results else ""
+        self.status.value = status(f"The session has ended: {phase}{extra}.", "ok" if phase == "COMPLETED" else "no")
+
     # ------------------------------------------------------------------------------- cancelling
 
+    def ask_cancel(self) -> None:
+        """The **Cancel** button: ask before stopping the session."""
+        session = self.session
+        if session is None or session.phase in FINAL_PHASES:
+            self.status.value = status("There is no running session to cancel.", "muted")
+            return
+        self.confirm_text.value = status(f"Cancel the session on {self.platform or 'its platform'}? Its work stops and the slot is released.", "no")
+        for widget in (self.confirm_text, self.confirm_button, self.keep_button):
+            widget.layout.display = ""
+        self.cancel_button.layout.display = "none"
+
+    def _hide_confirmation(self) -> None:
+        for widget in (self.confirm_text, self.confirm_button, self.keep_button):
+            widget.layout.display = "none"
+        self.cancel_button.layout.display = ""
+
+    def _confirmed(self) -> None:
+        self._hide_confirmation()
+        self.cancel()
+
+    def _kept(self) -> None:
+        self._hide_confirmation()
+        self.status.value = status("The session goes on.", "muted")
+
     def cancel(self) -> bool:
-        """Stop the session (as the **Cancel** button does); False if there is nothing to stop."""
+        """Stop the session now (no question asked: this is the Python API; the button asks first);
+        False if there is nothing to stop."""
         session = self.session
         if session is None or session.phase in FINAL_PHASES:
             self.status.value = status("There is no running session to cancel.", "muted")
@@ -168,6 +248,7 @@ class JobMonitor(widgets.VBox):
     def stop(self) -> None:
         """Stop polling (the session goes on; only this view stops following it)."""
         self._poller.stop(timeout=1.0)
+        self._clock.stop(timeout=1.0)
 
     def close(self) -> None:
         self.stop()
@@ -175,27 +256,33 @@ class JobMonitor(widgets.VBox):
 
     # ------------------------------------------------------------------------------ rendering
 
+    @observe("output")
+    def _output_changed(self, change: dict[str, Any]) -> None:
+        self._render()
+
     def _render(self) -> None:
         session = self.session
         if session is None:
-            self.title.value = status("No session yet: accept an offer to book one.", "muted")
-            self.phase_label.value = ""
-            self.history_html.value = ""
+            self.view.value = status("No session yet: accept an offer to book one.", "muted")
             self.details.value = ""
             self.cancel_button.disabled = True
             return
-        self.title.value = f'<div style="line-height:1.35">Session <code>{esc(session.uuid)}</code> on <strong>{esc(self.platform or "?")}</strong></div>'
-        colour = _PHASE_COLOURS.get(self.phase, TONES["info"])
-        self.phase_label.value = f'<span style="font-size:1.5em;font-weight:700;color:{colour}">{esc(self.phase)}</span>'
-        steps = " &rarr; ".join(f"{esc(item['phase'])} <small>{esc(item['time'].strftime('%H:%M:%S'))}</small>" for item in self.history)
-        self.history_html.value = f'<div style="line-height:1.35"><b>History</b>: {steps}</div>'
-        self.details.value = pairs_table([row for row in session_rows(session) if row[0] != "Phase"])
+        html = job_view(session, self.platform, self.history, log=self.output if self._log_reader is not None and self.output else None)
+        if html != self.view.value:
+            self.view.value = html
+        details = pairs_table([row for row in session_rows(session) if row[0] not in ("Phase", "Identifier")])
+        if details != self.details.value:
+            self.details.value = details
         final = session.phase in FINAL_PHASES
         self.cancel_button.disabled = final or self._canceller.busy
-        if final and not self.error:
-            self.status.value = status(f"The session has ended: {session.phase}.", "ok" if str(session.phase) == "COMPLETED" else "muted")
 
     def _repr_html_(self) -> str:
         from ..html import session_html
 
         return session_html(self.session) if self.session is not None else status("No session yet.")
+
+    def snapshot_html(self) -> str:
+        """The job as static HTML, for exports."""
+        if self.session is None:
+            return ""
+        return job_view(self.session, self.platform, self.history, log=self.output or None, static=True)

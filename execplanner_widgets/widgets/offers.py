@@ -1,105 +1,58 @@
 """Step 4: ask every platform, compare the answers, book one offer.
 
 **Find offers** runs ``planner.stream_offers`` in a background thread, so the kernel stays free while
-platforms think; each answer adds its rows as it arrives ("answered 2 of 3"). A YES answer gives a row
-per offer (platform, start time, cores, memory, and how long the offer stays open, counting down); a
-NO or ERROR answer gives one row with its reasons. **Details** shows the whole offer (or the whole
-answer), **Select** picks an offer and **Accept** books it: the platform rejects its sibling offers,
-and offers from the other platforms are released so that they hold nothing for nobody.
+platforms think; each answer adds its rows as it arrives, and the line above the table says which
+platforms are still being asked. The table is ONE HTML view (any number of rows, one message to the
+browser) with Select / Accept / Details buttons whose clicks come back through an
+:class:`~.events.EventChannel`; the **Timeline** view draws the same offers on one time axis, and a
+click on a bar selects that offer.
+
+What the rows say comes from an :class:`~.offerbook.OfferBook` fed only by the platforms' answers and
+the clock. Offers are never left holding capacity for nobody: a new search, a changed request,
+closing the widget or ending the kernel first **rejects** the open offers of the previous search on
+their platforms (the ExecutionBroker phase update to REJECTED), so asking again cannot push the
+user's own start times later; accepting one offer rejects the others.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
+import weakref
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import ipywidgets as widgets
 from traitlets import Bool, Instance, Int, List, Unicode, observe
 
-from ..html import answer_badge, countdown, esc, reasons_html, result_html, session_html, when
-from ..model import ExecutionRequest, ExecutionSession, SessionPhase
-from ..model.units import format_size
+from ..html import countdown, offers_view, result_html, session_html, timeline_svg, when
+from ..model import ExecutionRequest, ExecutionSession
 from ..model.results import PlatformResult
 from .background import Repeater, Worker
-from .common import cell, compact, describe_error, status, status_widget
+from .common import describe_error, status, status_widget
+from .events import EventChannel
+from .offerbook import OfferBook, OfferEntry
 
 __all__ = ["OfferBrowser"]
 
 log = logging.getLogger(__name__)
 
-#: Column widths of the offers table (platform, answer, start, cores, memory, expires).
-COLUMNS = ("13em", "4.5em", "11em", "4em", "5.5em", "6.5em")
-HEADERS = ("Platform", "Answer", "Start", "Cores", "Memory", "Expires in")
+#: Words in NO reasons that point at the data rather than at the resources asked for.
+_DATA_WORDS = ("no such file", "cannot copy", "not found", "data item", "cannot read", "cannot reach the data", "permission denied")
+
+#: Every live browser, so that a kernel that ends releases their offers.
+_LIVE: weakref.WeakSet[OfferBrowser] = weakref.WeakSet()
 
 
-class _Row(widgets.HBox):
-    """One line of the table: an offer of a YES answer, or a whole NO/ERROR answer."""
-
-    def __init__(self, browser: OfferBrowser, result: PlatformResult, offer: ExecutionSession | None, number: int) -> None:
-        self.result = result
-        self.offer = offer
-        self.number = number
-        self.expired = False
-        platform = f"<strong>{esc(result.title)}</strong><br><small>{esc(result.platform)}</small>"
-        self.details_button = widgets.Button(description="Details", icon="info-circle", layout=widgets.Layout(width="7em"))
-        self.details_button.on_click(lambda _: browser.show_details(self))
-        cells: list[widgets.Widget] = [cell(platform, COLUMNS[0]), cell(answer_badge(result.status), COLUMNS[1])]
-        if offer is not None:
-            start = offer.start
-            self.expires = cell(esc(countdown(offer.expires)), COLUMNS[5])
-            cells += [
-                cell(f'<span title="{esc(start.isoformat() if start else "")}">{esc(when(start))}</span>', COLUMNS[2]),
-                cell(esc(offer.cores if offer.cores is not None else "-"), COLUMNS[3]),
-                cell(esc(format_size(offer.memory)), COLUMNS[4]),
-                self.expires,
-            ]
-            self.select_button = widgets.Button(description="Select", icon="hand-pointer-o", layout=widgets.Layout(width="8.5em"))  # fits "Selected", "Accepted"
-            self.select_button.on_click(lambda _: browser.choose(self))
-            cells += [self.select_button, self.details_button]
-        else:
-            self.expires = None
-            self.select_button = None
-            width = f"calc({COLUMNS[2]} + {COLUMNS[3]} + {COLUMNS[4]} + {COLUMNS[5]})"
-            cells += [cell(reasons_html(result.reasons) or "-", width, min_width="12em"), self.details_button]
-        super().__init__(
-            cells,
-            layout=widgets.Layout(flex="0 0 auto", flex_flow="row wrap", align_items="center", border_bottom="1px solid #d0d7de", padding="2px 0"),
-        )
-
-    @property
-    def platform(self) -> str:
-        return self.result.platform
-
-    def sort_key(self) -> tuple[int, float, str]:
-        rank = {"YES": 0, "NO": 1, "ERROR": 2}.get(self.result.status, 3)
-        start = self.offer.start.timestamp() if self.offer is not None and self.offer.start else 0.0
-        return rank, start, self.result.platform
-
-    def tick(self, now: datetime) -> bool:
-        """Update the countdown; True while the offer is still open."""
-        if self.offer is None or self.expires is None:
-            return False
-        text = countdown(self.offer.expires, now)
-        if self.expires.value != compact(esc(text)):
-            self.expires.value = compact(esc(text))
-        if text == "expired" and not self.expired:
-            self.expired = True
-            self.select_button.disabled = True
-            self.select_button.description = "Expired"
-        return not self.expired
-
-    def mark(self, state: str) -> None:
-        """Show the row as ``selected``, ``accepted`` or plain (``""``)."""
-        if self.select_button is None:
-            return
-        labels = {"selected": ("Selected", "info", "check"), "accepted": ("Accepted", "success", "check-circle")}
-        description, style, icon = labels.get(state, ("Expired" if self.expired else "Select", "", "hand-pointer-o"))
-        self.select_button.description = description
-        self.select_button.button_style = style
-        self.select_button.icon = icon
+@atexit.register
+def _release_everything() -> None:  # pragma: no cover - runs at interpreter exit
+    for browser in list(_LIVE):
+        try:
+            browser.release(timeout=5.0)
+        except Exception:
+            log.debug("releasing offers at exit failed", exc_info=True)
 
 
 class OfferBrowser(widgets.VBox):
@@ -110,12 +63,15 @@ class OfferBrowser(widgets.VBox):
     results = List(Instance(PlatformResult), help="The answers so far, in the order they arrived")
     answered = Int(0, help="Platforms that have answered")
     expected = Int(0, help="Platforms asked (0 while unknown)")
+    pending = List(Unicode(), help="Titles of the platforms still being asked")
     busy = Bool(False, help="True while platforms are being asked")
     selected = Instance(ExecutionSession, allow_none=True, help="The offer picked for booking")
     selected_platform = Unicode("", help="The platform of the selected offer")
     accepted = Instance(ExecutionSession, allow_none=True, help="The booked session")
     accepted_platform = Unicode("", help="The platform of the booked session")
+    released = Int(0, help="Offers of earlier searches rejected on their platforms so far")
     error = Unicode("", help="The last failure, for people")
+    view = Unicode("Table", help="Which view of the offers is shown: Table or Timeline")
 
     def __init__(
         self,
@@ -132,41 +88,47 @@ class OfferBrowser(widgets.VBox):
         self.find_button.on_click(lambda _: self.find())
         self.accept_button = widgets.Button(description="Accept", icon="check", button_style="success", disabled=True, layout=widgets.Layout(width="8em"))
         self.accept_button.on_click(lambda _: self.accept())
-        self.progress = widgets.IntProgress(value=0, min=0, max=1, layout=widgets.Layout(width="10em", visibility="hidden"))
-        self.progress_text = widgets.HTML()
-        header = widgets.HBox(
-            [cell(f"<b>{esc(title)}</b>", width) for title, width in zip(HEADERS, COLUMNS)],
-            layout=widgets.Layout(flex_flow="row wrap", border_bottom="2px solid #8c959f"),
-        )
-        self.rows_box = widgets.VBox()
-        self.table = widgets.VBox([header, self.rows_box], layout=widgets.Layout(display="none"))
+        self.progress = widgets.IntProgress(value=0, min=0, max=1, layout=widgets.Layout(width="8em", visibility="hidden"))
+        self.progress_text = widgets.HTML(layout=widgets.Layout(flex="1 1 12em"))
+        self.view_toggle = widgets.ToggleButtons(options=["Table", "Timeline"], value="Table", layout=widgets.Layout(display="none"))
+        self.view_toggle.style.button_width = "6.5em"
+        self.view_toggle.observe(lambda change: setattr(self, "view", change["new"]), "value")
+        self.table = widgets.HTML(layout=widgets.Layout(display="none", width="100%"))
+        self.timeline = widgets.HTML(layout=widgets.Layout(display="none", width="100%"))
         self.details = widgets.HTML(layout=widgets.Layout(display="none", border="1px solid #d0d7de", padding="4px"))
         self.status = status_widget()
-        self.rows: list[_Row] = []
+        self.book = OfferBook()
         self._lock = threading.RLock()
         self._generation = 0
-        self._details_row: _Row | None = None
-        self._selected_row: _Row | None = None
-        self._accepted_offer: ExecutionSession | None = None
+        self._details_key = ""
+        self._drawn: tuple[str, str] = ("", "")
         self._search = Worker("execplanner-find-offers", on_error=self._search_failed)
         self._booking = Worker("execplanner-accept", on_error=self._booking_failed)
+        self._releases: list[threading.Thread] = []
         self._clock = Repeater("execplanner-offer-clock", self._tick, tick)
-        super().__init__(
-            [
-                widgets.HBox([self.find_button, self.progress, self.progress_text], layout=widgets.Layout(align_items="center", flex_flow="row wrap")),
-                self.table,
-                widgets.HBox([self.accept_button, self.status], layout=widgets.Layout(align_items="center", flex_flow="row wrap")),
-                self.details,
-            ],
-            **kwargs,
-        )
+        super().__init__(**kwargs)
+        self.channel = EventChannel(self, {"select": self._on_select, "accept": self._on_accept, "details": self._on_details})
+        self.children = [
+            widgets.HBox([self.find_button, self.accept_button, self.progress], layout=widgets.Layout(align_items="center", flex_flow="row wrap")),
+            self.progress_text,
+            self.status,
+            self.view_toggle,
+            self.table,
+            self.timeline,
+            self.details,
+            self.channel.box,
+        ]
         self.request = request
         self._blocked_changed({"new": self.blocked})
+        _LIVE.add(self)
 
     # ---------------------------------------------------------------------------------- asking
 
     def find(self) -> bool:
-        """Ask every platform (as the **Find offers** button does); False if it could not start."""
+        """Ask every platform (as the **Find offers** button does); False if it could not start.
+
+        The open offers of the previous search are rejected on their platforms first, so that they
+        do not hold capacity against this search."""
         if self.blocked:
             self.status.value = status(self.blocked, "no")
             return False
@@ -178,25 +140,31 @@ class OfferBrowser(widgets.VBox):
                 return False
             self._generation += 1
             generation = self._generation
-            self._clear()
+            leftovers = self._clear()
             self.busy = True
             self._update_find_button()
             self.progress.layout.visibility = "visible"
             self.progress_text.value = status("asking the platforms ...", "wait")
             self.status.value = ""
-        return self._search.start(self._run_search, generation, self.request)
+        return self._search.start(self._run_search, generation, self.request, leftovers)
 
-    def _run_search(self, generation: int, request: ExecutionRequest) -> None:
+    def _run_search(self, generation: int, request: ExecutionRequest, leftovers: list[OfferEntry]) -> None:
         try:
+            if leftovers:
+                self.progress_text.value = status(f"releasing {len(leftovers)} earlier offer(s) ...", "wait")
+                self._reject_all(leftovers)
+            self._join_releases()
             try:
-                expected = len(self.planner.platforms())
-            except Exception:  # the count is for the progress bar only; the answers still come
-                log.debug("could not count the platforms", exc_info=True)
-                expected = 0
+                described = list(self.planner.platforms())
+            except Exception:
+                log.debug("could not list the platforms", exc_info=True)
+                described = []
             with self._lock:
                 if generation != self._generation:
                     return
-                self.expected = expected
+                self.expected = len(described)
+                self._titles = {item.name: item.title for item in described}
+                self.pending = [item.title for item in described]
                 self._show_progress()
             stream: Iterator[PlatformResult] = iter(self.planner.stream_offers(request))
             try:
@@ -215,14 +183,13 @@ class OfferBrowser(widgets.VBox):
                     self._finish()
 
     def _add(self, result: PlatformResult) -> None:
-        new_rows = [_Row(self, result, offer, number) for number, offer in enumerate(result.offers)] if result.status == "YES" and result.offers else [_Row(self, result, None, 0)]
-        self.rows.extend(new_rows)
-        self.rows_box.children = tuple(self.rows)
-        self.table.layout.display = ""
+        added = self.book.add(result)
+        self.pending = [title for title in self.pending if title != self._titles.get(result.platform, result.title)]
         self.results = [*self.results, result]
         self.answered = len(self.results)  # after results: observers of the count see every answer
         self._show_progress()
-        if any(row.offer is not None for row in new_rows):
+        self._draw()
+        if any(entry.offer is not None for entry in added):
             self._clock.start()
 
     def _show_progress(self) -> None:
@@ -232,42 +199,56 @@ class OfferBrowser(widgets.VBox):
             text = f"answered {self.answered} of {self.expected}"
         else:
             text = f"answered {self.answered}"
+        if self.busy and self.pending:
+            text += "; still asking: " + ", ".join(self.pending)
         self.progress_text.value = status(text, "wait" if self.busy else "muted")
 
     def _finish(self) -> None:
-        self.rows.sort(key=_Row.sort_key)
-        self.rows_box.children = tuple(self.rows)
+        self.book.sort()
         self.busy = False
+        self.pending = []
         self._update_find_button()
         self.progress.layout.visibility = "hidden"
-        counts = {status_name: sum(1 for result in self.results if result.status == status_name) for status_name in ("YES", "NO", "ERROR")}
-        offers = sum(len(result.offers) for result in self.results if result.status == "YES")
+        results = self.results
+        counts = {name: sum(1 for result in results if result.status == name) for name in ("YES", "NO", "ERROR")}
+        offers = sum(len(result.offers) for result in results if result.status == "YES")
         summary = f"answered {self.answered} of {self.expected or self.answered}: {counts['YES']} YES ({offers} offer{'s' if offers != 1 else ''}), {counts['NO']} NO, {counts['ERROR']} ERROR"
         self.progress_text.value = status(summary, "ok" if offers else "no")
-        if not self.results:
+        self._draw()
+        if not results:
             self.status.value = status("No platform answered.", "no")
         elif not offers:
-            self.status.value = status("No platform can run this request as it stands; see the reasons, change the resources and ask again.", "no")
-        elif self.selected is None:
-            self.status.value = status("Select an offer, then Accept to book it.", "muted")
+            self.status.value = status(self._no_offers_advice(), "no")
+        else:
+            self._show_choice()
 
-    def _clear(self) -> None:
-        self._clock.stop(timeout=0)
-        self.rows = []
-        self.rows_box.children = ()
-        self.table.layout.display = "none"
+    def _no_offers_advice(self) -> str:
+        """Say what to change: the data, when the platforms' reasons are about the data; else the resources."""
+        reasons = " ".join(reason.lower() for result in self.results for reason in result.reasons)
+        if any(word in reasons for word in _DATA_WORDS):
+            return "No platform can reach the data as given; see the reasons, correct the data locations (step 2) and ask again."
+        return "No platform can run this request as it stands; see the reasons, change the resources and ask again."
+
+    def _clear(self) -> list[OfferEntry]:
+        """Forget the current search; return its open offers (to be rejected on their platforms)."""
+        leftovers = self.book.open_offers() if self.release_others else []
+        self.book = OfferBook()
+        self._titles: dict[str, str] = {}
         self.results = []
         self.answered = 0
         self.expected = 0
+        self.pending = []
         self.selected = None
         self.selected_platform = ""
+        self.accepted = None
+        self.accepted_platform = ""
         self.error = ""
         self.accept_button.disabled = True
-        self._selected_row = None
-        self._accepted_offer = None
-        self._details_row = None
+        self._details_key = ""
         self.details.value = ""
         self.details.layout.display = "none"
+        self._draw()
+        return leftovers
 
     def _search_failed(self, error: BaseException) -> None:
         with self._lock:
@@ -285,9 +266,10 @@ class OfferBrowser(widgets.VBox):
         if change["old"] is not None or self.results:
             with self._lock:
                 self._generation += 1  # answers to the old request are no longer wanted
-                self._clear()
+                leftovers = self._clear()
                 self.busy = False
                 self.progress_text.value = ""
+            self._release_in_background(leftovers)
         self._blocked_changed({"new": self.blocked})
 
     def _update_find_button(self) -> None:
@@ -304,100 +286,188 @@ class OfferBrowser(widgets.VBox):
         elif self.request is not None and not self.results:
             self.status.value = status(f"Ready to ask: {self.request.summary()}", "muted")
 
-    # ------------------------------------------------------------------------------- choosing
+    @observe("view")
+    def _view_changed(self, change: dict[str, Any]) -> None:
+        if self.view_toggle.value != change["new"]:
+            self.view_toggle.value = change["new"]
+        self._draw()
 
-    def _row(self, platform: str, index: int = 0) -> _Row:
+    # ---------------------------------------------------------------------------- releasing
+
+    def _reject_all(self, entries: list[OfferEntry], book: OfferBook | None = None) -> list[str]:
+        """Reject ``entries`` on their platforms (the phase update to REJECTED); return failures."""
+        failures = []
+        for entry in entries:
+            try:
+                answer = self.planner.reject(entry.offer, platform=entry.platform)
+            except Exception as error:
+                failures.append(f"{entry.title}: {describe_error(error)}")
+                continue
+            self.released += 1
+            if book is not None:
+                book.released_as(entry.key, answer)
+        if failures:
+            log.info("offers not released: %s", "; ".join(failures))
+        return failures
+
+    def _release_in_background(self, entries: list[OfferEntry]) -> None:
+        if not entries:
+            return
+        thread = threading.Thread(target=self._reject_all, args=(entries,), name="execplanner-release", daemon=True)
+        self._releases.append(thread)
+        thread.start()
+
+    def _join_releases(self, timeout: float = 30.0) -> None:
+        for thread in list(self._releases):
+            thread.join(timeout)
+        self._releases = [thread for thread in self._releases if thread.is_alive()]
+
+    def release(self, timeout: float = 30.0) -> int:
+        """Reject every open offer of the current search now (closing the app does this); returns
+        how many were released."""
         with self._lock:
-            for row in self.rows:
-                if row.platform == platform and row.offer is not None and row.number == index:
-                    return row
-        offered = ", ".join(sorted({row.platform for row in self.rows if row.offer is not None})) or "none"
-        raise KeyError(f"no offer {index} from platform {platform!r}; platforms with offers: {offered}")
+            leftovers = self.book.open_offers() if self.release_others else []
+            book = self.book
+        before = self.released
+        if leftovers:
+            worker = threading.Thread(target=self._reject_all, args=(leftovers, book), daemon=True)
+            worker.start()
+            worker.join(timeout)
+        self._join_releases(timeout)
+        with self._lock:
+            if book is self.book:
+                self._draw()
+        return self.released - before
+
+    # ---------------------------------------------------------------------------- choosing
+
+    def _on_select(self, key: str) -> None:
+        try:
+            entry = self.book.entry(key)
+        except KeyError:
+            return
+        self.choose(entry)
+
+    def _on_accept(self, key: str) -> None:
+        if self.book.selected != key:
+            self._on_select(key)
+        self.accept()
+
+    def _on_details(self, key: str) -> None:
+        try:
+            entry = self.book.entry(key)
+        except KeyError:
+            return
+        self.show_details(entry)
+
+    def _row(self, platform: str, index: int = 0) -> OfferEntry:
+        with self._lock:
+            return self.book.find(platform, index)
 
     def select(self, platform: str, index: int = 0) -> ExecutionSession:
         """Pick offer ``index`` of ``platform`` (as its **Select** button does)."""
-        row = self._row(platform, index)
-        self.choose(row)
-        return row.offer
+        entry = self._row(platform, index)
+        self.choose(entry)
+        return entry.offer
 
-    def choose(self, row: _Row) -> None:
-        if row.offer is None:
-            return
-        row.tick(datetime.now().astimezone())
-        if row.expired:
-            self.status.value = status(f"This offer from {row.result.title} has expired; ask again for new offers.", "no")
+    def choose(self, entry: OfferEntry) -> None:
+        if entry.offer is None:
             return
         with self._lock:
-            if self._accepted_offer is not None:
-                self.status.value = status("An offer from this search is booked already; Find offers again to book another.", "no")
+            try:
+                self.book.select(entry.key)
+            except ValueError as refusal:
+                self.status.value = status(str(refusal), "no")
+                self._draw()
                 return
-            for other in self.rows:
-                other.mark("selected" if other is row else "")
-            self.selected_platform = row.platform
-            self.selected = row.offer
-            self._selected_row = row
+            self.selected_platform = entry.platform
+            self.selected = entry.offer
             self.accept_button.disabled = self._booking.busy
-            self.status.value = status(f"Selected: {row.result.title}, starting {when(row.offer.start)}. Accept to book it.", "info")
-            if self._details_row is not None:
-                self._show_details(row)
+            self._show_choice()
+            if self._details_key:
+                self._show_details(entry)
+            self._draw()
 
-    def show_details(self, row: _Row) -> None:
-        """Show (or hide, on a second press) the whole offer or answer of ``row``."""
-        if self._details_row is row and self.details.layout.display != "none":
-            self._details_row = None
-            self.details.layout.display = "none"
+    def _show_choice(self, now: datetime | None = None) -> None:
+        """The status line: the selected offer and how long it stays open (ticks every second)."""
+        now = now or datetime.now(timezone.utc)
+        if self.book.accepted is not None:
             return
-        self._show_details(row)
+        key = self.book.selected
+        if key is not None:
+            entry = self.book.entry(key)
+            left = countdown(entry.offer.expires, now)
+            self.status.value = status(
+                f"Selected: {entry.title}, starting {when(entry.offer.start, now)}; open for {left}. Accept to book it.", "info"
+            )
+            return
+        soonest = self.book.next_expiry(now)
+        if soonest is not None:
+            self.status.value = status(f"Select an offer, then Accept to book it; the first offers expire in {countdown(soonest, now)}.", "muted")
+        elif self.book.entries and any(entry.offer is not None for entry in self.book.entries):
+            self.status.value = status("Every offer has expired; Find offers again for new ones.", "no")
 
-    def _show_details(self, row: _Row) -> None:
-        self._details_row = row
-        self.details.value = session_html(row.offer) if row.offer is not None else result_html(row.result)
+    def show_details(self, entry: OfferEntry) -> None:
+        """Show (or hide, on a second press) the whole offer or answer of ``entry``."""
+        if self._details_key == entry.key and self.details.layout.display != "none":
+            self._details_key = ""
+            self.details.layout.display = "none"
+            self._draw()
+            return
+        self._show_details(entry)
+        self._draw()
+
+    def _show_details(self, entry: OfferEntry) -> None:
+        self._details_key = entry.key
+        self.details.value = session_html(entry.offer) if entry.offer is not None else result_html(entry.result)
         self.details.layout.display = ""
 
     # --------------------------------------------------------------------------------- booking
 
     def accept(self) -> bool:
         """Book the selected offer (as the **Accept** button does); False if it could not start."""
-        row = self._selected_row
-        if row is None or self.selected is None or row.offer is not self.selected:
-            self.status.value = status("Select an offer first.", "no")
-            return False
-        row.tick(datetime.now().astimezone())
-        if row.expired:
-            self.status.value = status("The selected offer has expired; ask again for new offers.", "no")
-            self.accept_button.disabled = True
-            return False
-        self.accept_button.disabled = True
-        self.status.value = status(f"Booking the offer from {row.result.title} ...", "wait")
-        return self._booking.start(self._run_accept, row)
-
-    def _run_accept(self, row: _Row) -> None:
-        session = self.planner.accept(row.offer, platform=row.platform)
         with self._lock:
-            self._accepted_offer = row.offer
-            for other in self.rows:
-                other.mark("accepted" if other is row else "")
-                if other.select_button is not None:
-                    other.select_button.disabled = True
-            self.accepted_platform = row.platform
-            self.accepted = session
-            self.status.value = status(f"Booked on {row.result.title}: the session is {session.phase}.", "ok")
-        self._clock.stop(timeout=0)
-        if self.release_others:
-            self._release_others(row)
+            key = self.book.selected
+            if key is None or self.selected is None:
+                self.status.value = status("Select an offer first.", "no")
+                return False
+            entry = self.book.entry(key)
+            if not self.book.is_open(entry):
+                self.book.tick()
+                self.status.value = status("The selected offer is no longer open; ask again for new offers.", "no")
+                self.accept_button.disabled = True
+                self._draw()
+                return False
+            self.accept_button.disabled = True
+            self.status.value = status(f"Booking the offer from {entry.title} ...", "wait")
+            book = self.book
+        return self._booking.start(self._run_accept, book, entry)
 
-    def _release_others(self, booked: _Row) -> None:
-        """Reject the other platforms' open offers: an offer nobody will take should hold nothing."""
-        failures = []
-        for row in list(self.rows):
-            if row.offer is None or row.platform == booked.platform or row.expired or row.offer.phase is not SessionPhase.OFFERED:
-                continue
+    def _run_accept(self, book: OfferBook, entry: OfferEntry) -> None:
+        session = self.planner.accept(entry.offer, platform=entry.platform)
+        with self._lock:
+            book.accepted_as(entry.key, session)
+            if book is not self.book:  # a new search started meanwhile: the booking stands, shown in the job step
+                self.accepted_platform = entry.platform
+                self.accepted = session
+                return
+            self.accepted_platform = entry.platform
+            self.accepted = session
+            self.status.value = status(f"Booked on {entry.title}: the session is {session.phase}.", "ok")
+            self._draw()
+            others = book.open_offers() if self.release_others else []
+        # the platform rejects its own sibling offers; the other platforms' offers are rejected here
+        siblings = [other for other in book.entries if other.offer is not None and other.platform == entry.platform and other.key != entry.key and other.state == "OFFERED"]
+        foreign = [other for other in others if other.platform != entry.platform]
+        self._reject_all(foreign, book)
+        for sibling in siblings:
             try:
-                self.planner.reject(row.offer, platform=row.platform)
-            except Exception as error:  # the booking stands; the offer will simply expire
-                failures.append(f"{row.result.title}: {describe_error(error)}")
-        if failures:
-            log.info("offers not released: %s", "; ".join(failures))
+                book.released_as(sibling.key, self.planner.session(sibling.offer, platform=sibling.platform))
+            except Exception:
+                log.debug("could not read a sibling offer", exc_info=True)
+        with self._lock:
+            if book is self.book:
+                self._draw()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait (at most ``timeout`` seconds) for the search and any booking to finish."""
@@ -407,26 +477,65 @@ class OfferBrowser(widgets.VBox):
     # ---------------------------------------------------------------------------------- clock
 
     def refresh_clock(self, now: datetime | None = None) -> int:
-        """Update every countdown; returns how many offers are still open."""
-        now = now or datetime.now().astimezone()
+        """Update expiries and countdowns; returns how many offers are still open."""
+        now = now or datetime.now(timezone.utc)
         with self._lock:
-            rows = list(self.rows)
-            open_offers = sum(1 for row in rows if row.tick(now))
-            selected = self._selected_row
-            if selected is not None and selected.expired and self.accepted is None:
+            self.book.tick(now)
+            if self.book.selected is None and self.selected is not None and self.book.accepted is None:
+                self.selected = None
+                self.selected_platform = ""
                 self.accept_button.disabled = True
                 self.status.value = status("The selected offer has expired; ask again for new offers.", "no")
-        return open_offers
+            else:
+                self._show_choice(now)
+            self._draw(now)
+            return len(self.book.open_entries(now))
 
     def _tick(self) -> bool:
-        return self.refresh_clock() > 0 and self.accepted is None
+        return self.refresh_clock() > 0
+
+    # -------------------------------------------------------------------------------- drawing
+
+    def _draw(self, now: datetime | None = None) -> None:
+        """Render the current view from the book; send it only if it changed."""
+        now = now or datetime.now(timezone.utc)
+        has_rows = bool(self.book.entries)
+        self.view_toggle.layout.display = "" if has_rows else "none"
+        if not has_rows:
+            self.table.value = self.timeline.value = ""
+            self.table.layout.display = self.timeline.layout.display = "none"
+            self._drawn = ("", "")
+            return
+        if self.view == "Timeline":
+            html = timeline_svg(self.book.bars(), now=now)
+            if html != self._drawn[1]:
+                self.timeline.value = html
+                self._drawn = (self._drawn[0], html)
+            self.timeline.layout.display, self.table.layout.display = "", "none"
+        else:
+            html = offers_view(self.book.rows(now), now, details_key=self._details_key)
+            if html != self._drawn[0]:
+                self.table.value = html
+                self._drawn = (html, self._drawn[1])
+            self.table.layout.display, self.timeline.layout.display = "", "none"
 
     def close(self) -> None:
         self._generation += 1
         self._clock.stop(timeout=1.0)
-        super().close()
+        try:
+            self.release(timeout=10.0)
+        finally:
+            _LIVE.discard(self)
+            super().close()
 
     def _repr_html_(self) -> str:
         from ..html import results_html
 
         return results_html(self.results)
+
+    def snapshot_html(self) -> str:
+        """The offers as static HTML (no buttons): table and timeline, for exports."""
+        if not self.book.entries:
+            return ""
+        now = datetime.now(timezone.utc)
+        return offers_view(self.book.rows(now), now, static=True) + timeline_svg(self.book.bars(), now=now, static=True)

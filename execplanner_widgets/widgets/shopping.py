@@ -13,20 +13,22 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import ipywidgets as widgets
 from pydantic import TypeAdapter, ValidationError
 from traitlets import Bool, Instance, List, observe
 
-from ..html import esc, data_status
+from ..html import data_status, esc
 from ..model import DataResource, ExecutionRequest
 from ..model.components import DataResourceModel
 from ..model.errors import from_validation_error
 from ..model.kinds import kind_uri
 from .common import compact, field_message, status, status_widget
 
-__all__ = ["BasketItem", "ShoppingList", "basket_item"]
+__all__ = ["BasketItem", "ShoppingList", "basket_item", "local_path"]
 
 _DATA = TypeAdapter(DataResourceModel)
 _SIMPLE = kind_uri("data", "simple-data-resource")
@@ -94,6 +96,24 @@ def basket_item(item: Any) -> BasketItem:
             data["meta"] = {"name": label}
         return BasketItem(label or location, data)
     raise ValueError(f"expected a URL, a path, a dict or a data resource, got {type(item).__name__}")
+
+
+def local_path(location: str, base: str | os.PathLike[str] | None = None) -> tuple[str, str]:
+    """A relative path as the notebook means it: resolved against the kernel's working folder (the
+    notebook's folder in JupyterLab), not the server's, before any platform sees it.
+
+    Returns the location to send (URLs and absolute paths unchanged) and a warning for a local path
+    that does not exist here (a data problem, said as one)."""
+    text = location.strip()
+    if not text or urlsplit(text).scheme or text.startswith("//"):
+        return text, ""
+    path = Path(text).expanduser()
+    if not path.is_absolute():
+        path = Path(base or os.getcwd()) / path
+    path = Path(os.path.normpath(path))
+    if not path.exists():
+        return str(path), f"no such file here: {path} (relative paths are read from the notebook's folder)"
+    return str(path), ""
 
 
 def _label(item: DataResource, index: int) -> str:
@@ -196,11 +216,15 @@ class ShoppingList(widgets.VBox):
             for name in _KIND_FIELDS:
                 document.pop(name, None)
             document["kind"] = _SIMPLE
+        note = ""
         if text:
+            text, note = local_path(text)
             document["location"] = text
         else:
             document.pop("location", None)
         self._replace(index, document)
+        if note:
+            row.message.value = field_message(note)
 
     def pick(self, key: int | str, choice: int) -> None:
         """Use basket entry number ``choice`` for the data item ``key`` (position or name)."""
@@ -209,6 +233,9 @@ class ShoppingList(widgets.VBox):
             raise IndexError(f"the basket has {len(self._basket_items)} item(s); there is no item {choice}")
         old = self.request.data[index]
         document = dict(self._basket_items[choice].data)
+        note = ""
+        if isinstance(document.get("location"), str):
+            document["location"], note = local_path(document["location"])
         meta = dict(document.get("meta") or {})
         # The item keeps its identity (volumes refer to its uuid) and its name on the list.
         for key_name, value in (("uuid", old.uuid), ("name", old.name), ("description", old.description)):
@@ -218,6 +245,8 @@ class ShoppingList(widgets.VBox):
         if old.required is not None:
             document["required"] = old.required
         self._replace(index, document)
+        if note:
+            self.rows[index].message.value = field_message(note)
 
     @property
     def basket_items(self) -> list[BasketItem]:
