@@ -237,7 +237,7 @@ async def test_refusals_and_rounding_to_a_profile(live_hub: LiveHub, tmp_path: P
         assert "no user 'nobody'" in no_account
         (mapped_missing,) = await executor.refusals(need, "mallory")
         assert "no user 'mallory'" in mapped_missing
-        assert "no account" in (await executor.refusals(need, None))[0]
+        assert "'owner'" in (await executor.refusals(need, None))[0]
 
         big = need_of(3, 1)
         (too_big,) = await executor.refusals(big, "ada")
@@ -257,6 +257,13 @@ async def test_refusals_and_rounding_to_a_profile(live_hub: LiveHub, tmp_path: P
         assert await listed.refusals(need, "ada@example.org") == []
     finally:
         await listed.aclose()
+
+    personal = make_executor(live_hub, tmp_path, owner="grace")
+    try:  # a personal Jupyter server: the caller has no name, the owner is the hub user grace
+        assert personal.hub_user(None) == "grace"
+        assert await personal.refusals(need_of(1, 1), None) == []
+    finally:
+        await personal.aclose()
 
 
 def test_options_name_the_field(tmp_path: Path):
@@ -278,6 +285,7 @@ def test_options_name_the_field(tmp_path: Path):
         ({"profiles": [{"name": "s", "cores": 1, "memory": 1}] * 2}, None),
         ({"folder": "../elsewhere"}, "folder"),
         ({"users": {"ada": "a/b"}}, "users"),
+        ({"owner": ""}, "owner"),
         ({"surprise": 1}, "surprise"),
     ):
         with pytest.raises(ValidationError) as error:

@@ -13,6 +13,7 @@
           - {name: small, cores: 2, memory: 4, user_options: {profile: small}}
           - {name: large, cores: 16, memory: 64, user_options: {profile: large}}
         users: {alice@example.org: alice}      # caller -> hub user (others keep their name)
+        owner: alice                           # the owner of a personal Jupyter server (no caller name)
 
 At the booked start the caller's hub user gets a named server (``ep-`` and the session's id) started
 with the profile's ``user_options``; the notebook and the staged data go into a folder of that
@@ -91,6 +92,10 @@ class JupyterHubOptions(BaseModel):
     users: dict[str, str] = Field(
         default_factory=dict, description="Caller (Jupyter identity) -> hub user name, where they differ"
     )
+    owner: str | None = Field(
+        default=None,
+        description="Hub user of the owner of a personal Jupyter server (callers there have no name of their own)",
+    )
     only_listed_users: bool = Field(
         default=False, description="Refuse callers missing from 'users' (else a caller keeps their own name)"
     )
@@ -130,8 +135,15 @@ class JupyterHubOptions(BaseModel):
     @classmethod
     def _names(cls, value: dict[str, str]) -> dict[str, str]:
         for caller, user in value.items():
-            if not user or "/" in user or len(user) > 255:
+            if not _valid_user(user):
                 raise ValueError(f"the hub user for {caller!r} is not a valid user name")
+        return value
+
+    @field_validator("owner")
+    @classmethod
+    def _owner(cls, value: str | None) -> str | None:
+        if value is not None and not _valid_user(value):
+            raise ValueError("not a valid hub user name")
         return value
 
     @model_validator(mode="after")
@@ -173,7 +185,7 @@ class JupyterHubExecutor(Executor):
     def hub_user(self, caller: str | None) -> str | None:
         """The hub user a caller is, or ``None`` when the configuration gives them none."""
         if caller is None:
-            return None
+            return self.options.owner
         if caller in self.options.users:
             return self.options.users[caller]
         return None if self.options.only_listed_users else caller
@@ -226,7 +238,11 @@ class JupyterHubExecutor(Executor):
         if hub_user is None:
             reasons.append(
                 "this platform's JupyterHub has no account for you"
-                + (" (sign in to Jupyter first)" if user is None else "; ask the provider to add you")
+                + (
+                    " (the provider sets 'owner' for a personal Jupyter server)"
+                    if user is None
+                    else "; ask the provider to add you"
+                )
             )
             return reasons
         try:
@@ -396,6 +412,10 @@ class JupyterHubExecutor(Executor):
                 budget -= written
             if budget <= 0:
                 break
+
+
+def _valid_user(name: str) -> bool:
+    return bool(name) and "/" not in name and len(name) <= 255 and name.strip() == name
 
 
 async def _unless_stopped(work: asyncio.Future[Any], stop: asyncio.Event, deadline: datetime) -> bool:
