@@ -9,6 +9,11 @@ the server's proxy):
 * redirects are followed only within the configured origin (``POST requests`` may answer 303);
 * the bearer token goes only to that origin, is never logged and never appears in an error;
 * answers are limited in size and must parse as the ExecutionBroker model, else they are an error.
+
+It also talks to services that behave like the 2025 ExecutionBroker prototype: answers in JSON or
+YAML, in v1.0 or the prototype's ``type:``/``computer:`` form (read with
+:func:`~execplanner_widgets.model.answer_dialects.read_answer`), absolute URLs, 303 after
+``POST requests``; with ``dialect: prototype-2025`` requests and updates are sent in that form too.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -27,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..core.platform import Platform, PlatformContext, PlatformError, SessionConflict, SessionNotFound
 from ..model import ExecutionRequest, ExecutionSession, OfferSetResponse, UpdateModel, canonical_kind, short_kind
+from ..model.answer_dialects import read_answer, write_request, write_update
 from ..model.platform import PlatformDescription
 
 __all__ = ["BrokerOptions", "BrokerPlatform", "origin_of"]
@@ -56,6 +62,11 @@ class BrokerOptions(BaseModel):
     accepts: list[str] | None = Field(default=None, description="For listings only: kinds the service runs")
     limits: dict[str, Any] = Field(default_factory=dict, description="For listings only: the service's limits")
     max_answer_bytes: int = Field(default=MAX_ANSWER_BYTES, gt=0)
+    dialect: Literal["broker", "prototype-2025"] = Field(
+        default="broker",
+        description="The form requests and updates are sent in: ExecutionBroker v1.0, or the 2025 prototype's "
+        "(type: for kind, computer: for compute). Answers in either form are always read.",
+    )
 
     @field_validator("url")
     @classmethod
@@ -207,7 +218,12 @@ class BrokerPlatform(Platform):
             text = raw.decode("utf-8")
             if "yaml" in content_type:
                 return yaml.safe_load(text)
-            return json.loads(text)
+            try:
+                return json.loads(text)
+            except ValueError:
+                if "json" in content_type:
+                    raise
+                return yaml.safe_load(text)  # a service that answers YAML without saying so
         except (UnicodeDecodeError, ValueError, yaml.YAMLError):
             if response.status_code >= 400:
                 return None
@@ -235,10 +251,11 @@ class BrokerPlatform(Platform):
     # ---------------------------------------------------------------------- ExecutionBroker API
 
     async def offers(self, request: ExecutionRequest, *, user: str | None = None) -> OfferSetResponse:
-        status, document = await self._call("POST", self._url("requests"), request.to_broker())
+        body = write_request(request.to_broker(), self.options.dialect)
+        status, document = await self._call("POST", self._url("requests"), body)
         document = self._check(status, document, "the offer set")
         try:
-            return OfferSetResponse.model_validate(document)
+            return OfferSetResponse.model_validate(read_answer(document))
         except ValidationError as error:
             first = error.errors()[0]
             where = ".".join(str(part) for part in first.get("loc", ()))
@@ -248,13 +265,13 @@ class BrokerPlatform(Platform):
         status, document = await self._call("GET", self._url("offersets", uuid))
         document = self._check(status, document, f"offer set {uuid}")
         try:
-            return OfferSetResponse.model_validate(document)
+            return OfferSetResponse.model_validate(read_answer(document))
         except ValidationError:
             raise PlatformError(f"{self.name} answered an invalid offer set") from None
 
     def _session(self, document: dict[str, Any]) -> ExecutionSession:
         try:
-            return ExecutionSession.model_validate(document)
+            return ExecutionSession.model_validate(read_answer(document))
         except ValidationError as error:
             first = error.errors()[0]
             where = ".".join(str(part) for part in first.get("loc", ()))
@@ -265,7 +282,8 @@ class BrokerPlatform(Platform):
         return self._session(self._check(status, document, f"session {uuid}"))
 
     async def update_session(self, uuid: str, update: UpdateModel, *, user: str | None = None) -> ExecutionSession:
-        status, document = await self._call("POST", self._url("sessions", uuid), update.to_wire())
+        body = write_update(update.to_wire(), self.options.dialect)
+        status, document = await self._call("POST", self._url("sessions", uuid), body)
         return self._session(self._check(status, document, f"session {uuid}"))
 
     async def aclose(self) -> None:
