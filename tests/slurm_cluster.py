@@ -426,3 +426,33 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmClu
                 os.environ.pop("SLURM_CONF", None)
             else:
                 os.environ["SLURM_CONF"] = previous
+
+
+SLURM_ENTRY_POINT = "slurm = jupyter_server_extension.hosted.executors.slurm:SlurmExecutor"
+
+
+def ensure_slurm_executor(folder: Path) -> None:
+    """Make ``executor: slurm`` resolvable even before the packaging lists it.
+
+    The project's packaging registers the executor under ``execplanner.executors``; an editable
+    install made before that line existed does not know it yet. Outside CI, a throwaway
+    distribution in ``folder`` (added to ``sys.path``) carries the same entry-point line; in CI the
+    real registration must be there (a missing line is a failure, not something to paper over).
+    """
+    import importlib
+    import sys
+
+    from jupyter_server_extension.hosted.executors import executor_names
+
+    if "slurm" in executor_names():
+        return
+    if _required():
+        pytest.fail(f"the 'slurm' executor is not registered: add `{SLURM_ENTRY_POINT}` to the entry points")
+    info = folder / "execplanner_slurm_tests-0.dist-info"
+    info.mkdir(parents=True, exist_ok=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: execplanner-slurm-tests\nVersion: 0\n")
+    (info / "entry_points.txt").write_text(f"[execplanner.executors]\n{SLURM_ENTRY_POINT}\n")
+    if str(folder) not in sys.path:
+        sys.path.append(str(folder))
+    importlib.invalidate_caches()
+    assert "slurm" in executor_names()
