@@ -713,3 +713,17 @@ def test_requests_and_updates_go_out_in_the_prototype_form_and_read_back():
         "value": "ACCEPTED",
     }
     assert normalise_update(write_update(update, PROTOTYPE_2025))[0] == update
+
+
+def test_a_public_url_replaces_the_base_url_behind_a_proxy():
+    offerset = _offerset(_session("OFFERED"))
+    offerset["meta"]["url"] = "/user/alice/execplanner/platforms/gaia/offersets/0b7e"
+    absolute_urls(offerset, "https://science.example.org/alice/", prefix="/user/alice/")
+    assert offerset["meta"]["url"] == "https://science.example.org/alice/execplanner/platforms/gaia/offersets/0b7e"
+    other = {"meta": {"url": "/elsewhere/x"}}
+    assert absolute_urls(other, "https://h.example.org/p/", prefix="/user/alice/")["meta"]["url"] == (
+        "https://h.example.org/elsewhere/x"
+    )
+    assert (
+        absolute_urls({"meta": {"url": "//evil.example.org/x"}}, "https://h/")["meta"]["url"] == "//evil.example.org/x"
+    )

@@ -582,13 +582,24 @@ def write_session(session: Mapping[str, Any], dialect: str) -> dict[str, Any]:
 # ------------------------------------------------------------------------ absolute URLs
 
 
-def absolute_urls(document: dict[str, Any], base: str) -> dict[str, Any]:
-    """Make every URL of a v1.0 offer set or session absolute against ``base`` (``scheme://host[:port]``
-    or a public URL), in place: ``meta.url`` of the answer and of each offer, connector locations and
-    result URLs. ``ComponentMetadata.url`` is ``format: uri``, and clients follow these links."""
+def absolute_urls(document: dict[str, Any], base: str, prefix: str = "/") -> dict[str, Any]:
+    """Make every URL of a v1.0 offer set or session absolute, in place: ``meta.url`` of the answer and
+    of each offer, connector locations and result URLs (``ComponentMetadata.url`` is ``format: uri``,
+    and clients follow these links).
+
+    A path that starts with ``prefix`` (the server's base URL) has that prefix replaced by ``base``;
+    so ``base`` is either ``scheme://host/base_url/`` as the client reached the server, or the public
+    URL configured for a server behind a reverse proxy. Other paths are joined to ``base``.
+    """
+    head = base if base.endswith("/") else base + "/"
+    prefix = prefix if prefix.endswith("/") else prefix + "/"
 
     def fix(value: Any) -> Any:
-        return urljoin(base, value) if isinstance(value, str) and value.startswith("/") else value
+        if not isinstance(value, str) or not value.startswith("/") or value.startswith("//"):
+            return value
+        if value.startswith(prefix):
+            return head + value[len(prefix) :]
+        return urljoin(head, value)
 
     def session(item: Any) -> None:
         if not isinstance(item, dict):
