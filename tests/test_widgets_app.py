@@ -13,7 +13,20 @@ from sidecar import Sidecar
 
 from brokers import answer_yes, run_broker, static_entry, write_platforms
 from execplanner_widgets.widgets import PlannerApp, app as app_module, widgets_available
-from widget_support import DATA, RUN_FOR, WAIT, book_and_cancel, make_planner, platforms, wait_for  # noqa: F401 - fixture
+from brokers import answer_no
+from widget_support import (  # noqa: F401 - fixture
+    DATA,
+    RUN_FOR,
+    WAIT,
+    book_and_cancel,
+    click,
+    make_planner,
+    platforms,
+    row_of,
+    text_of,
+    view_rows,
+    wait_for,
+)
 
 AGNPY = DATA / "agnpy"
 BASKET = [{"name": "M87 images", "url": "https://data.example.org/m87/images.tar"}, "https://data.example.org/m87/other.fits"]
@@ -24,7 +37,7 @@ def test_the_whole_flow_from_record_to_a_completed_job(platforms):  # noqa: F811
     assert app.steps.selected_index == 0 and "local mode" in app.header.value
     assert "Pick an executable first" in app.offers.status.value
 
-    app.executables.rows[0].button.click()  # External Compton tutorial
+    click(app.executables, "pick:0")  # External Compton tutorial
     assert app.steps.selected_index == 1 and app.steps.titles[0] == "1. Executable: External Compton tutorial"
     assert app.steps.titles[1] == "2. Data: 1 still to find"
 
@@ -45,7 +58,7 @@ def test_the_whole_flow_from_record_to_a_completed_job(platforms):  # noqa: F811
     assert app.steps.selected_index == 4 and app.job.platform == "remote"
     assert app.session is not None and app.session.uuid == app.offers.accepted.uuid
     wait_for(lambda: app.job.phase == "COMPLETED", RUN_FOR + WAIT, "the job to complete")
-    assert "COMPLETED" in app.job.phase_label.value and app.steps.titles[4] == "5. Job: COMPLETED"
+    assert "COMPLETED" in app.job.view.value and app.steps.titles[4] == "5. Job: COMPLETED"
     assert str(app.session.phase) == "COMPLETED"
     posted = [r.json() for r in platforms.remote.requests if r.method == "POST" and r.path.endswith("/requests")]
     assert posted[0]["data"][0]["location"] == "https://data.example.org/m87/images.tar"
@@ -87,14 +100,13 @@ def test_no_reasons_and_hostile_strings_show_as_text_in_the_app(platforms):  # n
     assert app.steps.selected_index == 2 and app.offers.blocked == ""
     app.offers.find()
     assert app.offers.wait(WAIT)
-    small = next(row for row in app.offers.rows if row.platform == "small")
-    assert "needs 2 cores; this platform has at most 1 cores" in small.children[2].value
-    hostile = next(row for row in app.offers.rows if row.platform == "hostile")
-    hostile.details_button.click()
-    shown = [hostile.children[0].value, hostile.children[2].value, app.offers.details.value, app._repr_html_()]
+    assert "needs 2 cores; this platform has at most 1 cores" in row_of(app.offers, "small")["text"]
+    hostile = row_of(app.offers, "hostile")
+    click(app.offers, hostile["buttons"]["Details"])
+    shown = [app.offers.table.value, app.offers.details.value, app._repr_html_(), app.snapshot_html()]
     for value in shown:
         assert "<script>" not in value and "<img" not in value and "<b>Hostile</b>" not in value and "<b>no</b>" not in value
-    assert "&lt;script&gt;alert(1)&lt;/script&gt; &lt;b&gt;Hostile&lt;/b&gt; &amp; co" in hostile.children[0].value
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &lt;b&gt;Hostile&lt;/b&gt; &amp; co" in app.offers.table.value
     assert "&lt;b&gt;no&lt;/b&gt; room &lt;script&gt;alert(1)&lt;/script&gt;" in app.offers.details.value
     assert "&lt;b&gt;no&lt;/b&gt; room" in app._repr_html_()
     app.close()
@@ -138,9 +150,8 @@ def test_without_a_kernel_the_app_falls_back_to_html(platforms):  # noqa: F811 -
     shown = app.show()
     assert isinstance(shown, HTML)
     assert "ExecPlanner" in shown.data and "External Compton tutorial" in shown.data and "Big static platform" in shown.data
-    data, _ = DisplayFormatter().format(app)
-    assert "application/vnd.jupyter.widget-view+json" in data  # widget front ends get the widget
-    assert "External Compton tutorial" in data["text/html"]  # the others get the summary
+    data, _ = DisplayFormatter().format(app.offers)
+    assert "application/vnd.jupyter.widget-view+json" in data  # a single step shows as a widget
     app.close()
 
 
@@ -167,6 +178,111 @@ def test_an_unreachable_planner_still_shows_an_app():
     app = PlannerApp(Unreachable(), record=AGNPY)
     assert "cannot describe the planner" in app.header.value
     assert "Cannot list the platforms" in app._repr_html_()
+    app.close()
+
+
+def test_the_header_says_how_the_platforms_are_asked_in_words_not_runtime_files():
+    """Bug 9: the header said "server mode: the ExecPlanner proxy ... runtime file of server pid 16581"."""
+
+    class ServerPlanner:  # the real server-mode planner is tested in test_widgets_server.py; this is its description only
+        mode = "server"
+        server_url = "http://127.0.0.1:8888/"
+
+        def describe_mode(self):
+            return "server mode: the ExecPlanner proxy of the Jupyter server at http://127.0.0.1:8888/ (found via runtime file of server pid 16581, 4 platform(s))"
+
+        def platforms(self):
+            return []
+
+    app = PlannerApp(ServerPlanner(), record=AGNPY)
+    shown = text_of(app.header.value)
+    assert shown.endswith("Asking the platforms through this Jupyter server (http://127.0.0.1:8888/).")
+    assert "runtime file" not in shown and "runtime file of server pid 16581" in app.header.value  # on hover only
+    app.close()
+
+
+def test_the_offers_title_follows_the_table(platforms):  # noqa: F811 - fixture
+    """Bug 3: the step title kept "Offers: 0 offers" (or any count) after the table cleared."""
+    app = PlannerApp(platforms.planner, request={"executable": {"kind": "docker-container", "image": "x"}})
+    app.offers.find()
+    assert app.offers.wait(WAIT) and app.steps.titles[3].startswith("4. Offers: ") and "offer" in app.steps.titles[3]
+    app.resources.cores.minimum.value = "2"  # a changed request clears the table
+    assert app.offers.book.entries == [] and app.steps.titles[3] == "4. Offers"
+    app.close()
+
+
+def test_a_relative_data_path_is_read_from_the_notebooks_folder(platforms, tmp_path, monkeypatch):  # noqa: F811 - fixture
+    """Bug 2: relative paths were resolved against the server's folder; the kernel's folder is the notebook's."""
+    notebook_folder = tmp_path / "analysis"
+    (notebook_folder / "data").mkdir(parents=True)
+    (notebook_folder / "data" / "m87.fits").write_bytes(b"SIMPLE")
+    monkeypatch.chdir(notebook_folder)
+    app = PlannerApp(platforms.planner, record=AGNPY)
+    app.executables.select("External Compton tutorial")
+    app.shopping.set_location("images", "data/m87.fits")
+    assert app.shopping.complete and app.shopping.rows[0].message.value == ""
+    assert app.request.data[0].location == str(notebook_folder / "data" / "m87.fits")
+    app.offers.find()
+    assert app.offers.wait(WAIT)
+    posted = [r.json() for r in platforms.remote.requests if r.method == "POST" and r.path.endswith("/requests")]
+    assert posted[-1]["data"][0]["location"] == str(notebook_folder / "data" / "m87.fits")
+    app.shopping.set_location("images", "data/missing.fits")  # a data problem is said as one, where it was typed
+    assert "no such file here" in app.shopping.rows[0].message.value and str(notebook_folder) in app.shopping.rows[0].message.value
+    app.close()
+
+
+def test_when_the_platforms_cannot_reach_the_data_the_banner_says_so(tmp_path):
+    """Bug 2: every platform said "cannot copy ... no such file" and the banner said "change the resources"."""
+    with run_broker(answer_no("cannot copy /srv/images: no such file or directory")) as broker:
+        path = write_platforms(tmp_path / "p.yaml", [broker.entry("remote", title="Remote")], timeout=10)
+        planner = make_planner(path, tmp_path / "data")
+        try:
+            app = PlannerApp(planner, request={"executable": {"kind": "docker-container", "image": "x"}})
+            app.offers.find()
+            assert app.offers.wait(WAIT)
+            assert "can reach the data as given" in app.offers.status.value and "step 2" in app.offers.status.value
+            assert "change the resources" not in app.offers.status.value
+            app.close()
+        finally:
+            planner.close()
+
+
+def test_the_snapshot_for_exports_holds_the_offers_and_the_job(platforms, monkeypatch):  # noqa: F811 - fixture
+    """Bug 8: an exported notebook showed nothing for the app; its static snapshot shows offers and job."""
+    monkeypatch.setattr(app_module, "widgets_available", lambda: True)
+    app = PlannerApp(platforms.planner, request={"executable": {"kind": "jupyter-notebook", "location": "a.ipynb"}}, poll=0.1)
+    assert app.show() is app and app._snapshot is not None
+    app.offers.find()
+    assert app.offers.wait(WAIT)
+    snapshot = app._snapshot_html
+    assert 'class="execplanner-snapshot"' in snapshot and "Big static platform" in snapshot and "<svg" in snapshot
+    assert "data-ep=" not in snapshot and "onclick" not in snapshot  # static: nothing to click in an export
+    app.offers.select("remote")
+    app.offers.accept()
+    assert app.offers.wait(WAIT)
+    wait_for(lambda: "COMPLETED" in app._snapshot_html, RUN_FOR + WAIT, "the snapshot to show the finished job")
+    assert "execplanner-snapshot{display:none}" in app.header.value  # the live app hides it in JupyterLab
+    app.close()
+
+
+def test_my_bookings_lists_what_was_booked(platforms):  # noqa: F811 - fixture
+    app = PlannerApp(platforms.planner, request={"executable": {"kind": "jupyter-notebook", "location": "a.ipynb"}}, poll=0.2)
+    app.offers.find()
+    assert app.offers.wait(WAIT)
+    app.offers.select("big")
+    app.offers.accept()
+    assert app.offers.wait(WAIT)
+    app.steps.selected_index = 5
+    assert app.bookings.wait(WAIT)
+    rows = view_rows(app.bookings.table.value)
+    assert len(rows) == 1 and rows[0]["data-phase"] == "ACCEPTED" and app.offers.accepted.uuid in rows[0]["text"]
+    assert set(rows[0]["buttons"]) >= {"Follow", "Cancel"}
+    click(app.bookings, rows[0]["buttons"]["Cancel"])  # asks first
+    assert app.bookings.confirm.layout.display == ""
+    app.bookings.confirm.children[1].click()
+    assert app.bookings.wait(WAIT)
+    assert str(platforms.planner.session(app.offers.accepted, platform="big").phase) == "CANCELLED"
+    assert view_rows(app.bookings.table.value)[0]["data-phase"] == "CANCELLED"
     app.close()
 
 

@@ -225,7 +225,7 @@ class PlannerApp(widgets.VBox):
         HTML summary is shown instead. Returns what was displayed.
 
         In a cell, a static snapshot is displayed too (see the module's docstring): exports show it."""
-        from IPython.display import HTML, display
+        from IPython.display import HTML, DisplayHandle, display
 
         if not widgets_available():
             fallback = HTML(self._repr_html_())
@@ -242,7 +242,8 @@ class PlannerApp(widgets.VBox):
             return self._sidecar
         display(self)
         self._snapshot_html = self.snapshot_html()
-        self._snapshot = display(HTML(self._snapshot_html), display_id=True)
+        self._snapshot = DisplayHandle()
+        self._snapshot.display(HTML(self._snapshot_html))
         return self
 
     def _ipython_display_(self) -> None:
