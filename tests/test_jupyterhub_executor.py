@@ -24,6 +24,7 @@ from jupyter_server_extension.hosted.executors.jupyterhub.client import HubClien
 from jupyter_server_extension.hosted.executors.jupyterhub.executor import (
     JupyterHubExecutor,
     JupyterHubOptions,
+    _inside,
     server_name,
 )
 from jupyter_server_extension.hosted.options import HostedOptions
@@ -298,3 +299,22 @@ def test_options_name_the_field(tmp_path: Path):
 def test_server_names_are_valid_hub_names():
     name = server_name("0A1B2C3D-4E5F-4A6B-8C7D-9E0F1A2B3C4D")
     assert name == "ep-0a1b2c3d4e5f4a6b8c7d9e0f" and len(name) <= 30
+
+
+def test_listed_paths_from_the_users_server_stay_in_the_session_folder():
+    """The listing comes from a server the user controls: only plain paths inside the folder count."""
+    folder = "execplanner/abc"
+    assert _inside("execplanner/abc/analysis.ipynb", folder) == "analysis.ipynb"
+    assert _inside("execplanner/abc/out/plot.png", folder) == "out/plot.png"
+    for hostile in (
+        "execplanner/abc",
+        "execplanner/abcd/x",
+        "execplanner/abc/../../etc/passwd",
+        "/etc/passwd",
+        "execplanner/abc/a\\b",
+        "execplanner/abc/\x00",
+        None,
+        42,
+        "other/abc/x",
+    ):
+        assert _inside(hostile, folder) is None, hostile

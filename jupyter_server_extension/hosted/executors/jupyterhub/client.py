@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ __all__ = ["CHUNK_SIZE", "HubClient", "HubError", "ServerStatus", "ServerToken",
 
 #: Files larger than this go to the Contents API in chunks (jupyter-server's large file manager).
 CHUNK_SIZE = 8 * 1024 * 1024
+#: Largest folder listing read from a single-user server (which the user controls).
+LISTING_LIMIT = 4 * 1024 * 1024
 
 
 class HubError(Exception):
@@ -287,13 +290,38 @@ class HubClient:
             await self._server_call("PUT", url, token, json=body, ok=(200, 201))
 
     async def listing(self, user: str, server: str, token: ServerToken, path: str) -> list[dict[str, Any]]:
-        """The entries of a folder in the server (name, path, type, size), or ``[]`` when it is gone."""
+        """The entries of a folder in the server (name, path, type, size), or ``[]`` when it is gone.
+
+        The answer comes from a server the user controls: it is read up to :data:`LISTING_LIMIT` bytes."""
         url = self.server_url(user, server) + "api/contents/" + contents_path(path)
-        response = await self._server_call("GET", url, token, params={"content": "1"}, ok=(200, 404))
-        if response.status_code == 404:
+        headers = {"Authorization": f"token {token.value}"}
+        try:
+            async with self._servers.stream("GET", url, headers=headers, params={"content": "1"}) as response:
+                if response.status_code == 404:
+                    return []
+                if response.status_code != 200:
+                    raise HubError(
+                        f"the notebook server answered {response.status_code} to GET {_path_only(url)}",
+                        response.status_code,
+                    )
+                body = bytearray()
+                async for block in response.aiter_bytes():
+                    body += block
+                    if len(body) > LISTING_LIMIT:
+                        raise HubError(f"the listing of {path} is larger than {LISTING_LIMIT} bytes")
+        except httpx.HTTPError as error:
+            raise HubError(f"the notebook server cannot be reached: {type(error).__name__}") from None
+        try:
+            model = json.loads(bytes(body))
+        except ValueError:
+            raise HubError(f"the listing of {path} is not JSON") from None
+        if (
+            not isinstance(model, dict)
+            or model.get("type") != "directory"
+            or not isinstance(model.get("content"), list)
+        ):
             return []
-        model = response.json()
-        return list(model.get("content") or []) if model.get("type") == "directory" else []
+        return [entry for entry in model["content"] if isinstance(entry, dict)]
 
     async def download(
         self, user: str, server: str, token: ServerToken, path: str, target: Path, limit: int

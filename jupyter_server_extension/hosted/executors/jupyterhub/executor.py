@@ -51,6 +51,8 @@ __all__ = ["HubProfile", "JupyterHubExecutor", "JupyterHubOptions", "server_name
 HUB_KINDS = ("jupyter-notebook", "python-script")
 #: Most files (besides the notebook) fetched back from the session folder as results.
 MAX_RESULT_FILES = 200
+#: Longest time spent copying results back before the server is stopped anyway.
+FETCH_TIMEOUT = 120.0
 
 
 def server_name(session: str) -> str:
@@ -367,51 +369,70 @@ class JupyterHubExecutor(Executor):
         log = self.context.log
         if token is not None:
             try:
-                await asyncio.wait_for(self._fetch_results(hub, user, server, token, spec), timeout=300)
-            except (HubError, asyncio.TimeoutError, OSError) as error:
+                await asyncio.wait_for(self._fetch_results(hub, user, server, token, spec), timeout=FETCH_TIMEOUT)
+            except Exception as error:  # the server is the user's: whatever it answers, the stop below happens
                 log.warning("session %s: the saved notebook could not be fetched: %s", spec.session, error)
         try:
             await asyncio.wait_for(asyncio.shield(hub.stop_server(user, server)), timeout=90)
-        except (HubError, asyncio.TimeoutError) as error:
+        except Exception as error:
             log.warning("session %s: the notebook server %s could not be stopped: %s", spec.session, server, error)
         if token is not None:
             try:
                 await hub.revoke_token(user, token)
-            except HubError as error:
+            except Exception as error:
                 log.warning("session %s: the server token could not be revoked: %s", spec.session, error)
 
     async def _fetch_results(self, hub: HubClient, user: str, server: str, token: ServerToken, spec: RunSpec) -> None:
-        """Copy the session folder's files back (the saved notebook first), within ``results_limit``."""
+        """Copy the session folder's files back (the saved notebook first), within ``results_limit``.
+
+        The listing comes from the user's own server, so every path in it is checked to lie in the
+        session folder and every count is bounded."""
         folder = self.session_folder(spec.session)
         budget = self.options.results_limit * 1024**3
-        pending = [folder]
+        pending, visited = [folder], 0
         files: list[tuple[str, int]] = []
-        while pending and len(files) < MAX_RESULT_FILES:
+        while pending and len(files) < MAX_RESULT_FILES and visited < MAX_RESULT_FILES:
             current = pending.pop(0)
+            visited += 1
             for entry in await hub.listing(user, server, token, current):
-                if entry.get("type") == "directory" and not str(entry.get("name", "")).startswith("."):
-                    pending.append(str(entry["path"]))
-                elif entry.get("type") in ("file", "notebook") and not str(entry.get("name", "")).startswith("."):
-                    files.append((str(entry["path"]), int(entry.get("size") or 0)))
-        entry_path = f"{folder}/{spec.entry.name}"
-        files.sort(key=lambda item: (item[0] != entry_path, item[0]))
+                relative = _inside(entry.get("path"), folder) if isinstance(entry, dict) else None
+                if relative is None or PurePosixPath(relative).name.startswith("."):
+                    continue
+                if entry.get("type") == "directory":
+                    pending.append(f"{folder}/{relative}")
+                elif entry.get("type") in ("file", "notebook"):
+                    size = entry.get("size")
+                    files.append((relative, size if isinstance(size, int) else -1))
+        entry_name = spec.entry.name
+        files.sort(key=lambda item: (item[0] != entry_name, item[0]))
         staged = {
             item.relative_to(spec.workdir).as_posix(): item.stat().st_size
             for item in spec.workdir.rglob("*")
             if item.is_file() and not item.is_symlink()
         }
-        for path, size in files[:MAX_RESULT_FILES]:
-            relative = PurePosixPath(path).relative_to(folder).as_posix()
-            if path != entry_path and staged.get(relative) == size:
+        results = spec.results.resolve()
+        for relative, size in files[:MAX_RESULT_FILES]:
+            if relative != entry_name and staged.get(relative) == size:
                 continue  # a data item as it was brought in: not a result
             target = spec.results / relative
-            if not target.resolve().is_relative_to(spec.results.resolve()):
+            if not target.resolve().is_relative_to(results):
                 continue
-            written = await hub.download(user, server, token, path, target, budget)
+            written = await hub.download(user, server, token, f"{folder}/{relative}", target, budget)
             if written is not None:
                 budget -= written
             if budget <= 0:
                 break
+
+
+def _inside(path: Any, folder: str) -> str | None:
+    """``path`` relative to ``folder`` when it is a plain path inside it, else ``None``."""
+    if not isinstance(path, str) or "\\" in path or "\x00" in path:
+        return None
+    parts = PurePosixPath(path).parts
+    base = PurePosixPath(folder).parts
+    if parts[: len(base)] != base or len(parts) == len(base) or any(part in ("..", ".", "/") for part in parts):
+        return None
+    return "/".join(parts[len(base) :])
 
 
 def _valid_user(name: str) -> bool:
