@@ -674,6 +674,8 @@ def test_xml_requests_answers_and_updates_round_trip():
         b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><update>&e;</update>',
         b'<!DOCTYPE lol [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]><update><path>&b;</path></update>',
         "<update>\u0000</update>".encode(),
+        '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE u [<!ENTITY e "x">]><update>&e;</update>'.encode("utf-16"),
+        b"<update>&undeclared;</update>",
     ],
 )
 def test_xml_that_is_broken_or_declares_entities_is_refused(body):
