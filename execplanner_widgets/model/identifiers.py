@@ -21,7 +21,7 @@ SAFE_ID = re.compile(IDENTIFIER_PATTERN)
 
 def is_identifier(value: object) -> bool:
     """True if ``value`` is a string that is a plain identifier."""
-    return isinstance(value, str) and SAFE_ID.match(value) is not None
+    return isinstance(value, str) and SAFE_ID.fullmatch(value) is not None  # fullmatch: "$" would let "id\n" pass
 
 
 def check_identifier(value: str, field: str) -> str:

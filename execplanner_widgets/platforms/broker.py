@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urljoin, urlsplit
@@ -33,13 +32,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..core.platform import Platform, PlatformContext, PlatformError, SessionConflict, SessionNotFound
 from ..model import ExecutionRequest, ExecutionSession, OfferSetResponse, UpdateModel, canonical_kind, short_kind
 from ..model.answer_dialects import read_answer, write_request, write_update
+from ..model.identifiers import is_identifier
 from ..model.platform import PlatformDescription
 
 __all__ = ["BrokerOptions", "BrokerPlatform", "origin_of"]
 
 MAX_ANSWER_BYTES = 2 * 1024 * 1024
 MAX_REDIRECTS = 5
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 
 
 def origin_of(url: str) -> tuple[str, str, int]:
@@ -161,7 +160,7 @@ class BrokerPlatform(Platform):
 
     def _url(self, *segments: str) -> str:
         for segment in segments[1:]:
-            if not _SAFE_ID.match(segment):
+            if not is_identifier(segment):
                 raise PlatformError(f"refusing an unsafe identifier {segment[:40]!r}", status=400)
         return urljoin(self.base_url, "/".join(segments))
 

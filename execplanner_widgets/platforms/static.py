@@ -30,6 +30,7 @@ from ..model import (
     utcnow,
 )
 from ..model.kinds import kind_uri
+from ..model.phases import CANCELLABLE_PHASES, ENDED_PHASES, offer_expired
 from ..model.platform import PlatformDescription
 from ..model.types import Duration, GiB
 from ..model.units import format_duration, human_duration
@@ -225,13 +226,13 @@ class StaticPlatform(Platform):
         """Drop offers that ended more than :data:`FORGET_AFTER` ago (accepted sessions are kept)."""
         for uuid, session in list(self._sessions.items()):
             self._expire(session)
-            ended = session.phase in (SessionPhase.EXPIRED, SessionPhase.REJECTED, SessionPhase.CANCELLED)
+            ended = session.phase in ENDED_PHASES
             if ended and session.expires is not None and session.expires + FORGET_AFTER < now:
                 del self._sessions[uuid]
                 self._siblings.pop(uuid, None)
 
     def _expire(self, session: ExecutionSession) -> None:
-        if session.phase is SessionPhase.OFFERED and session.expires is not None and session.expires <= utcnow():
+        if offer_expired(session, utcnow()):
             session.phase = SessionPhase.EXPIRED
             session.ensure_meta().messages.append(message("the offer expired before it was accepted"))
 
@@ -270,7 +271,7 @@ class StaticPlatform(Platform):
             elif target is SessionPhase.REJECTED and current is SessionPhase.OFFERED:
                 session.phase = SessionPhase.REJECTED
                 session.ensure_meta().messages.append(message("rejected"))
-            elif target is SessionPhase.CANCELLED and current in {SessionPhase.OFFERED, SessionPhase.ACCEPTED}:
+            elif target is SessionPhase.CANCELLED and current in CANCELLABLE_PHASES:
                 session.phase = SessionPhase.CANCELLED
                 session.ensure_meta().messages.append(message("cancelled"))
             else:
