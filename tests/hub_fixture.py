@@ -38,7 +38,15 @@ import pytest
 import requests
 from jupyter_live import free_port
 
-__all__ = ["LiveHub", "executor_options", "hub_missing", "live_hub_fixture", "require_hub", "run_hub"]
+__all__ = [
+    "LiveHub",
+    "executor_options",
+    "hub_missing",
+    "hub_platform_entry",
+    "live_hub_fixture",
+    "require_hub",
+    "run_hub",
+]
 
 START_TIMEOUT = 90.0
 VENV_BIN = Path(sys.executable).parent
@@ -350,3 +358,19 @@ def executor_options(hub: LiveHub, **overrides: Any) -> dict[str, Any]:
     }
     options.update(overrides)
     return options
+
+
+def hub_platform_entry(hub: LiveHub, name: str = "hub", *, owner: str | None = "ada", **hosted: Any) -> dict[str, Any]:
+    """A platforms-file entry for a hosted platform backed by ``hub`` (for ``write_platforms``).
+
+    ``owner`` is the hub user of a personal Jupyter server's owner (callers with one shared token
+    have no name of their own). Extra keyword arguments go into ``hosted:`` (``cores``, ``offers`` ...).
+    """
+    jupyterhub = executor_options(hub)
+    if owner is not None:
+        jupyterhub["owner"] = owner
+    return {
+        "name": name,
+        "title": "Notebook servers on a JupyterHub",
+        "hosted": {"executor": "jupyterhub", "cores": 4, "memory": 8, **hosted, "jupyterhub": jupyterhub},
+    }
