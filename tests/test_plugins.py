@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import sys
 import textwrap
 
@@ -64,3 +65,23 @@ def test_a_plugin_distribution_is_found_and_used(tmp_path, monkeypatch):
 def test_built_in_kinds_are_always_there():
     classes = platform_classes()
     assert {"static", "broker", "hosted"} <= set(classes)
+
+
+
+def test_a_kind_whose_extra_is_not_installed_names_the_extra(tmp_path):
+    """In a base install the ``hosted`` kind cannot import SQLAlchemy: using it is a platforms-file
+    error that says which extra to install (a fresh interpreter where ``import sqlalchemy`` fails)."""
+    code = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["sqlalchemy"] = None  # what a base install without the hosted extra looks like
+        from execplanner_widgets.core.config import ConfigError, default_context, platform_classes
+        try:
+            platform_classes()["hosted"].from_config("x", None, {{}}, default_context({str(tmp_path)!r}))
+        except ConfigError as error:
+            print(error)
+        """
+    )
+    answer = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert answer.returncode == 0, answer.stderr
+    assert "failed to load" in answer.stdout and 'pip install "execplanner-widgets[hosted]"' in answer.stdout

@@ -191,9 +191,17 @@ def platform_classes() -> dict[str, type[Platform]]:
     return classes
 
 
+#: The extra that brings what a platform kind of this project needs beyond the base install.
+KIND_EXTRAS = {"hosted": "hosted"}
+
+
 def _broken_plugin(name: str, error: Exception) -> Any:
+    hint = ""
+    if isinstance(error, ImportError) and name in KIND_EXTRAS:
+        hint = f'; install it with: pip install "execplanner-widgets[{KIND_EXTRAS[name]}]"'
+
     def fail(*_: Any, **__: Any) -> Platform:
-        raise ConfigError([FieldError(name, f"the platform plugin {name!r} failed to load: {error}")])
+        raise ConfigError([FieldError(name, f"the platform plugin {name!r} failed to load: {error}{hint}")])
 
     return type(f"Broken_{name}", (), {"from_config": staticmethod(fail)})
 
