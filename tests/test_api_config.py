@@ -6,9 +6,9 @@ import json
 import logging
 
 import pytest
+from brokers import hang, run_broker, static_entry, write_platforms
 from traitlets import TraitError
 
-from brokers import hang, run_broker, static_entry, write_platforms
 from jupyter_server_extension.app import ExecPlanner
 
 REQUEST = {"executable": {"kind": "jupyter-notebook", "location": "a.ipynb"}}

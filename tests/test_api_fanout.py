@@ -7,7 +7,6 @@ import json
 import time
 
 import pytest
-
 from brokers import answer_no, answer_yes, garbage, hang, run_broker, static_entry, write_platforms
 
 REQUEST = {"executable": {"kind": "jupyter-notebook", "location": "a.ipynb"}, "compute": {"cores": {"min": 1}}}

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from execplanner_widgets.model import InvalidRequest, parse_request
-from execplanner_widgets.core.platform import PlatformError, SessionNotFound
-from execplanner_widgets.platforms.static import StaticOptions, StaticPlatform
 from execplanner_widgets.core.jobs import follow_job, platform_reads_jobs
+from execplanner_widgets.core.platform import PlatformError, SessionNotFound
+from execplanner_widgets.model import InvalidRequest, parse_request
+from execplanner_widgets.platforms.static import StaticOptions, StaticPlatform
 
 REQUEST = parse_request({"executable": {"kind": "python-script", "location": "run.py"}, "compute": {"cores": {"min": 1}}})
 

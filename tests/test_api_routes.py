@@ -9,10 +9,9 @@ import json
 import jsonschema
 import pytest
 import yaml
+from brokers import answer_no, answer_yes, run_broker, static_entry, write_platforms
 from referencing import Registry, Resource
 from tornado.httpclient import HTTPClientError
-
-from brokers import answer_no, answer_yes, run_broker, static_entry, write_platforms
 
 REQUEST = {
     "executable": {"kind": "jupyter-notebook", "location": "analysis.ipynb"},

@@ -150,8 +150,8 @@ def _brute_force(
                 for t in range(start, start + int(length))
             )
             free.append(limit - used)
-        if all(f >= m for f, m in zip(free, wanted.minimums())):
-            offered = [min(f, m) for f, m in zip(free, wanted.maxima())]
+        if all(f >= m for f, m in zip(free, wanted.minimums(), strict=True)):
+            offered = [min(f, m) for f, m in zip(free, wanted.maxima(), strict=True)]
             found.append((start, offered[0]))
             held.append(Hold(start, start + wanted.duration, offered[0], offered[1], 0))
             if offered[2]:

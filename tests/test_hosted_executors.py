@@ -18,14 +18,14 @@ import nbformat
 import psutil
 import pytest
 import pytest_asyncio
+from test_hosted_support import DATA, data_server, eventually, request_document  # noqa: F401 - data_server is a fixture
 
-from execplanner_widgets.model import ExecutionSession, SessionPhase, format_instant, parse_request, utcnow
 from execplanner_widgets.core.platform import PlatformContext
+from execplanner_widgets.model import ExecutionSession, SessionPhase, format_instant, parse_request, utcnow
 from jupyter_server_extension.hosted.executors import ExecutorContext
 from jupyter_server_extension.hosted.executors.local import SubprocessExecutor
 from jupyter_server_extension.hosted.options import HostedOptions
 from jupyter_server_extension.hosted.platform import HostedPlatform
-from test_hosted_support import DATA, data_server, eventually, request_document  # noqa: F401 - data_server is a fixture
 
 USER = "alice"
 
@@ -88,7 +88,7 @@ def phases_in_history(session: ExecutionSession) -> list[str]:
 
 
 @pytest.mark.asyncio
-async def test_a_notebook_runs_with_data_downloaded_over_http(platforms, data_server):
+async def test_a_notebook_runs_with_data_downloaded_over_http(platforms, data_server):  # noqa: F811 - the fixture
     local = platforms()
     booked = await book(
         local,
@@ -267,7 +267,7 @@ async def test_a_script_runs_on_a_dask_cluster(platforms):
 
 
 @pytest.mark.asyncio
-async def test_a_notebook_runs_in_a_dask_worker_process(platforms, data_server):
+async def test_a_notebook_runs_in_a_dask_worker_process(platforms, data_server):  # noqa: F811 - the fixture
     """Worker processes get the task by value (pickled code, staged files as bytes) over TCP on 127.0.0.1."""
     pytest.importorskip("distributed")
     dask = platforms(

@@ -13,10 +13,10 @@ from typing import Any
 import nbformat
 import pytest
 import yaml
+from test_hosted_support import DATA, eventually, extension_config, request_document, write_platforms
 from tornado.httpclient import HTTPClientError
 
 from execplanner_widgets.model import format_instant, utcnow
-from test_hosted_support import DATA, eventually, extension_config, request_document, write_platforms
 
 JSON = {"Content-Type": "application/json"}
 YAML = {"Content-Type": "application/yaml", "Accept": "application/yaml"}
@@ -290,7 +290,7 @@ async def test_many_concurrent_requests_and_accepts_never_overbook(jp_fetch, jp_
     ]
     responses = await asyncio.gather(*accepts)
     assert {response.code for response in responses} <= {200, 409}
-    booked = {uuid for uuid, response in zip(offers * 3, responses) if response.code == 200}
+    booked = {uuid for uuid, response in zip(offers * 3, responses, strict=True) if response.code == 200}
     assert booked == set(offers)  # each offer booked exactly once (the others got 409)
     sessions = [json.loads((await call(jp_fetch, "gaia", "sessions", uuid)).body) for uuid in booked]
     assert sum(session["compute"]["cores"]["max"] for session in sessions) <= 4

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from test_hosted_support import DATA, request_document
 
+from execplanner_widgets.core.platform import PlatformContext, SessionConflict, SessionNotFound
 from execplanner_widgets.model import InvalidRequest, SessionPhase, format_instant, parse_request, utcnow
 from execplanner_widgets.model.session import EnumValueUpdate, StringValueUpdate
-from execplanner_widgets.core.platform import PlatformContext, SessionConflict, SessionNotFound
 from jupyter_server_extension.hosted.platform import HostedPlatform, RequestRefused
-from test_hosted_support import DATA, request_document
 
 SCRIPT = DATA / "sum_numbers.py"
 
@@ -310,8 +310,9 @@ async def test_describe_lists_limits_and_links(platforms):
 
 
 def test_bad_options_in_the_platforms_file_name_the_entry_and_field(tmp_path):
-    from execplanner_widgets.core.config import ConfigError, build_federation, load_platforms_file
     from test_hosted_support import write_platforms
+
+    from execplanner_widgets.core.config import ConfigError, build_federation, load_platforms_file
 
     path = write_platforms(
         tmp_path / "platforms.yaml", [{"name": "gaia", "hosted": {"cores": 4, "executor": "docker"}}]

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
-
-from execplanner_widgets.model import SessionPhase, format_instant, parse_request, utcnow
-from execplanner_widgets.core.platform import PlatformContext
-from jupyter_server_extension.hosted.platform import HostedPlatform
-from jupyter_server_extension.hosted.store import LockRow, OfferSetRow, Store, default_db_url
 from test_hosted_support import DATA, request_document
+
+from execplanner_widgets.core.platform import PlatformContext
+from execplanner_widgets.model import SessionPhase, format_instant, parse_request, utcnow
+from jupyter_server_extension.hosted.platform import HostedPlatform
+from jupyter_server_extension.hosted.store import LockRow, OfferSetRow, SessionRow, Store, default_db_url
 
 
 def test_writers_are_serialised_by_the_database_not_by_python(tmp_path):
@@ -196,3 +196,34 @@ async def test_bookings_on_postgresql_never_overbook(postgres_url, tmp_path):
         assert session.phase in (SessionPhase.ACCEPTED, SessionPhase.WAITING)
     finally:
         await again.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_database_from_before_the_executor_columns_gets_them_and_keeps_its_bookings(tmp_path):
+    """No migration tool: columns added since a database was made are added when a platform starts;
+    sessions booked before count as booked by the executor (those that ended, as released)."""
+    options = {"cores": 4, "offers": 1}
+    first = HostedPlatform.from_config("old", "Old", options, PlatformContext(data_dir=tmp_path))
+    later = f"{format_instant(utcnow() + timedelta(hours=2))}/PT0S"
+    try:
+        waiting = (await first.offers(parse_request(request_document(DATA / "sum_numbers.py", start=later)))).offers[0]
+        await first.accept(waiting.meta.uuid)
+        cancelled = (await first.offers(parse_request(request_document(DATA / "sum_numbers.py", start=later)))).offers[0]
+        await first.accept(cancelled.meta.uuid)
+        await first.cancel(cancelled.meta.uuid)
+    finally:
+        await first.aclose()
+    new_columns = ("slot_state", "slot_handle", "run_handle", "runner_host", "runner_pid", "connector")
+    store = Store(default_db_url(tmp_path))
+    with store.engine.begin() as connection:
+        for column in new_columns:
+            connection.execute(text(f"ALTER TABLE hosted_sessions DROP COLUMN {column}"))
+    store.dispose()
+    second = HostedPlatform.from_config("old", "Old", options, PlatformContext(data_dir=tmp_path))
+    try:
+        assert (await second.session(waiting.meta.uuid)).phase in (SessionPhase.ACCEPTED, SessionPhase.WAITING)
+        with second.store.read() as session:
+            states = dict(session.execute(select(SessionRow.uuid, SessionRow.slot_state)).all())
+        assert states[waiting.meta.uuid] == "booked" and states[cancelled.meta.uuid] == "released"
+    finally:
+        await second.aclose()

@@ -100,7 +100,7 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 60.0,
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 

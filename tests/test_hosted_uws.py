@@ -12,9 +12,6 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 from pyvo.io.uws import parse_job, parse_job_list
-from tornado.httpclient import HTTPClientError
-
-from execplanner_widgets.model import format_instant, parse_instant, utcnow
 from test_hosted_support import (
     DATA,
     assert_valid_uws,
@@ -24,6 +21,9 @@ from test_hosted_support import (
     uws_schema,
     write_platforms,
 )
+from tornado.httpclient import HTTPClientError
+
+from execplanner_widgets.model import format_instant, parse_instant, utcnow
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 

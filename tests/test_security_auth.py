@@ -8,9 +8,8 @@ import re
 from urllib.parse import urlencode
 
 import pytest
-from jupyter_server.auth.authorizer import Authorizer
-
 from brokers import answer_yes, run_broker, static_entry, write_platforms
+from jupyter_server.auth.authorizer import Authorizer
 
 REQUEST = {"executable": {"kind": "jupyter-notebook", "location": "a.ipynb"}, "compute": {"cores": {"min": 1}}}
 SESSION = "0f8fad5b-d9cb-469f-a165-70867728950e"

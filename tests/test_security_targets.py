@@ -12,7 +12,6 @@ import json
 import logging
 
 import pytest
-
 from brokers import answer_yes, garbage, huge, redirect, run_broker, static_entry, status, write_platforms
 
 REQUEST = {"executable": {"kind": "jupyter-notebook", "location": "a.ipynb"}, "compute": {"cores": {"min": 1}}}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from functools import lru_cache
-from typing import Any, Union
+from typing import Any
 
 from pydantic import BaseModel, RootModel
 from pydantic.json_schema import models_json_schema
@@ -27,7 +27,7 @@ __all__ = ["openapi_document"]
 REF = "#/components/schemas/{model}"
 
 
-class SessionUpdate(RootModel[Union[UpdateModel, PhaseChange]]):  # type: ignore[valid-type]
+class SessionUpdate(RootModel[UpdateModel | PhaseChange]):  # type: ignore[valid-type]
     """The body of ``POST platforms/{name}/sessions/{uuid}``: an ExecutionBroker update, or ``{"phase": ...}``."""
 
 

@@ -49,7 +49,7 @@ class EngineLoop:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def submit(self, coroutine: Coroutine[Any, Any, T]) -> "asyncio.Future[T]":
+    def submit(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
         """Schedule ``coroutine`` on the engine loop; the returned future belongs to the caller's loop."""
         if self.loop is None:
             coroutine.close()

@@ -66,7 +66,7 @@ def sibling_rejected(uuid: str) -> str:
 def allocation_taken(title: str, allocation: Capacity, latest: datetime, wanted: str) -> str:
     limits = ", ".join(
         f"{value} {name}"
-        for name, value in zip(("cores", "GiB memory", "GiB storage"), allocation.limits())
+        for name, value in zip(("cores", "GiB memory", "GiB storage"), allocation.limits(), strict=True)
         if value is not None
     )
     return (

@@ -130,7 +130,7 @@ def offered_document(request: ExecutionRequest, plan: Plan, cores: int, memory: 
     compute["cores"] = {"min": cores, "max": cores}
     compute["memory"] = {"min": memory, "max": memory}
     items = []
-    for item, share in zip(request.storage, split_storage(plan.storage, storage)):
+    for item, share in zip(request.storage, split_storage(plan.storage, storage), strict=True):
         wire = item.to_wire()
         wire["size"] = {"min": share, "max": share}
         items.append(wire)

@@ -50,7 +50,7 @@ from execplanner_widgets.model import (
     format_duration,
 )
 from execplanner_widgets.model.errors import FieldError, InvalidRequest
-from execplanner_widgets.model.phases import ACTIVE_UWS_PHASES, UwsPhase
+from execplanner_widgets.model.phases import ACTIVE_UWS_PHASES, USER_PHASES, UwsPhase
 from execplanner_widgets.model.platform import Calendar, CalendarStep, PlatformDescription
 
 from . import checks
@@ -78,7 +78,6 @@ CAPACITY_TTL = 5.0
 CLOSE_TIMEOUT = 60.0
 #: Longest ``WAIT`` a UWS client gets, whatever it asks for.
 MAX_WAIT = 60.0
-SETTABLE_PHASES = ("ACCEPTED", "REJECTED", "CANCELLED")
 
 
 class RequestRefused(PlatformError):
@@ -336,7 +335,7 @@ class HostedPlatform(Platform):
                 "update",
             )
         value = str(getattr(update, "value", "")).upper()
-        if value not in SETTABLE_PHASES:
+        if value not in {phase.value for phase in USER_PHASES}:
             raise InvalidRequest(
                 [FieldError("value", f"a client can set the phase to ACCEPTED, REJECTED or CANCELLED, not {value!r}")],
                 "update",

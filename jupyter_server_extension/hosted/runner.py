@@ -62,8 +62,6 @@ HEARTBEAT = timedelta(seconds=5)
 #: ... and a session whose heartbeat is older than this is taken to have lost its runner.
 STALE = timedelta(seconds=45)
 
-#: Phases whose run an executor can take over after a restart (it had started the user's code).
-ADOPTABLE = frozenset({SessionPhase.RUNNING, SessionPhase.AVAILABLE})
 _RUNNING = values(RUNNING_PHASES)
 _FINAL = values(FINAL_PHASES)
 
@@ -240,9 +238,8 @@ class Runner:
         )
         dead = []
         for uuid, heartbeat, host, pid in session.execute(query):
-            if heartbeat is None or heartbeat < now - STALE:
-                dead.append(uuid)
-            elif host == HOST and pid is not None and pid != os.getpid() and not psutil.pid_exists(pid):
+            stale = heartbeat is None or heartbeat < now - STALE
+            if stale or (host == HOST and pid is not None and pid != os.getpid() and not psutil.pid_exists(pid)):
                 dead.append(uuid)
         return dead
 
@@ -378,7 +375,7 @@ class Runner:
             if row is None or SessionPhase(row.phase) not in RUNNING_PHASES:
                 continue
             row.modified = now
-            if row.run_handle and SessionPhase(row.phase) in ADOPTABLE:
+            if row.run_handle:  # the executor had started the user's code: it takes the run over
                 row.runner, row.heartbeat, row.runner_host, row.runner_pid = self.runner_id, now, HOST, os.getpid()
                 add_event(session, row, "the server running this session stopped; this server takes the run over", "WARN")
                 sweep.adopted.append(row)

@@ -488,7 +488,7 @@ class BookingService:
         start, end = to_seconds(low), to_seconds(high)
         cuts = [start] + [t for t in profile.times if start < t < end] + [end]
         steps: list[tuple[datetime, datetime, int, int, int]] = []
-        for left, right in zip(cuts, cuts[1:]):
+        for left, right in zip(cuts, cuts[1:], strict=False):
             cores, memory, storage = profile.peak(left, right)
             if steps and steps[-1][2:] == (cores, memory, storage):
                 steps[-1] = (steps[-1][0], from_seconds(right), cores, memory, storage)
@@ -508,7 +508,8 @@ def _short_of(profile: Profile, row: SessionRow, limit: Capacity, who: str) -> s
     used_storage = profile.peak(start, to_seconds(row.storage_end))
     wanted = (row.cores, row.memory, row.storage)
     used = (used_compute[0], used_compute[1], used_storage[2])
-    for name, have, taken, asked in zip(("cores", "GiB of memory", "GiB of storage"), limit.limits(), used, wanted):
+    names = ("cores", "GiB of memory", "GiB of storage")
+    for name, have, taken, asked in zip(names, limit.limits(), used, wanted, strict=True):
         if have is not None and asked and taken + asked > have:
             return f"{who} no longer has {asked} {name} free for this time ({have - taken} left); ask for new offers"
     return None

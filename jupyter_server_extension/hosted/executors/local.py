@@ -16,6 +16,7 @@ import itertools
 import json
 import os
 import signal
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -192,20 +193,39 @@ def _orphans(handle: str, session: str) -> list[psutil.Process]:
     return found
 
 
+def _alive(processes: list[psutil.Process]) -> list[psutil.Process]:
+    """Those still running (an orphan that ended may stay a zombie until its new parent reaps it)."""
+    alive = []
+    for process in processes:
+        try:
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                alive.append(process)
+        except psutil.Error:
+            continue
+    return alive
+
+
+def _wait_gone(processes: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    deadline = time.monotonic() + timeout
+    alive = _alive(processes)
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = _alive(alive)
+    return alive
+
+
 def stop_orphans(handle: str, session: str, grace: float) -> int:
     """SIGTERM every process of the run, SIGKILL what is left after ``grace`` seconds; how many there were."""
-    processes = _orphans(handle, session)
+    processes = _alive(_orphans(handle, session))
     for process in processes:
         try:
             process.send_signal(signal.SIGTERM)
         except psutil.Error:
             pass
-    _, alive = psutil.wait_procs(processes, timeout=grace)
-    for process in alive:
+    for process in _wait_gone(processes, grace):
         try:
             process.kill()
         except psutil.Error:
             pass
-    if alive:
-        psutil.wait_procs(alive, timeout=5)
+    _wait_gone(processes, 5)
     return len(processes)
