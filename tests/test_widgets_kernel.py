@@ -80,9 +80,10 @@ def test_find_offers_leaves_the_kernel_free_and_updates_the_front_end(kernel, tm
             "print(widgets_available(), shown is app)\n",
         )
         assert setup["status"] == "ok", setup["errors"]
-        assert setup["stdout"].split() == ["True", "True"]
-        bundle = setup["display"][0]
-        assert "application/vnd.jupyter.widget-view+json" in bundle and "ExecPlanner" in bundle["text/html"]
+        assert setup["stdout"].split() == ["True", "True"], setup["stdout"][:3000]
+        widget, snapshot = setup["display"][:2]  # the live app, and its static snapshot for exports
+        assert "application/vnd.jupyter.widget-view+json" in widget
+        assert "execplanner-snapshot" in snapshot["text/html"] and "ExecPlanner" in snapshot["text/html"]
 
         click = run(kernel, "app.offers.find_button.click()\nprint(app.offers.busy)")
         assert click["status"] == "ok" and click["stdout"].strip() == "True"

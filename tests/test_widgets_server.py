@@ -8,7 +8,7 @@ import pytest
 from brokers import answer_no, answer_yes, run_broker, static_entry, write_platforms
 from execplanner_widgets.widgets import PlannerApp
 from jupyter_live import run_jupyter_server
-from widget_support import HOSTILE_REASON, HOSTILE_TITLE, RUN_FOR, WAIT, book_and_cancel, wait_for
+from widget_support import HOSTILE_REASON, HOSTILE_TITLE, RUN_FOR, WAIT, book_and_cancel, row_of, wait_for
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -45,18 +45,18 @@ def test_the_app_books_and_follows_a_job_through_the_server(server_planner):
     assert "server" in app.header.value
     app.offers.find_button.click()
     assert app.offers.wait(WAIT)
+    assert app.offers.error == ""
     assert {result.platform: result.status for result in app.offers.results} == {"big": "YES", "small": "NO", "remote": "YES", "hostile": "NO"}
     assert "answered 4 of 4" in app.offers.progress_text.value
-    small = next(row for row in app.offers.rows if row.platform == "small")
-    assert "needs 2 cores" in small.children[2].value
-    hostile = next(row for row in app.offers.rows if row.platform == "hostile")
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in hostile.children[0].value and "<script>" not in hostile.children[0].value
-    assert "&lt;b&gt;no&lt;/b&gt; room" in hostile.children[2].value and "<b>no</b>" not in hostile.children[2].value
+    assert "needs 2 cores" in row_of(app.offers, "small")["text"]
+    table = app.offers.table.value
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in table and "<script>" not in table
+    assert "&lt;b&gt;no&lt;/b&gt; room" in table and "<b>no</b>" not in table
     app.offers.select("remote", 1)
     app.offers.accept_button.click()
     assert app.offers.wait(WAIT) and app.job.platform == "remote"
     wait_for(lambda: app.job.phase == "COMPLETED", RUN_FOR + WAIT, "the job to complete through the server")
-    assert "COMPLETED" in app.job.phase_label.value
+    assert "COMPLETED" in app.job.view.value
     app.close()
 
 

@@ -238,9 +238,9 @@ class PlannerApp(widgets.VBox):
                 self._sidecar = Sidecar(title=SIDEBAR_TITLE)
             self._sidecar.clear_output()  # shown again: one app in the sidebar, not two
             with self._sidecar:
-                display(self)
+                display(self._repr_mimebundle_(), raw=True)
             return self._sidecar
-        display(self)
+        display(self._repr_mimebundle_(), raw=True)  # the widget itself (display(self) would come back here)
         self._snapshot_html = self.snapshot_html()
         self._snapshot = DisplayHandle()
         self._snapshot.display(HTML(self._snapshot_html))
