@@ -103,3 +103,66 @@ async def test_cli_reads_the_cluster(slurm_cluster) -> None:  # noqa: F811
         await cli.delete_reservation("cli-test")
     estimate = await cli.estimate(["--cpus-per-task=1", "--time=1"])
     assert time.time() - 5 <= estimate <= time.time() + 600
+
+
+def test_hostlists_and_holds_from_jobs_and_reservations() -> None:
+    from jupyter_server_extension.hosted.executors.slurm.cli import SlurmJob, SlurmNode, SlurmReservation
+    from jupyter_server_extension.hosted.executors.slurm.holds import expand_hostlist, job_holds, reservation_holds
+
+    assert expand_hostlist("node[01-03,7],gpu1") == ["node01", "node02", "node03", "node7", "gpu1"]
+    assert expand_hostlist("localhost") == ["localhost"]
+
+    def job(ident: str, state: str, start: float, end: float, **extra) -> SlurmJob:
+        fields = dict(name="x", reason="", user="u", account="a", partition="debug", reservation="", cpus=2)
+        fields.update(extra)
+        return SlurmJob(ident, state=state, memory_mib=1536, start=start, end=end, time_limit_minutes=10, **fields)
+
+    now = 1_000_000.0
+    jobs = [
+        job("1", "RUNNING", now - 60, now + 540),
+        job("2", "PENDING", now + 540, 0),  # Slurm's estimate: holds for its time limit from then
+        job("3", "PENDING", 0, 0),  # no estimate: not placed
+        job("4", "RUNNING", now, now + 60, reservation="theirs"),  # counted with its reservation
+        job("5", "RUNNING", now, now + 60, name="execplanner-abc"),  # this platform's own
+        job("6", "RUNNING", now, now + 60, partition="other"),
+        job("7", "COMPLETED", now - 60, now - 1),
+    ]
+    holds = job_holds(jobs, "debug", "execplanner-", now, now, now + 7200)
+    assert [(hold.start, hold.end, hold.cores, hold.memory) for hold in holds] == [
+        (now, now + 540, 2, 2),
+        (now + 540, now + 1140, 2, 2),
+    ]
+    nodes = [SlurmNode("n1", 4, 8192, "idle", (), ("debug",)), SlurmNode("n2", 4, 8192, "idle", (), ("debug",))]
+    reservations = [
+        SlurmReservation("theirs", now + 100, now + 200, "n1", 1, 2, "", "bob", "", "", "INACTIVE"),
+        SlurmReservation("execplanner-x", now, now + 200, "n1", 1, 2, "", "root", "", "", "ACTIVE"),
+        SlurmReservation("elsewhere", now, now + 200, "m[1-2]", 2, 8, "", "bob", "", "", "ACTIVE"),
+    ]
+    holds = reservation_holds(reservations, nodes, "execplanner-", now, now, now + 7200)
+    assert [(hold.start, hold.end, hold.cores, hold.memory) for hold in holds] == [(now + 100, now + 200, 2, 4)]
+
+
+def test_limit_reasons_read_like_sentences() -> None:
+    from jupyter_server_extension.hosted.executors.slurm.cli import Association, SlurmNode, SlurmPartition
+    from jupyter_server_extension.hosted.executors.slurm.limits import association_reasons, partition_reasons
+
+    rows = [
+        Association("root", "", "", {}, {}, {}, None),
+        Association("gaia-dmp", "", "root", {"cpu": 64}, {}, {}, 7200.0),
+        Association("gaia-dmp", "alice", "", {}, {"mem": 100 * 1024}, {}, None),
+    ]
+    reasons = association_reasons(rows, "gaia-dmp", "alice", cores=220, memory_gib=200, duration=3 * 3600)
+    assert "needs 220 cores; your account gaia-dmp is limited to 64" in reasons
+    assert "needs 200 GiB of memory; your association (alice in gaia-dmp) is limited to 100 GiB" in reasons
+    assert "needs 3:00:00 of run time; your account gaia-dmp is limited to 2:00:00 per job (MaxWall)" in reasons
+    assert association_reasons(rows, "gaia-dmp", "alice", cores=8, memory_gib=8, duration=60) == []
+    assert "no association" in association_reasons(rows, "other", "alice", 1, 1, 60)[0]
+
+    partition = SlurmPartition("debug", "UP", 3600.0, "n1", None, None)
+    nodes = [SlurmNode("n1", 4, 8192, "idle", (), ("debug",)), SlurmNode("n2", 64, 8192, "down", (), ("debug",))]
+    reasons = partition_reasons(partition, nodes, cores=8, memory_gib=9, duration=7200)
+    assert reasons == [
+        "needs 2:00:00 of run time; the Slurm partition debug allows at most 1:00:00 per job (MaxTime)",
+        "needs 8 cores on one node; the largest node in the Slurm partition debug has 4",
+        "needs 9 GiB of memory on one node; the largest node in the Slurm partition debug has 8 GiB",
+    ]

@@ -187,6 +187,7 @@ async def _async(value):
     return value
 
 
+@pytest.mark.slow
 @pytest.mark.asyncio
 async def test_overrunning_the_wall_time_ends_timeout_then_failed_with_the_reason(
     slurm_platforms,
@@ -338,3 +339,27 @@ async def test_a_restarted_server_keeps_following_the_running_slurm_job(slurm_pl
     assert done.phase is SessionPhase.COMPLETED, texts(done)
     assert "following Slurm job" in texts(done) and "takes the run over" in texts(done)
     assert (second.session_dir(uuid) / "results" / "outputs" / "done.txt").read_text() == "survived\n"
+
+
+@pytest.mark.asyncio
+async def test_without_reservations_the_job_is_submitted_at_its_slot_and_offers_carry_slurms_estimate(
+    slurm_platforms,
+    slurm_cluster,  # noqa: F811
+):
+    from jupyter_server_extension.hosted.calendar import Need
+
+    hpc = slurm_platforms(reservations=False)
+    session = await book(
+        hpc, request_document(DATA / "sum_numbers.py", cores=1, duration="PT2M", data=[DATA / "numbers.csv"])
+    )
+    assert own_reservations(slurm_cluster) == []
+    done = await finished(hpc, session.meta.uuid)
+    assert done.phase is SessionPhase.COMPLETED, texts(done)
+    assert "reservation" not in texts(done)
+
+    need = Need(
+        cores=2, memory=1, storage=0, cores_max=2, memory_max=1, storage_max=0, duration=300, storage_duration=300
+    )
+    start, note = await hpc.executor.estimate(need, USER)
+    assert utcnow() - timedelta(seconds=5) <= start <= utcnow() + timedelta(minutes=5)
+    assert note.startswith("estimate: Slurm expects")

@@ -23,9 +23,10 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import math
 import sys
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -208,6 +209,29 @@ class SlurmExecutor(Executor):
         except SlurmError as error:
             return [f"Slurm did not answer, so this platform cannot promise anything now: {error}"]
         return reasons
+
+    async def estimate(self, need: Need, user: str | None) -> tuple[datetime, str]:
+        """Slurm's own start estimate for a job of this size (``sbatch --test-only``), and the
+        sentence that marks an offer as such: without reservations nothing is held in Slurm, so an
+        offer is what Slurm expects, not a promise."""
+        arguments = [
+            f"--partition={self.options.partition}",
+            "--nodes=1",
+            "--ntasks=1",
+            f"--cpus-per-task={need.cores}",
+            f"--time={max(1, math.ceil(need.duration / 60))}",
+        ]
+        if need.memory:
+            arguments.append(f"--mem={need.memory}G")
+        account = await self.account_for(user)
+        if account:
+            arguments.append(f"--account={account}")
+        moment = datetime.fromtimestamp(await self.cli.estimate(arguments), tz=timezone.utc)
+        note = (
+            f"estimate: Slurm expects a job of this size to start at {moment:%Y-%m-%d %H:%M:%S}Z; this platform "
+            "cannot reserve time in Slurm, so the job is submitted at the offered start and may wait for others"
+        )
+        return moment, note
 
     # ---------------------------------------------------------------------- booking
 
