@@ -83,6 +83,7 @@ class LedgerExecutor(Executor):
     async def run(self, spec, stop, report):
         await report.handle("ledger-run-" + spec.session[:8])
         await report.progress("the ledger wrote it down")
+        await report.available("http://127.0.0.1:9/ledger/" + spec.session[:8], "the ledger's view")
         spec.results.mkdir(parents=True, exist_ok=True)
         (spec.results / "ledger.txt").write_text(f"{spec.user} {spec.cores} {spec.start.isoformat()}")
         return RunOutcome("completed", "recorded in the ledger")
@@ -149,7 +150,12 @@ async def test_every_hook_of_the_plugin_is_called(ledger_distribution, tmp_path)
 
         done = await eventually(finished, 60)
         assert done.phase is SessionPhase.COMPLETED, [m.text for m in done.messages]
-        assert any("the ledger wrote it down" in m.text for m in done.messages)
+        texts = [m.text for m in done.messages]
+        assert "the ledger wrote it down" in texts
+        view = f"http://127.0.0.1:9/ledger/{offer.meta.uuid[:8]}"
+        assert f"available: the ledger's view at {view}" in texts
+        assert "AVAILABLE" in [(m.values or {}).get("phase") for m in done.messages]
+        assert any(c.location == view and c.status == "FINISHED" for c in done.connectors)
         result = next(item for item in done.results if item.id == "ledger.txt")
         assert result.url and Path(result.url.removeprefix("file://")).read_text().startswith("alice 2 ")
         with platform.store.read() as db:
