@@ -61,6 +61,33 @@ _CALENDAR_DURATION_RE = re.compile(r"^P(?:\d+(?:[.,]\d+)?Y)?(?:\d+(?:[.,]\d+)?M)
 _CALENDAR_YEARS_RE = re.compile(r"^P\d+(?:[.,]\d+)?Y", re.IGNORECASE)
 
 
+#: Durations in words, as people type them in a form: ``2 hours``, ``90 minutes``, ``1 day 6 hours``.
+_WORD_UNITS = {
+    "w": ("w", "week", "weeks", "wk", "wks"),
+    "d": ("d", "day", "days"),
+    "h": ("h", "hr", "hrs", "hour", "hours"),
+    "m": ("m", "min", "mins", "minute", "minutes"),
+    "s": ("s", "sec", "secs", "second", "seconds"),
+}
+_WORD_LOOKUP = {word: key for key, words in _WORD_UNITS.items() for word in words}
+_WORD_PART_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]+)", re.IGNORECASE)
+_WORDS_RE = re.compile(r"^\s*(?:\d+(?:\.\d+)?\s*[a-z]+(?:\s*,\s*|\s+and\s+|\s*))+$", re.IGNORECASE)
+_CALENDAR_WORDS_RE = re.compile(r"\d\s*(?:months?|mo|mos|years?|yrs?|y)\b", re.IGNORECASE)
+
+
+def _duration_words(text: str) -> dict[str, float] | None:
+    """``2 hours``, ``1 day 6 hours``, ``1 hour and 30 minutes`` as parts, or None if not in words."""
+    if not _WORDS_RE.match(text):
+        return None
+    parts = {key: 0.0 for key in _WORD_UNITS}
+    for number, word in _WORD_PART_RE.findall(text):
+        key = _WORD_LOOKUP.get(word.lower())
+        if key is None:
+            return None
+        parts[key] += float(number)
+    return parts
+
+
 class UnitError(ValueError):
     """A size or duration that cannot be understood; the message says what was expected."""
 
@@ -119,8 +146,9 @@ def parse_duration(value: object) -> timedelta:
     """Return ``value`` as a :class:`~datetime.timedelta`.
 
     Accepts ISO 8601 durations (``PT9H30M``, ``P2D``, ``P1W``), shorthand (``10m``, ``9h30m``,
-    ``2d``, ``90s``), a number of seconds, or a timedelta. Years and months are refused: their
-    length depends on the calendar, and no booking system should guess it.
+    ``2d``, ``90s``), words (``2 hours``, ``90 minutes``, ``1 day and 6 hours``), a number of
+    seconds, or a timedelta. Years and months are refused, saying why: their length depends on the
+    calendar, and no booking system should guess it.
     """
     if isinstance(value, timedelta):
         result = value
@@ -133,15 +161,21 @@ def parse_duration(value: object) -> timedelta:
         iso = _ISO_DURATION_RE.match(text)
         short = None if iso else _SHORTHAND_RE.match(text)
         match = iso or short
+        words = None if match and any(match.groupdict().values()) else _duration_words(text)
+        if words is not None and any(words.values()):
+            result = timedelta(weeks=words["w"], days=words["d"], hours=words["h"], minutes=words["m"], seconds=words["s"])
+            if result < timedelta(0):  # pragma: no cover - the pattern admits no sign
+                raise UnitError(f"a duration cannot be negative, got {value!r}")
+            return result
         if not text or not match or not any(match.groupdict().values()):
-            if _CALENDAR_DURATION_RE.match(text) or _CALENDAR_YEARS_RE.match(text):
+            if _CALENDAR_DURATION_RE.match(text) or _CALENDAR_YEARS_RE.match(text) or _CALENDAR_WORDS_RE.search(text):
                 raise UnitError(
-                    f"durations in years or months depend on the calendar; write days instead "
-                    f"(e.g. 'P30D'), got {value!r}"
+                    f"durations in years or months depend on the calendar; write days or weeks instead "
+                    f"(e.g. '90 days' or 'P90D'), got {value!r}"
                 )
             raise UnitError(
-                f"expected an ISO 8601 duration such as 'PT9H30M' or shorthand such as '9h30m', "
-                f"'10m' or '2d', got {value!r}"
+                f"expected a duration such as '2 hours', '9h30m', '10m', '2d' or ISO 8601 'PT9H30M', "
+                f"got {value!r}"
             )
         parts = {key: _to_float(val) for key, val in match.groupdict().items()}
         result = timedelta(
