@@ -259,6 +259,19 @@ def test_units_and_start_windows_are_read_as_written():
     assert form.request.compute.cores.max is None and form.request.compute.cores.min == 2
 
 
+def test_durations_in_words_are_read_and_months_are_refused_with_the_reason():
+    """Bug 9: "2 hours" was refused (only 2h / PT2H), "3 months" without saying why."""
+    form = ResourceForm(compton_request())
+    form.duration.text.value = "2 hours"
+    assert form.request is not None and form.request.duration == timedelta(hours=2)
+    form.duration.text.value = "1 day and 6 hours"
+    assert form.request.duration == timedelta(days=1, hours=6)
+    form.duration.text.value = "3 months"
+    assert form.request is None
+    message = text_of(form.duration.message.value)
+    assert "depend on the calendar" in message and "90 days" in message
+
+
 def test_new_data_keeps_typed_values_and_a_new_executable_prefills_again():
     request = compton_request()
     form = ResourceForm(request)

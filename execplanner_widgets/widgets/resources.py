@@ -178,7 +178,7 @@ class ResourceForm(widgets.VBox):
     def __init__(self, request: ExecutionRequest | None = None, **kwargs: Any) -> None:
         self.cores = RangeField.create("compute.cores", "Cores", "4", sized=False)
         self.memory = RangeField.create("compute.memory", "Memory", "8", sized=True)
-        self.duration = TextField.create("schedule.requested.duration", "Duration", "how long, e.g. 2h, 90m or PT2H")
+        self.duration = TextField.create("schedule.requested.duration", "Duration", "how long, e.g. 2 hours, 90m or PT2H")
         self.start = TextField.create(
             "schedule.requested.start", "Start", "any time, or e.g. 2026-11-22T14:00Z or 2026-11-22T14:00Z/PT6H"
         )
