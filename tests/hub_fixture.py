@@ -154,6 +154,9 @@ def _config(root: Path, ports: dict[str, int], users: list[str], tokens: dict[st
     """The hub's ``jupyterhub_config.py`` (values go in as JSON literals, never as code)."""
     singleuser = [_binary("jupyterhub-singleuser")]
     args = ["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
+    # this venv enables the ExecPlanner extension for every Jupyter server; a hub session does not need
+    # it, and without it a single-user server starts in half the time
+    args.append("--ServerApp.jpserver_extensions=jupyter_server_extension=False")
     values = {
         "port": ports["proxy"],
         "hub_port": ports["hub"],
