@@ -672,3 +672,22 @@ def test_a_running_job_shows_the_tail_of_its_output(platforms):  # noqa: F811 - 
     assert "Output (last lines)" in monitor.view.value and "&lt;b&gt;done&lt;/b&gt;" in monitor.view.value
     assert planner.asked[0] == 30
     monitor.close()
+
+
+def test_a_folder_without_codemeta_or_a_single_notebook_can_be_loaded(tmp_path, monkeypatch):
+    """Bug 9: a folder without codemeta.json, or a single .ipynb, could not be loaded."""
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "analysis.ipynb").write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
+    (tmp_path / "work" / "fit.py").write_text("print('fit')\n")
+    (tmp_path / "work" / "notes.txt").write_text("not runnable\n")
+    listing = ExecutableList()
+    listing.load(str(tmp_path / "work"))
+    assert listing.wait(WAIT) and listing.error == ""
+    assert [(entry.name, entry.short_kind) for entry in listing.entries] == [("analysis", "jupyter-notebook"), ("fit", "python-script")]
+    assert listing.select("analysis").executable.location == str(tmp_path / "work" / "analysis.ipynb")
+    monkeypatch.chdir(tmp_path / "work")
+    listing.load("analysis.ipynb")  # relative to the notebook's folder
+    assert listing.wait(WAIT) and [entry.name for entry in listing.entries] == ["analysis"]
+    (tmp_path / "empty").mkdir()
+    listing.load(str(tmp_path / "empty"))
+    assert listing.wait(WAIT) and "no codemeta.json and no notebooks" in listing.error

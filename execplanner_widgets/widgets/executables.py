@@ -11,6 +11,8 @@ clicks through an :class:`~.events.EventChannel`.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
@@ -27,6 +29,38 @@ __all__ = ["ExecutableList", "matches"]
 
 #: Rows drawn at most; the filter narrows the rest.
 SHOWN = 200
+
+
+def read_any(source: Any) -> OssrRecord:
+    """A record from what a scientist has at hand: a codemeta.json or Zenodo record (path, URL,
+    dict), a folder holding one, or else a folder of notebooks and scripts, or a single ``.ipynb``
+    or ``.py`` file (each becomes an executable with no stated requirements)."""
+    if isinstance(source, (str, os.PathLike)) and not str(source).strip().lower().startswith(("http://", "https://")):
+        path = Path(str(source).strip()).expanduser()
+        if not path.is_absolute():
+            path = Path.cwd() / path
+        if path.is_dir() and not (path / "codemeta.json").is_file():
+            files = sorted(p for p in path.iterdir() if p.suffix in _RUNNABLE and p.is_file() and not p.name.startswith("."))
+            if not files:
+                raise ValueError(f"{path} has no codemeta.json and no notebooks (.ipynb) or scripts (.py) to run")
+            return _plain_record(path.name, files, path)
+        if path.is_file() and path.suffix in _RUNNABLE:
+            return _plain_record(path.stem, [path], path.parent)
+    return read_record(source)
+
+
+#: File kinds that can be run without a record saying how.
+_RUNNABLE = {".ipynb": "jupyter-notebook", ".py": "python-script"}
+
+
+def _plain_record(name: str, files: list[Path], folder: Path) -> OssrRecord:
+    executables = [
+        {"name": file.stem, "description": f"{file.name} in {folder}", "type": _RUNNABLE[file.suffix], "content": {"location": str(file)}}
+        for file in files
+    ]
+    record = read_record({"@type": "SoftwareSourceCode", "name": name, "executables": executables}, base=str(folder))
+    record.source = str(files[0] if len(files) == 1 else folder)
+    return record
 
 
 def matches(entry: ExecutableEntry, text: str) -> bool:
@@ -52,7 +86,7 @@ class ExecutableList(widgets.VBox):
 
     def __init__(self, record: Any = None, **kwargs: Any) -> None:
         self.source_box = widgets.Text(
-            placeholder="codemeta.json or Zenodo record: path or URL",
+            placeholder="codemeta.json, Zenodo record, folder or notebook: path or URL",
             layout=widgets.Layout(flex="1 1 auto", min_width="10em"),
             continuous_update=False,
         )
@@ -78,7 +112,7 @@ class ExecutableList(widgets.VBox):
             self.channel.box,
         ]
         if record is not None:
-            self.record = read_record(record)
+            self.record = read_any(record)
         else:
             self._render()
 
@@ -94,7 +128,7 @@ class ExecutableList(widgets.VBox):
 
         def work() -> None:
             try:
-                self.record = read_record(source)
+                self.record = read_any(source)
             finally:
                 self.load_button.disabled = False
 
