@@ -104,15 +104,16 @@ class ServerBackend:
     def _results(self, answer: httpx.Response) -> Iterator[PlatformResult]:
         import httpx
 
-        with answer:
-            try:
-                for line in answer.iter_lines():
-                    if line.strip():
-                        yield PlatformResult.model_validate(json.loads(line))
-            except (httpx.HTTPError, httpx.StreamError) as error:
-                raise PlannerError(
-                    f"the offers stream from {self.server.url} broke off: {type(error).__name__}"
-                ) from None
+        try:
+            for line in answer.iter_lines():
+                if line.strip():
+                    yield PlatformResult.model_validate(json.loads(line))
+        except (httpx.HTTPError, httpx.StreamError) as error:
+            raise PlannerError(
+                f"the offers stream from {self.server.url} broke off: {type(error).__name__}"
+            ) from None
+        finally:
+            answer.close()  # also when the caller stops reading early
 
     def calendar(self, platform: str, hours: float) -> Calendar:
         return Calendar.model_validate(
