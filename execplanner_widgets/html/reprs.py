@@ -328,12 +328,12 @@ def planner_html(planner: Any) -> str:
     """The planner: how it reaches platforms (server or in-process) and which platforms it asks."""
     try:
         mode = planner.describe_mode()
-    except Exception as error:  # noqa: BLE001 - a summary must show even when the server is unreachable
+    except Exception as error:
         mode = f"mode unknown ({error})"
     parts = [f"<strong>ExecPlanner</strong>: {esc(mode)}"]
     try:
         platforms = planner.platforms()
-    except Exception as error:  # noqa: BLE001 - the summary says why
+    except Exception as error:
         parts.append(f'<div style="color:{TONES["no"]}">Cannot list the platforms: {esc(error)}</div>')
     else:
         parts.append(platforms_table(platforms) if platforms else "<div>No platforms are configured.</div>")

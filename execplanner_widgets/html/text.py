@@ -177,19 +177,17 @@ def human_duration(value: timedelta | None) -> str:
 
 
 def span(value: timedelta) -> str:
-    """A length of time as said aloud, two units at most: ``2 h 10 min``, ``3 min``, ``45 s``, ``3 d 4 h``."""
+    """A length of time as said aloud, in its two largest units and no seconds past a minute:
+    ``2 h 10 min``, ``3 min``, ``45 s``, ``3 d 4 h``."""
     total = max(0, int(value.total_seconds()))
+    if total < 60:
+        return f"{total} s"
     days, rest = divmod(total, 86400)
     hours, rest = divmod(rest, 3600)
-    minutes, seconds = divmod(rest, 60)
-    parts = [(days, "d"), (hours, "h"), (minutes, "min"), (seconds, "s")]
-    used = [f"{n} {u}" for n, u in parts if n]
-    if not used:
-        return "0 s"
+    minutes = rest // 60
+    parts = [(days, "d"), (hours, "h"), (minutes, "min")]
     first = next(index for index, (n, _) in enumerate(parts) if n)
-    if first < 2:  # days or hours: no seconds
-        used = [f"{n} {u}" for n, u in parts[first : first + 2] if n]
-    return " ".join(used[:2])
+    return " ".join(f"{n} {u}" for n, u in parts[first : first + 2] if n)
 
 
 # ------------------------------------------------------------------------------------ times
