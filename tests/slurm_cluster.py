@@ -411,21 +411,39 @@ def running_cluster(root: Path) -> Iterator[SlurmCluster]:
         cluster.stop()
 
 
+_shared: dict[str, object] = {"cluster": None, "users": 0, "previous": None}
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
-    """One cluster for the whole test session; ``SLURM_CONF`` is set for the session's own calls."""
+    """One cluster for the whole test session; ``SLURM_CONF`` is set for the session's own calls.
+
+    Test modules import this fixture, and pytest keeps one session fixture per defining module, so
+    the cluster itself is shared (counted) and started only once per test run.
+    """
     require_slurm()
-    root = tmp_path_factory.mktemp("slurm")
-    with running_cluster(root) as cluster:
-        previous = os.environ.get("SLURM_CONF")
-        os.environ["SLURM_CONF"] = str(cluster.conf)
+    if _shared["cluster"] is None:
+        cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"))
         try:
-            yield cluster
-        finally:
+            cluster.start()
+        except BaseException:
+            cluster.stop()
+            raise
+        _shared["cluster"], _shared["previous"] = cluster, os.environ.get("SLURM_CONF")
+        os.environ["SLURM_CONF"] = str(cluster.conf)
+    _shared["users"] = int(_shared["users"]) + 1  # type: ignore[call-overload]
+    try:
+        yield _shared["cluster"]  # type: ignore[misc]
+    finally:
+        _shared["users"] = int(_shared["users"]) - 1  # type: ignore[call-overload]
+        if _shared["users"] == 0:
+            cluster, _shared["cluster"] = _shared["cluster"], None
+            cluster.stop()  # type: ignore[union-attr]
+            previous = _shared["previous"]
             if previous is None:
                 os.environ.pop("SLURM_CONF", None)
             else:
-                os.environ["SLURM_CONF"] = previous
+                os.environ["SLURM_CONF"] = str(previous)
 
 
 SLURM_ENTRY_POINT = "slurm = jupyter_server_extension.hosted.executors.slurm:SlurmExecutor"
