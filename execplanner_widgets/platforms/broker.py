@@ -220,13 +220,18 @@ class BrokerPlatform(Platform):
             try:
                 return json.loads(text)
             except ValueError:
-                if "json" in content_type:
+                if "json" in content_type or "html" in content_type:
                     raise
-                return yaml.safe_load(text)  # a service that answers YAML without saying so
+                document = yaml.safe_load(text)  # a service that answers YAML without saying so
+                if not isinstance(document, (dict, list)):  # plain text or a page parses as one YAML string
+                    raise ValueError("not a YAML document") from None
+                return document
         except (UnicodeDecodeError, ValueError, yaml.YAMLError):
             if response.status_code >= 400:
                 return None
-            raise PlatformError(f"{self.name} answered something that is not JSON ({content_type or 'no content type'})") from None
+            raise PlatformError(
+                f"{self.name} answered something that is not JSON or YAML ({content_type or 'no content type'})"
+            ) from None
 
     @staticmethod
     def _server_message(status: int, document: Any) -> str:
