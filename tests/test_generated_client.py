@@ -82,7 +82,6 @@ def test_the_generated_models_refuse_a_relative_url(generated):
     assert str(generated.ComponentMetadata.model_validate({"url": "http://127.0.0.1/s/x"}).url)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 phase 2: absolute meta.url not wired yet")
 async def test_offer_accept_completed_with_a_generated_client(generated, jp_fetch, jp_auth_header):
     request = generated.ExecutionRequest(
         executable=generated.JupyterNotebook(

@@ -50,7 +50,7 @@ class AcceptsHandler(BrokerHandler):
             raise ApiError(400, "say which task type, e.g. accepts?tasktype=uri://jupyter-notebook", field="tasktype")
         kind = canonical_kind(tasktype, "executable")
         why = None
-        if not is_known(kind, "executable") or kind not in platform.options.accepts:
+        if not is_known(kind, "executable") or short_kind(kind) not in platform.options.accepts_short:
             known = ", ".join(platform.options.accepts_short)
             why = f"{name} does not run {tasktype}; it runs {known}"
         else:
