@@ -105,7 +105,7 @@ async def test_requests_in_json_yaml_and_an_older_dialect(jp_fetch):
         "resources": {"mincores": 1, "minmemory": "1G", "minduration": "10m"},
     }
     old = await ask(jp_fetch, note_2021)
-    assert old["result"] == "YES"
+    assert old["reponseword"] == "YES"  # answered in the 2021 note's own form (issue 11)
 
     again = json.loads((await call(jp_fetch, "gaia", "offersets", answer["meta"]["uuid"])).body)
     assert [item["meta"]["uuid"] for item in again["offers"]] == [item["meta"]["uuid"] for item in answer["offers"]]
