@@ -73,3 +73,4 @@ def test_a_run_orphaned_by_a_killed_server_is_stopped_by_the_next_one(tmp_path):
         headers = {"Authorization": f"token {second.token}", "Accept": "application/json"}
         job = requests.get(f"{second.url}execplanner/platforms/local/jobs/{uuid}", headers=headers, timeout=30).json()
         assert job["phase"] == "ERROR" and "server restarted" in job["errorSummary"]["message"]
+        assert job["errorSummary"]["type"] == "transient"  # not the user's code's fault: booking again may work

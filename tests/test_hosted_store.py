@@ -199,10 +199,14 @@ async def test_bookings_on_postgresql_never_overbook(postgres_url, tmp_path):
 
 
 @pytest.mark.asyncio
-async def test_a_database_from_before_the_executor_columns_gets_them_and_keeps_its_bookings(tmp_path):
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+async def test_a_database_from_before_the_executor_columns_gets_them_and_keeps_its_bookings(
+    database, tmp_path, request
+):
     """No migration tool: columns added since a database was made are added when a platform starts;
     sessions booked before count as booked by the executor (those that ended, as released)."""
-    options = {"cores": 4, "offers": 1}
+    url = request.getfixturevalue("postgres_url") if database == "postgresql" else default_db_url(tmp_path)
+    options = {"cores": 4, "offers": 1, "db_url": url}
     first = HostedPlatform.from_config("old", "Old", options, PlatformContext(data_dir=tmp_path))
     later = f"{format_instant(utcnow() + timedelta(hours=2))}/PT0S"
     try:
@@ -214,7 +218,7 @@ async def test_a_database_from_before_the_executor_columns_gets_them_and_keeps_i
     finally:
         await first.aclose()
     new_columns = ("slot_state", "slot_handle", "run_handle", "runner_host", "runner_pid", "connector")
-    store = Store(default_db_url(tmp_path))
+    store = Store(url)
     with store.engine.begin() as connection:
         for column in new_columns:
             connection.execute(text(f"ALTER TABLE hosted_sessions DROP COLUMN {column}"))

@@ -347,8 +347,9 @@ class HostedPlatform(Platform):
             await self.service.reject(uuid, user)
         elif await self.service.cancel(uuid, user):
             self._stop_run(uuid)
+        session = await self.session(uuid, user=user)  # as the change left it, before the runner moves on
         self._wake()
-        return await self.session(uuid, user=user)
+        return session
 
     async def direct(self, request: ExecutionRequest, *, user: str | None = None) -> ExecutionSession:
         """``POST direct``: book the earliest offer at once; :class:`RequestRefused` if there is none."""

@@ -145,9 +145,10 @@ class SessionRun:
     async def adopt(self) -> None:
         """Take over a run an earlier server started (its handle is on the row)."""
         spec = run_spec(self.row, self.folder, self._staged_entry())
-        await self._guarded(self.executor.adopt(spec, self.row.run_handle or "", self.stop, self.report))
+        work = self.executor.adopt(spec, self.row.run_handle or "", self.stop, self.report)
+        await self._guarded(work, ERROR_TRANSIENT)  # a failure here is the restart's, not the user's code's
 
-    async def _guarded(self, work: Awaitable[RunOutcome]) -> None:
+    async def _guarded(self, work: Awaitable[RunOutcome], error_type: str = ERROR_FATAL) -> None:
         try:
             outcome = await work
         except StagingError as error:
@@ -165,7 +166,7 @@ class SessionRun:
             outcome = RunOutcome("failed", "the platform shut down during the run", outcome.exit_code)
             await self.finish(outcome, ERROR_TRANSIENT)
             return
-        await self.finish(outcome, ERROR_FATAL)
+        await self.finish(outcome, error_type)
 
     def _staged_entry(self) -> Path:
         """The staged executable of an earlier run (the first file in the work folder, else a placeholder)."""
