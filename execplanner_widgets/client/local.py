@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ..model.status import JobStatus
 
 
+from .bookings import BookingEntry, LocalLedger
 from .discovery import Mode
 from .errors import PlannerError
 
@@ -119,6 +120,7 @@ class LocalBackend:
         config = load_platforms_file(path)
         context = default_context(data_dir)
         context.config_dir = path.parent
+        self.ledger = LocalLedger(context.data_dir)
         self.federation = build_federation(config, context)
         self.source = "the built-in demo federation" if is_demo else str(path)
         self.user = user if user is not None else _local_user()
@@ -172,7 +174,28 @@ class LocalBackend:
         from ..model import phase_update
 
         check_identifier(uuid, "uuid")
-        return self._timed(platform, lambda target: target.update_session(uuid, phase_update(phase), user=self.user))
+        session = self._timed(platform, lambda target: target.update_session(uuid, phase_update(phase), user=self.user))
+        if phase == SessionPhase.ACCEPTED and session.uuid:
+            try:
+                self.ledger.add(self.user, platform, session.uuid, utcnow().isoformat())
+            except OSError:  # the booking stands; only the list of bookings misses it
+                pass
+        return session
+
+    def bookings(self) -> list[BookingEntry]:
+        """The bookings made by this user through local-mode planners on this data folder."""
+        from ..core.platform import PlatformError
+
+        entries = []
+        for item in reversed(self.ledger.of(self.user)):
+            entry = BookingEntry(platform=item["platform"], uuid=item["uuid"], booked=item.get("booked"))
+            try:
+                entry.title = self.federation.get(entry.platform).title
+                entry.session = self.session(entry.platform, entry.uuid)
+            except (KeyError, PlannerError, PlatformError) as error:
+                entry.error = str(error)
+            entries.append(entry)
+        return entries
 
     def job(self, platform: str, job_id: str) -> JobStatus:
         from ..core.jobs import follow_job

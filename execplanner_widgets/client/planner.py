@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ..model.status import JobStatus
 
 
+from .bookings import BookingList
 from .discovery import Mode, ServerInfo, base_url_of, discover_server, new_http, probe
 from .errors import PlannerError, PlannerTimeout
 from .local import LocalBackend
@@ -240,6 +241,16 @@ class Planner:
     def session(self, session_or_uuid: Any, *, platform: str | None = None) -> ExecutionSession:
         """The offer or session as the platform sees it now."""
         return self._session_call(session_or_uuid, platform, "session", self._backend.session)
+
+    def bookings(self) -> BookingList:
+        """My bookings on every platform, newest first: each session as its platform reports it now
+        (phase, start, end, connectors, results). In server mode the server keeps the list, so it
+        survives kernel restarts and shows bookings made from other kernels."""
+        entries = BookingList(self._backend.bookings())
+        with self._lock:
+            for entry in entries:
+                self._origins.setdefault(entry.uuid, entry.platform)
+        return entries
 
     def job(self, session_or_id: Any, *, platform: str | None = None) -> JobStatus:
         """Where an accepted session's run stands (with the UWS job for hosted platforms)."""

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import httpx
 
 
+from .bookings import BookingEntry
 from .discovery import PROBE_TIMEOUT, Mode, ServerInfo, auth_header
 from .errors import PlannerError, raise_for_status
 
@@ -137,6 +138,14 @@ class ServerBackend:
     def update(self, platform: str, uuid: str, phase: SessionPhase) -> ExecutionSession:
         body = {"kind": "uri:enum-value-update", "path": "phase", "value": str(phase)}
         return self._session(self._json("POST", f"platforms/{_segment(platform)}/sessions/{_segment(uuid)}", body=body))
+
+    def bookings(self) -> list[BookingEntry]:
+        """The caller's bookings, kept by the server (all kernels, across restarts)."""
+        entries = [BookingEntry.from_wire(item) for item in self._json("GET", "bookings")]
+        for entry in entries:
+            if entry.session is not None:
+                self._absolute(entry.session.results)
+        return entries
 
     def job(self, platform: str, job_id: str) -> JobStatus:
         status = JobStatus.model_validate(self._json("GET", f"platforms/{_segment(platform)}/jobs/{_segment(job_id)}"))

@@ -95,9 +95,14 @@ class BookingsView(widgets.VBox):
             self.bookings = [_as_booking(row, number) for number, row in enumerate(rows)]
             self.status.value = status("This planner keeps no list of bookings; showing the ones made from this kernel.", "muted")
         else:
-            rows = list(reader())
+            everything = list(reader())
+            rows = [row for row in everything if getattr(row, "session", None) is not None]
+            unreadable = [f"{getattr(row, 'title', '') or row.platform}: {getattr(row, 'error', '')}" for row in everything if row not in rows]
             self.bookings = [_as_booking(row, number) for number, row in enumerate(rows)]
-            self.status.value = status(f"{len(rows)} booking{'s' if len(rows) != 1 else ''} on all platforms.", "muted")
+            text = f"{len(rows)} booking{'s' if len(rows) != 1 else ''} on all platforms."
+            if unreadable:
+                text += f" {len(unreadable)} cannot be read now: " + "; ".join(unreadable[:3])
+            self.status.value = status(text, "muted")
         self.error = ""
         self._render()
 

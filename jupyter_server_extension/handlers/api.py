@@ -14,6 +14,8 @@ POST      ``platforms/{name}/sessions/{uuid}``    accept / reject / cancel (Exec
                                                   ``{"phase": "ACCEPTED"}``)
 GET       ``platforms/{name}/jobs/{id}``          follow the run (UWS state for hosted platforms)
 GET       ``platforms/{name}/calendar?hours=24``  the booking calendar (hosted platforms)
+GET       ``bookings``                            the caller's bookings on every platform, each
+                                                  session as its platform reports it now
 GET       ``openapi.json``                        the OpenAPI 3.1 description
 ========  ======================================  ==================================================
 
@@ -26,8 +28,12 @@ answers garbage becomes an ERROR result or a 502/504 naming the platform, never 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import threading
 from collections.abc import Awaitable
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from jupyter_server.auth.decorator import authorized
@@ -198,7 +204,79 @@ class SessionHandler(ProxyHandler):
         update = parse_session_update(self.read_body())
         session = await self.call_platform(platform, platform.update_session(uuid, update, user=self.username))
         self.log.info("ExecPlanner: %s set %s of %s/%s to %s", self.username, update.path, name, uuid, getattr(update, "value", "?"))
+        if str(getattr(update, "value", "")).upper() == "ACCEPTED" and session.uuid:
+            try:
+                ledger_of(self).add(self.username, name, session.uuid, utcnow().isoformat())
+            except OSError:  # the booking stands; only the list of bookings misses it
+                self.log.warning("ExecPlanner: could not note the booking %s/%s in the ledger", name, session.uuid)
         self.write_document(session.to_wire())
+
+
+class BookingLedger:
+    """Which sessions each user booked through this server (platform and uuid), in a JSON file in
+    the extension's data folder: the list survives kernel and server restarts and shows bookings
+    made from any kernel. The platforms stay the source of truth for each session's state; the
+    ledger only remembers where to ask. At most :attr:`KEEP` entries per user (the newest)."""
+
+    KEEP = 200
+    _lock = threading.Lock()
+
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        self.path = Path(folder) / "bookings.json"
+
+    def _read(self) -> dict[str, list[dict[str, str]]]:
+        try:
+            document = json.loads(self.path.read_text("utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return document if isinstance(document, dict) else {}
+
+    def add(self, user: str | None, platform: str, uuid: str, booked: str) -> None:
+        with self._lock:
+            document = self._read()
+            entries = [e for e in document.get(user or "", []) if e.get("uuid") != uuid]
+            entries.append({"platform": platform, "uuid": uuid, "booked": booked})
+            document[user or ""] = entries[-self.KEEP :]
+            temporary = self.path.with_suffix(".json.tmp")
+            temporary.write_text(json.dumps(document), "utf-8")
+            temporary.replace(self.path)
+
+    def of(self, user: str | None) -> list[dict[str, str]]:
+        with self._lock:
+            return [e for e in self._read().get(user or "", []) if isinstance(e, dict)]
+
+
+def ledger_of(handler: ExecPlannerHandler) -> BookingLedger:
+    return BookingLedger(getattr(handler.extensionapp, "data_dir", "."))
+
+
+class BookingsHandler(ProxyHandler):
+    """``GET bookings``: the caller's bookings on every platform, newest first, each session read
+    from its platform now (concurrently, under each platform's timeout); a platform that cannot say
+    gives the entry an ``error`` instead of failing the list."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        entries = list(reversed(ledger_of(self).of(self.username)))
+
+        async def read(entry: dict[str, str]) -> dict[str, Any]:
+            answer: dict[str, Any] = {"platform": entry["platform"], "uuid": entry["uuid"], "booked": entry.get("booked")}
+            try:
+                platform = self.platform(entry["platform"])
+            except KeyError:  # a platform removed from the configuration since the booking
+                answer["error"] = f"the platform {entry['platform']!r} is no longer configured"
+                return answer
+            answer["title"] = platform.title
+            try:
+                session = await self.call_platform(platform, platform.session(entry["uuid"], user=self.username))
+            except (PlatformError, ApiError) as error:
+                answer["error"] = str(getattr(error, "message", None) or error)
+            else:
+                answer["session"] = session.to_wire()
+            return answer
+
+        self.write_document(list(await asyncio.gather(*(read(entry) for entry in entries))))
 
 
 class JobHandler(ProxyHandler):
@@ -291,6 +369,7 @@ API_HANDLERS: list[tuple[str, type, dict[str, Any]] | tuple[str, type]] = [
     (rf"{API_PREFIX}/platforms/(?P<name>{_SEGMENT})/sessions/(?P<uuid>{_SEGMENT})/?", SessionHandler),
     (rf"{API_PREFIX}/platforms/(?P<name>{_SEGMENT})/jobs/(?P<job_id>{_SEGMENT})/?", JobHandler),
     (rf"{API_PREFIX}/platforms/(?P<name>{_SEGMENT})/calendar/?", CalendarHandler),
+    (rf"{API_PREFIX}/bookings/?", BookingsHandler),
     (rf"{API_PREFIX}/openapi\.json", OpenApiHandler),
     (rf"{API_PREFIX}/(?P<path>.*)", NotFoundHandler),
 ]

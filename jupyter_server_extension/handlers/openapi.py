@@ -224,6 +224,38 @@ def _paths() -> dict[str, Any]:
                 "responses": {"200": _json(Calendar, "The calendar"), **_errors(400, 403, 404, 502, 504)},
             },
         },
+        "/bookings": {
+            "get": {
+                "operationId": "listBookings",
+                "summary": "The caller's bookings on every platform, newest first, each session as its platform reports it now",
+                "responses": {
+                    "200": {
+                        "description": "One entry per booking made through this server; `error` instead of `session` when "
+                        "the platform cannot say",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["platform", "uuid"],
+                                        "properties": {
+                                            "platform": {"type": "string"},
+                                            "title": {"type": "string"},
+                                            "uuid": {"type": "string"},
+                                            "booked": {"type": "string", "format": "date-time"},
+                                            "session": _ref(ExecutionSession),
+                                            "error": {"type": "string"},
+                                        },
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    **_errors(403),
+                },
+            }
+        },
         "/openapi.json": {
             "get": {
                 "operationId": "getOpenApi",

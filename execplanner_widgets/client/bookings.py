@@ -1,0 +1,90 @@
+"""My bookings: the sessions a user booked, on every platform, as the platforms report them now.
+
+In server mode the Jupyter server keeps the list (``GET execplanner/api/bookings``), so it survives
+kernel restarts and includes bookings made from other kernels of the same server. In local mode the
+planner keeps the same list in its data folder (``bookings.json``). Either way only *where* each
+session lives is remembered; its phase, times and results are read from its platform each time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..model import ExecutionSession
+
+__all__ = ["BookingEntry", "BookingList", "LocalLedger"]
+
+
+@dataclass
+class BookingEntry:
+    """One booking: its platform, the session as the platform reports it (or why it cannot)."""
+
+    platform: str
+    uuid: str
+    title: str = ""
+    booked: str | None = None
+    session: ExecutionSession | None = None
+    error: str | None = None
+
+    @classmethod
+    def from_wire(cls, item: dict[str, Any]) -> BookingEntry:
+        session = item.get("session")
+        return cls(
+            platform=str(item.get("platform", "")),
+            uuid=str(item.get("uuid", "")),
+            title=str(item.get("title") or item.get("platform") or ""),
+            booked=item.get("booked"),
+            session=ExecutionSession.model_validate(session) if session else None,
+            error=item.get("error"),
+        )
+
+
+class BookingList(list):
+    """Bookings, newest first; shows as a table in notebooks."""
+
+    def _repr_html_(self) -> str:
+        from ..html import bookings_html, esc
+
+        readable = [entry for entry in self if entry.session is not None]
+        problems = [entry for entry in self if entry.session is None]
+        html = bookings_html(readable, static=True)
+        if problems:
+            html += "".join(f"<div>{esc(entry.title)} {esc(entry.uuid)}: {esc(entry.error)}</div>" for entry in problems)
+        return html
+
+
+class LocalLedger:
+    """Where a local-mode planner remembers its bookings (a JSON file; newest :attr:`KEEP` per user)."""
+
+    KEEP = 200
+    _lock = threading.Lock()
+
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        self.path = Path(folder) / "bookings.json"
+
+    def _read(self) -> dict[str, list[dict[str, str]]]:
+        try:
+            document = json.loads(self.path.read_text("utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return document if isinstance(document, dict) else {}
+
+    def add(self, user: str | None, platform: str, uuid: str, booked: str) -> None:
+        with self._lock:
+            document = self._read()
+            entries = [e for e in document.get(user or "", []) if e.get("uuid") != uuid]
+            entries.append({"platform": platform, "uuid": uuid, "booked": booked})
+            document[user or ""] = entries[-self.KEEP :]
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = self.path.with_suffix(".json.tmp")
+            temporary.write_text(json.dumps(document), "utf-8")
+            temporary.replace(self.path)
+
+    def of(self, user: str | None) -> list[dict[str, str]]:
+        with self._lock:
+            return [e for e in self._read().get(user or "", []) if isinstance(e, dict)]
