@@ -7,13 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from brokers import answer_no, answer_yes, run_broker, static_entry, write_platforms
 from IPython.core.formatters import DisplayFormatter
 from IPython.display import HTML
 from sidecar import Sidecar
-
-from brokers import answer_yes, run_broker, static_entry, write_platforms
-from execplanner_widgets.widgets import PlannerApp, app as app_module, widgets_available
-from brokers import answer_no
 from widget_support import (  # noqa: F401 - fixture
     DATA,
     RUN_FOR,
@@ -27,6 +24,9 @@ from widget_support import (  # noqa: F401 - fixture
     view_rows,
     wait_for,
 )
+
+from execplanner_widgets.widgets import PlannerApp, widgets_available
+from execplanner_widgets.widgets import app as app_module
 
 AGNPY = DATA / "agnpy"
 BASKET = [{"name": "M87 images", "url": "https://data.example.org/m87/images.tar"}, "https://data.example.org/m87/other.fits"]

@@ -11,12 +11,12 @@ import json
 
 import httpx
 import pytest
-
 from brokers import answer_yes, run_broker, static_entry, write_platforms
-from execplanner_widgets import Planner
-from execplanner_widgets.widgets import PlannerApp
 from jupyter_live import run_jupyter_server
 from widget_support import RUN_FOR, WAIT, click, make_planner, view_rows, wait_for
+
+from execplanner_widgets import Planner
+from execplanner_widgets.widgets import PlannerApp
 
 pytestmark = pytest.mark.timeout(240)
 

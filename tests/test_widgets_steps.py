@@ -10,12 +10,8 @@ from io import BytesIO
 
 import pytest
 from astropy.io.votable import parse as parse_votable
-from pyvo.dal import DALResults
-
-from execplanner_widgets.model import ExecutionSession, RucioDataResource, SimpleDataResource, parse_request
-from execplanner_widgets.ossr import read_record
-from execplanner_widgets.widgets import ExecutableList, JobMonitor, OfferBrowser, ResourceForm, ShoppingList, basket_item
 from brokers import answer_yes, run_broker, static_entry, write_platforms
+from pyvo.dal import DALResults
 from widget_support import (  # noqa: F401 - fixture
     DATA,
     HOSTILE_REASON,
@@ -29,6 +25,17 @@ from widget_support import (  # noqa: F401 - fixture
     text_of,
     view_rows,
     wait_for,
+)
+
+from execplanner_widgets.model import ExecutionSession, RucioDataResource, SimpleDataResource, parse_request
+from execplanner_widgets.ossr import read_record
+from execplanner_widgets.widgets import (
+    ExecutableList,
+    JobMonitor,
+    OfferBrowser,
+    ResourceForm,
+    ShoppingList,
+    basket_item,
 )
 
 AGNPY = DATA / "agnpy"

@@ -10,14 +10,14 @@ Nothing is mocked: offers, NO reasons, bookings and cancellations come from the 
 from __future__ import annotations
 
 import time
-from html.parser import HTMLParser
 from collections.abc import Callable, Iterator
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
-
 from brokers import Broker, answer_no, answer_yes, run_broker, static_entry, write_platforms
+
 from execplanner_widgets.client import Planner
 
 DATA = Path(__file__).resolve().parent / "data" / "ossr"
