@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -52,6 +55,32 @@ def test_demo_is_used_when_no_file_is_given(monkeypatch):
     path, is_demo = resolve_platforms_path(None)
     assert is_demo and path.name == "platforms.yaml" and path.is_file()
     assert load_platforms_file(None).platforms
+
+
+def test_a_base_install_gets_a_demo_it_can_build(tmp_path):
+    """Without the ``hosted`` extra (a fresh interpreter where ``import sqlalchemy`` fails, as in
+    ``pip install .``) the demo is the limits-only federation, and ``Planner()`` answers from it."""
+    code = textwrap.dedent(
+        f"""
+        import os, sys
+        sys.modules["sqlalchemy"] = None  # what a base install without the hosted extra looks like
+        os.environ.pop("EXECPLANNER_PLATFORMS", None)
+        os.environ.pop("EXECPLANNER_URL", None)
+        os.environ["EXECPLANNER_DATA_DIR"] = {str(tmp_path)!r}
+        from execplanner_widgets import Planner
+        from execplanner_widgets.core.config import resolve_platforms_path
+        print(resolve_platforms_path(None)[0].name)
+        with Planner(mode="local") as planner:
+            request = {{"executable": {{"kind": "jupyter-notebook", "location": "https://example.org/a.ipynb"}},
+                       "compute": {{"cores": {{"min": 2}}}}}}
+            print(" ".join(f"{{r.platform}}={{r.status}}" for r in planner.offers(request)))
+        """
+    )
+    answer = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert answer.returncode == 0, answer.stderr[-3000:]
+    name, statuses = answer.stdout.split("\n")[:2]
+    assert name == "platforms-base.yaml"
+    assert statuses == "laptop=YES gaia-dmp=YES cesga=NO"
 
 
 def test_env_var_selects_the_file(tmp_path, monkeypatch):

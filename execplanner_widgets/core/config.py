@@ -120,8 +120,13 @@ class PlatformsFile(BaseModel):
 
 
 def demo_platforms_path() -> Path:
-    """The built-in demo federation that ships with the package."""
-    return Path(str(resources.files("execplanner_widgets") / "demo" / "platforms.yaml"))
+    """The built-in demo federation that ships with the package: hosted platforms that run work on
+    this machine, or, in a base install without the ``hosted`` extra, platforms that decide from
+    their stated limits (so that ``Planner()`` works in every install)."""
+    demo = resources.files("execplanner_widgets") / "demo"
+    hosted = platform_classes().get("hosted")
+    usable = hosted is not None and not getattr(hosted, "broken", False)
+    return Path(str(demo / ("platforms.yaml" if usable else "platforms-base.yaml")))
 
 
 def resolve_platforms_path(path: str | os.PathLike[str] | None = None) -> tuple[Path, bool]:
@@ -203,7 +208,7 @@ def _broken_plugin(name: str, error: Exception) -> Any:
     def fail(*_: Any, **__: Any) -> Platform:
         raise ConfigError([FieldError(name, f"the platform plugin {name!r} failed to load: {error}{hint}")])
 
-    return type(f"Broken_{name}", (), {"from_config": staticmethod(fail)})
+    return type(f"Broken_{name}", (), {"from_config": staticmethod(fail), "broken": True})
 
 
 def build_federation(config: PlatformsFile, context: PlatformContext) -> Federation:
