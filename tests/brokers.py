@@ -100,9 +100,15 @@ class Broker:
     def __str__(self) -> str:
         return self.url
 
-    def entry(self, name: str, *, title: str | None = None, timeout: float | None = None, **options: Any) -> dict[str, Any]:
+    def entry(
+        self, name: str, *, title: str | None = None, timeout: float | None = None, **options: Any
+    ) -> dict[str, Any]:
         """This broker as an entry of a platforms file (``broker: {url: ..., **options}``)."""
-        item: dict[str, Any] = {"name": name, "title": title or f"Test broker {name}", "broker": {"url": self.url, **options}}
+        item: dict[str, Any] = {
+            "name": name,
+            "title": title or f"Test broker {name}",
+            "broker": {"url": self.url, **options},
+        }
         if timeout is not None:
             item["timeout"] = timeout
         return item
@@ -279,7 +285,12 @@ def hang() -> Behaviour:
     return lambda recorded, broker: None
 
 
-def garbage(body: bytes = b"<html><body><script>alert('pwned')</script> not a broker</body></html>", *, content_type: str = "text/html", status_code: int = 200) -> Behaviour:
+def garbage(
+    body: bytes = b"<html><body><script>alert('pwned')</script> not a broker</body></html>",
+    *,
+    content_type: str = "text/html",
+    status_code: int = 200,
+) -> Behaviour:
     """Answer ``body`` (by default an HTML page with a script) whatever was asked."""
     return lambda recorded, broker: Reply(status_code, body, {"Content-Type": content_type})
 
@@ -302,7 +313,9 @@ def huge(size: int, *, chunked: bool = False) -> Behaviour:
 
 def status(code: int, document: Any = None) -> Behaviour:
     """Always answer ``code`` with ``document`` as JSON."""
-    return lambda recorded, broker: Reply.json(document if document is not None else {"message": f"status {code}"}, code)
+    return lambda recorded, broker: Reply.json(
+        document if document is not None else {"message": f"status {code}"}, code
+    )
 
 
 # ------------------------------------------------------------------------------ platforms files
@@ -324,5 +337,10 @@ def write_platforms(path: Any, entries: list[dict[str, Any]], *, timeout: float 
 
 def static_entry(name: str, *, title: str | None = None, **options: Any) -> dict[str, Any]:
     """A ``static:`` platform entry; by default it runs notebooks and containers on 16 cores, 64 GiB."""
-    defaults: dict[str, Any] = {"accepts": ["jupyter-notebook", "docker-container"], "cores": 16, "memory": 64, "duration": "PT12H"}
+    defaults: dict[str, Any] = {
+        "accepts": ["jupyter-notebook", "docker-container"],
+        "cores": 16,
+        "memory": 64,
+        "duration": "PT12H",
+    }
     return {"name": name, "title": title or f"Static {name}", "static": {**defaults, **options}}

@@ -36,8 +36,14 @@ START_TIMEOUT = 90.0
 
 #: Environment variables through which the kernel client finds a server (or is told how to run).
 DISCOVERY_VARIABLES = (
-    "EXECPLANNER_URL", "EXECPLANNER_TOKEN", "EXECPLANNER_MODE", "EXECPLANNER_PLATFORMS", "JPY_PARENT_PID",
-    "JUPYTERHUB_API_TOKEN", "JUPYTERHUB_SERVICE_PREFIX", "JUPYTERHUB_SERVICE_URL",
+    "EXECPLANNER_URL",
+    "EXECPLANNER_TOKEN",
+    "EXECPLANNER_MODE",
+    "EXECPLANNER_PLATFORMS",
+    "JPY_PARENT_PID",
+    "JUPYTERHUB_API_TOKEN",
+    "JUPYTERHUB_SERVICE_PREFIX",
+    "JUPYTERHUB_SERVICE_URL",
 )
 
 
@@ -139,7 +145,11 @@ def run_jupyter_server(
     log_path = root / "server.log"
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", app], env=env, cwd=root, stdout=log_file, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", app],
+            env=env,
+            cwd=root,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     server = LiveServer(f"http://127.0.0.1:{port}{base_url}", token, process.pid, root / "runtime", log_path, env)

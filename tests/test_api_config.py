@@ -55,7 +55,12 @@ async def test_timeouts_and_limits_are_applied(jp_serverapp, jp_fetch):
     assert by_name["slow"].options.max_answer_bytes == 70_000
     assert by_name["quick"].options.max_answer_bytes == 5000
     response = await jp_fetch(
-        "execplanner", "api", "offers", method="POST", body=json.dumps(REQUEST), headers={"Content-Type": "application/json"}
+        "execplanner",
+        "api",
+        "offers",
+        method="POST",
+        body=json.dumps(REQUEST),
+        headers={"Content-Type": "application/json"},
     )
     results = {result["platform"]: result for result in json.loads(response.body)}
     assert results["local"]["status"] == "YES"

@@ -40,7 +40,10 @@ def jp_server_config(tmp_path, brokers):
 def _check_results(results: dict[str, dict]) -> None:
     assert results["local"]["status"] == "YES"
     assert results["fast"]["status"] == "YES"
-    assert results["slower"]["status"] == "NO" and results["slower"]["response"]["meta"]["messages"][0]["message"] == "no GPUs here"
+    assert (
+        results["slower"]["status"] == "NO"
+        and results["slower"]["response"]["meta"]["messages"][0]["message"] == "no GPUs here"
+    )
     assert results["stuck"]["status"] == "ERROR" and "timeout" in results["stuck"]["error"]
     assert HANG_TIMEOUT * 0.9 <= results["stuck"]["elapsed"] < HANG_TIMEOUT + 5
     assert results["html"]["status"] == "ERROR" and "not JSON" in results["html"]["error"]
@@ -49,8 +52,13 @@ def _check_results(results: dict[str, dict]) -> None:
 
 async def test_offers_survive_hanging_and_garbage_platforms(jp_fetch, brokers):
     response = await jp_fetch(
-        "execplanner", "api", "offers", method="POST", body=json.dumps(REQUEST),
-        headers={"Content-Type": "application/json"}, request_timeout=30,
+        "execplanner",
+        "api",
+        "offers",
+        method="POST",
+        body=json.dumps(REQUEST),
+        headers={"Content-Type": "application/json"},
+        request_timeout=30,
     )
     results = {result["platform"]: result for result in json.loads(response.body)}
     assert list(results) == ["local", "fast", "slower", "stuck", "html", "nonsense"]
@@ -67,9 +75,16 @@ async def test_stream_sends_fast_answers_before_the_hanging_platform_times_out(j
         arrivals.append((time.monotonic() - started, chunk))
 
     await jp_fetch(
-        "execplanner", "api", "offers", "stream", method="POST", body=json.dumps(REQUEST),
-        headers={"Content-Type": "application/json"}, params={"format": stream_format},
-        streaming_callback=on_chunk, request_timeout=30,
+        "execplanner",
+        "api",
+        "offers",
+        "stream",
+        method="POST",
+        body=json.dumps(REQUEST),
+        headers={"Content-Type": "application/json"},
+        params={"format": stream_format},
+        streaming_callback=on_chunk,
+        request_timeout=30,
     )
     text = b"".join(chunk for _, chunk in arrivals).decode()
     if stream_format == "ndjson":

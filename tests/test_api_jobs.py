@@ -16,7 +16,9 @@ from execplanner_widgets.core.platform import PlatformError, SessionNotFound
 from execplanner_widgets.model import InvalidRequest, parse_request
 from execplanner_widgets.platforms.static import StaticOptions, StaticPlatform
 
-REQUEST = parse_request({"executable": {"kind": "python-script", "location": "run.py"}, "compute": {"cores": {"min": 1}}})
+REQUEST = parse_request(
+    {"executable": {"kind": "python-script", "location": "run.py"}, "compute": {"cores": {"min": 1}}}
+)
 
 
 class Job(BaseModel):
@@ -74,12 +76,19 @@ async def test_uws_state_is_read_from_the_platform_with_its_results():
     assert (running.phase, running.uws_phase, running.is_final) == ("ACCEPTED", "EXECUTING", False)
     assert running.job["jobId"] == offer.uuid and running.session.uuid == offer.uuid
     platform.jobs[offer.uuid] = Job(
-        job_id=offer.uuid, phase="ERROR", error="the script failed: exit status 3",
-        results=[{"id": "stdout.txt", "href": "/results/stdout.txt", "size": 12, "mime-type": "text/plain"}, {"href": "no id"}],
+        job_id=offer.uuid,
+        phase="ERROR",
+        error="the script failed: exit status 3",
+        results=[
+            {"id": "stdout.txt", "href": "/results/stdout.txt", "size": 12, "mime-type": "text/plain"},
+            {"href": "no id"},
+        ],
     )
     failed = await follow_job(platform, offer.uuid, user=None, timeout=5)
     assert failed.uws_phase == "ERROR" and failed.messages[-1] == "the script failed: exit status 3"
-    assert [item.to_wire() for item in failed.results] == [{"id": "stdout.txt", "url": "/results/stdout.txt", "size": 12, "mime-type": "text/plain"}]
+    assert [item.to_wire() for item in failed.results] == [
+        {"id": "stdout.txt", "url": "/results/stdout.txt", "size": 12, "mime-type": "text/plain"}
+    ]
     assert failed.is_final is False  # the session (ACCEPTED) and the job disagree: not final until both are
 
 

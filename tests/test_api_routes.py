@@ -103,24 +103,39 @@ async def test_offers_selects_platforms_by_query(jp_fetch, no_broker):
     results = await fetch_json(jp_fetch, "offers", method="POST", body=REQUEST, params={"platform": "small,big"})
     assert [result["platform"] for result in results] == ["big", "small"]
     assert no_broker.requests == []
-    error = await fetch_json(jp_fetch, "offers", method="POST", body=REQUEST, params={"platform": "big,ghost"}, expect=404)
+    error = await fetch_json(
+        jp_fetch, "offers", method="POST", body=REQUEST, params={"platform": "big,ghost"}, expect=404
+    )
     assert "ghost" in error["message"]
 
 
 async def test_offers_accepts_yaml_and_older_dialects(jp_fetch):
     results = await fetch_json(
-        jp_fetch, "offers", method="POST", body=yaml.safe_dump(REQUEST), headers={"Content-Type": "application/yaml"},
+        jp_fetch,
+        "offers",
+        method="POST",
+        body=yaml.safe_dump(REQUEST),
+        headers={"Content-Type": "application/yaml"},
         params={"platform": "big"},
     )
     assert results[0]["status"] == "YES"
-    note_2021 = {"tasktype": "uri://docker-container", "taskinfo": {"image": "x"}, "resources": {"mincores": 2, "minmemory": 4}}
+    note_2021 = {
+        "tasktype": "uri://docker-container",
+        "taskinfo": {"image": "x"},
+        "resources": {"mincores": 2, "minmemory": 4},
+    }
     results = await fetch_json(jp_fetch, "offers", method="POST", body=note_2021, params={"platform": "big"})
     assert results[0]["status"] == "YES"
 
 
 async def test_offers_answers_yaml_when_asked(jp_fetch):
     response = await jp_fetch(
-        "execplanner", "api", "offers", method="POST", body=json.dumps(REQUEST), params={"platform": "big"},
+        "execplanner",
+        "api",
+        "offers",
+        method="POST",
+        body=json.dumps(REQUEST),
+        params={"platform": "big"},
         headers={"Accept": "application/yaml", "Content-Type": "application/json"},
     )
     assert response.headers["Content-Type"].startswith("application/yaml")
@@ -152,29 +167,48 @@ async def test_unsupported_content_type_is_415(jp_fetch):
 
 async def test_offers_stream_ndjson_gives_every_platform(jp_fetch):
     response = await jp_fetch(
-        "execplanner", "api", "offers", "stream", method="POST", body=json.dumps(REQUEST), headers={"Content-Type": "application/json"}
+        "execplanner",
+        "api",
+        "offers",
+        "stream",
+        method="POST",
+        body=json.dumps(REQUEST),
+        headers={"Content-Type": "application/json"},
     )
     assert response.headers["Content-Type"].startswith("application/x-ndjson")
     lines = [json.loads(line) for line in response.body.decode().splitlines() if line.strip()]
     assert sorted(line["platform"] for line in lines) == ["big", "busy", "remote", "small"]
-    assert {line["platform"]: line["status"] for line in lines} == {"big": "YES", "small": "NO", "remote": "YES", "busy": "NO"}
+    assert {line["platform"]: line["status"] for line in lines} == {
+        "big": "YES",
+        "small": "NO",
+        "remote": "YES",
+        "busy": "NO",
+    }
 
 
 async def test_offers_stream_sse(jp_fetch):
     response = await jp_fetch(
-        "execplanner", "api", "offers", "stream", method="POST", body=json.dumps(REQUEST),
-        headers={"Accept": "text/event-stream", "Content-Type": "application/json"}, params={"platform": "big,small"},
+        "execplanner",
+        "api",
+        "offers",
+        "stream",
+        method="POST",
+        body=json.dumps(REQUEST),
+        headers={"Accept": "text/event-stream", "Content-Type": "application/json"},
+        params={"platform": "big,small"},
     )
     assert response.headers["Content-Type"].startswith("text/event-stream")
     events = [block for block in response.body.decode().split("\n\n") if block.startswith("event:")]
     assert [block.splitlines()[0] for block in events] == ["event: result", "event: result", "event: end"]
-    results = [json.loads(block.splitlines()[1][len("data: "):]) for block in events[:2]]
+    results = [json.loads(block.splitlines()[1][len("data: ") :]) for block in events[:2]]
     assert sorted(result["platform"] for result in results) == ["big", "small"]
-    assert json.loads(events[2].splitlines()[1][len("data: "):]) == {"count": 2}
+    assert json.loads(events[2].splitlines()[1][len("data: ") :]) == {"count": 2}
 
 
 async def test_stream_refuses_unknown_format_before_streaming(jp_fetch):
-    error = await fetch_json(jp_fetch, "offers", "stream", method="POST", body=REQUEST, params={"format": "xml"}, expect=400)
+    error = await fetch_json(
+        jp_fetch, "offers", "stream", method="POST", body=REQUEST, params={"format": "xml"}, expect=400
+    )
     assert error["field"] == "format"
 
 
@@ -185,23 +219,36 @@ async def test_session_read_accept_and_sibling_rules_on_static(jp_fetch):
     session = await fetch_json(jp_fetch, "platforms", "big", "sessions", uuid)
     assert session["phase"] == "OFFERED" and session["meta"]["uuid"] == uuid
     accepted = await fetch_json(
-        jp_fetch, "platforms", "big", "sessions", uuid, method="POST",
+        jp_fetch,
+        "platforms",
+        "big",
+        "sessions",
+        uuid,
+        method="POST",
         body={"kind": "uri:enum-value-update", "path": "phase", "value": "ACCEPTED"},
     )
     assert accepted["phase"] == "ACCEPTED"
     assert (await fetch_json(jp_fetch, "platforms", "big", "sessions", uuid))["phase"] == "ACCEPTED"
-    conflict = await fetch_json(jp_fetch, "platforms", "big", "sessions", uuid, method="POST", body={"phase": "REJECTED"}, expect=409)
+    conflict = await fetch_json(
+        jp_fetch, "platforms", "big", "sessions", uuid, method="POST", body={"phase": "REJECTED"}, expect=409
+    )
     assert "ACCEPTED" in conflict["message"]
-    cancelled = await fetch_json(jp_fetch, "platforms", "big", "sessions", uuid, method="POST", body={"phase": "cancelled"})
+    cancelled = await fetch_json(
+        jp_fetch, "platforms", "big", "sessions", uuid, method="POST", body={"phase": "cancelled"}
+    )
     assert cancelled["phase"] == "CANCELLED"
 
 
 async def test_reject_through_the_proxy_reaches_the_remote_broker(jp_fetch, yes_broker):
     results = await fetch_json(jp_fetch, "offers", method="POST", body=REQUEST, params={"platform": "remote"})
     first, second = (offer["meta"]["uuid"] for offer in results[0]["response"]["offers"])
-    rejected = await fetch_json(jp_fetch, "platforms", "remote", "sessions", second, method="POST", body={"phase": "REJECTED"})
+    rejected = await fetch_json(
+        jp_fetch, "platforms", "remote", "sessions", second, method="POST", body={"phase": "REJECTED"}
+    )
     assert rejected["phase"] == "REJECTED"
-    accepted = await fetch_json(jp_fetch, "platforms", "remote", "sessions", first, method="POST", body={"phase": "ACCEPTED"})
+    accepted = await fetch_json(
+        jp_fetch, "platforms", "remote", "sessions", first, method="POST", body={"phase": "ACCEPTED"}
+    )
     assert accepted["phase"] == "ACCEPTED"
     updates = [r.json() for r in yes_broker.requests if r.method == "POST" and "/sessions/" in r.path]
     assert updates == [
@@ -231,7 +278,9 @@ async def test_bad_session_updates_are_400_naming_the_field(jp_fetch, body, fiel
 
 
 async def test_unknown_session_and_bad_identifiers(jp_fetch):
-    error = await fetch_json(jp_fetch, "platforms", "big", "sessions", "0f8fad5b-d9cb-469f-a165-70867728950e", expect=404)
+    error = await fetch_json(
+        jp_fetch, "platforms", "big", "sessions", "0f8fad5b-d9cb-469f-a165-70867728950e", expect=404
+    )
     assert "0f8fad5b" in error["message"]
     error = await fetch_json(jp_fetch, "platforms", "big", "sessions", "a.b", expect=400)
     assert error["field"] == "uuid"
@@ -314,9 +363,11 @@ async def test_openapi_describes_every_route_and_real_answers_validate(jp_fetch,
         schema = spec["paths"][path][method]["responses"]["200"]["content"]["application/json"]["schema"]
         _validator(spec, schema).validate(answer)
     error = await fetch_json(jp_fetch, "platforms", "ghost", expect=404)
-    _validator(spec, spec["paths"]["/platforms/{name}"]["get"]["responses"]["404"]["content"]["application/json"]["schema"]).validate(error)
+    _validator(
+        spec, spec["paths"]["/platforms/{name}"]["get"]["responses"]["404"]["content"]["application/json"]["schema"]
+    ).validate(error)
     # and a wrong answer is not: the check can fail
     with pytest.raises(jsonschema.ValidationError):
-        _validator(spec, spec["paths"]["/platforms"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]).validate(
-            [{"title": "no name"}]
-        )
+        _validator(
+            spec, spec["paths"]["/platforms"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        ).validate([{"title": "no name"}])

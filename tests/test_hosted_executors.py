@@ -250,9 +250,7 @@ def test_the_subprocess_executor_knows_what_it_cannot_run(tmp_path):
 @pytest.mark.asyncio
 async def test_a_script_runs_on_a_dask_cluster(platforms):
     pytest.importorskip("distributed")
-    dask = platforms(
-        "cluster", executor="dask", cores=None, memory=None, dask={"workers": 1, "threads_per_worker": 2}
-    )
+    dask = platforms("cluster", executor="dask", cores=None, memory=None, dask={"workers": 1, "threads_per_worker": 2})
     capacity = await dask.capacity()
     assert capacity.cores == 2  # read from the local cluster's worker threads
     assert capacity.memory >= 1

@@ -328,7 +328,8 @@ def test_bad_options_in_the_platforms_file_name_the_entry_and_field(tmp_path):
     with pytest.raises(ConfigError, match="executor: dask"):
         build_federation(load_platforms_file(path), PlatformContext(data_dir=tmp_path))
     path = write_platforms(
-        tmp_path / "platforms.yaml", [{"name": "gaia", "hosted": {"executor": "dask", "dask": {"workers": 0, "nodes": 2}}}]
+        tmp_path / "platforms.yaml",
+        [{"name": "gaia", "hosted": {"executor": "dask", "dask": {"workers": 0, "nodes": 2}}}],
     )
     with pytest.raises(ConfigError) as error:
         build_federation(load_platforms_file(path), PlatformContext(data_dir=tmp_path))

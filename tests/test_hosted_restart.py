@@ -68,7 +68,9 @@ def test_a_run_orphaned_by_a_killed_server_is_stopped_by_the_next_one(tmp_path):
         assert time.monotonic() - started < 40  # noticed from the dead pid, not after the heartbeat timeout
         texts = [item["message"] for item in session["meta"]["messages"]]
         assert any("takes the run over" in text for text in texts), texts
-        assert any("the server restarted during the run; its 1 process(es) were stopped" in text for text in texts), texts
+        assert any("the server restarted during the run; its 1 process(es) were stopped" in text for text in texts), (
+            texts
+        )
         _wait(lambda: not _running(orphan), 10, "the orphan to be stopped")
         headers = {"Authorization": f"token {second.token}", "Accept": "application/json"}
         job = requests.get(f"{second.url}execplanner/platforms/local/jobs/{uuid}", headers=headers, timeout=30).json()

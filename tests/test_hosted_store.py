@@ -212,7 +212,9 @@ async def test_a_database_from_before_the_executor_columns_gets_them_and_keeps_i
     try:
         waiting = (await first.offers(parse_request(request_document(DATA / "sum_numbers.py", start=later)))).offers[0]
         await first.accept(waiting.meta.uuid)
-        cancelled = (await first.offers(parse_request(request_document(DATA / "sum_numbers.py", start=later)))).offers[0]
+        cancelled = (await first.offers(parse_request(request_document(DATA / "sum_numbers.py", start=later)))).offers[
+            0
+        ]
         await first.accept(cancelled.meta.uuid)
         await first.cancel(cancelled.meta.uuid)
     finally:

@@ -115,7 +115,9 @@ async def test_unauthenticated_requests_are_refused(jp_serverapp, http_server_cl
     assert remote.requests == []
 
 
-async def test_cookie_requests_need_the_xsrf_token_on_every_post(jp_serverapp, http_server_client, jp_base_url, jp_auth_header, remote):
+async def test_cookie_requests_need_the_xsrf_token_on_every_post(
+    jp_serverapp, http_server_client, jp_base_url, jp_auth_header, remote
+):
     token = jp_auth_header["Authorization"].split()[1]
     cookie, xsrf = await _login(http_server_client, jp_base_url, token)
     # the login cookie is valid: a GET with it works
@@ -126,16 +128,27 @@ async def test_cookie_requests_need_the_xsrf_token_on_every_post(jp_serverapp, h
         refused = await _send(http_server_client, jp_base_url, method, path, body, {"Cookie": cookie})
         _assert_refused(refused, route)
         # the XSRF cookie alone (without the header that proves same-origin JavaScript) is not enough
-        also_refused = await _send(http_server_client, jp_base_url, method, path, body, {"Cookie": cookie, "X-XSRFToken": "forged"})
+        also_refused = await _send(
+            http_server_client, jp_base_url, method, path, body, {"Cookie": cookie, "X-XSRFToken": "forged"}
+        )
         _assert_refused(also_refused, route)
     assert remote.requests == []
     # with the token in the header, as JupyterLab sends it, the same call goes through
-    accepted = await _send(http_server_client, jp_base_url, "POST", "offers?platform=local", REQUEST, {"Cookie": cookie, "X-XSRFToken": xsrf})
+    accepted = await _send(
+        http_server_client,
+        jp_base_url,
+        "POST",
+        "offers?platform=local",
+        REQUEST,
+        {"Cookie": cookie, "X-XSRFToken": xsrf},
+    )
     assert accepted.code == 200 and json.loads(accepted.body)[0]["status"] == "YES"
 
 
 @pytest.mark.parametrize("route", ROUTES, ids=[f"{m} {p}" for m, p, _ in ROUTES])
-async def test_every_route_is_authorized_on_resource_execplanner(deny_execplanner, jp_serverapp, http_server_client, jp_base_url, jp_auth_header, remote, route):
+async def test_every_route_is_authorized_on_resource_execplanner(
+    deny_execplanner, jp_serverapp, http_server_client, jp_base_url, jp_auth_header, remote, route
+):
     method, path, body = route
     response = await _send(http_server_client, jp_base_url, method, path, body, jp_auth_header)
     _assert_refused(response, route)

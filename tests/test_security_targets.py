@@ -214,7 +214,9 @@ async def test_redirects_to_other_origins_are_not_followed(api, redirecting, evi
 # ---------------------------------------------------------------------------------- credentials
 
 
-async def test_each_token_goes_only_to_its_own_platform(api, broker_a, broker_b, redirecting, evil, caplog, jp_logging_stream):
+async def test_each_token_goes_only_to_its_own_platform(
+    api, broker_a, broker_b, redirecting, evil, caplog, jp_logging_stream
+):
     caplog.set_level(logging.DEBUG)
     results = as_json(await api("POST", "offers", REQUEST, expect=200))
     by_name = {result["platform"]: result for result in results}
@@ -234,7 +236,11 @@ async def test_each_token_goes_only_to_its_own_platform(api, broker_a, broker_b,
     # every request to A carried A's token, and only A's
     assert broker_a.requests and all(r.headers.get("Authorization") == f"Bearer {TOKEN_A}" for r in broker_a.requests)
     assert broker_b.requests and all(r.headers.get("Authorization") == f"Bearer {TOKEN_B}" for r in broker_b.requests)
-    for token, others in ((TOKEN_A, (broker_b, redirecting, evil)), (TOKEN_B, (broker_a, redirecting, evil)), (TOKEN_REDIRECTING, (broker_a, broker_b, evil))):
+    for token, others in (
+        (TOKEN_A, (broker_b, redirecting, evil)),
+        (TOKEN_B, (broker_a, redirecting, evil)),
+        (TOKEN_REDIRECTING, (broker_a, broker_b, evil)),
+    ):
         for other in others:
             assert not any(token in value for value in other.header_values()), (token, other.url)
     assert all(r.headers.get("Authorization") == f"Bearer {TOKEN_REDIRECTING}" for r in redirecting.requests)
@@ -291,7 +297,10 @@ async def test_no_answer_is_html_whatever_the_platforms_write(api):
     for method, path, body in calls:
         response = await api(method, path, body)
         content_type = response.headers.get("Content-Type", "")
-        assert content_type.split(";")[0] in ("application/json", "application/x-ndjson", "text/event-stream"), (path, content_type)
+        assert content_type.split(";")[0] in ("application/json", "application/x-ndjson", "text/event-stream"), (
+            path,
+            content_type,
+        )
         assert response.headers.get("X-Content-Type-Options") == "nosniff", path
         if b"<script>" in response.body:  # platform markup, if any, is a string inside JSON
             assert content_type.startswith(("application/json", "application/x-ndjson", "text/event-stream"))

@@ -14,6 +14,8 @@ POST      ``platforms/{name}/sessions/{uuid}``    accept / reject / cancel (Exec
                                                   ``{"phase": "ACCEPTED"}``)
 GET       ``platforms/{name}/jobs/{id}``          follow the run (UWS state for hosted platforms)
 GET       ``platforms/{name}/calendar?hours=24``  the booking calendar (hosted platforms)
+GET       ``platforms/{name}/sessions/{uuid}/log``  the last lines of a hosted run's stdout and stderr
+                                                  (``?tail=30``, at most 500)
 GET       ``bookings``                            the caller's bookings on every platform, each
                                                   session as its platform reports it now
 GET       ``openapi.json``                        the OpenAPI 3.1 description
@@ -30,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import stat
 import threading
 from collections.abc import Awaitable
 from datetime import timedelta
@@ -88,7 +91,9 @@ class ProxyHandler(ExecPlannerHandler):
         Each name is looked up now, so an unknown name is a 404 before any platform is asked.
         """
         # exact names: tornado turns control characters into spaces, so nothing is stripped here
-        names = [name for value in self.get_query_arguments("platform", strip=False) for name in value.split(",") if name]
+        names = [
+            name for value in self.get_query_arguments("platform", strip=False) for name in value.split(",") if name
+        ]
         if not names:
             return None
         for name in names:
@@ -106,7 +111,9 @@ class ProxyHandler(ExecPlannerHandler):
         try:
             return await asyncio.wait_for(call, timeout)
         except asyncio.TimeoutError:
-            raise ApiError(504, f"{platform.title} did not answer within {timeout:g} s", platform=platform.name) from None
+            raise ApiError(
+                504, f"{platform.title} did not answer within {timeout:g} s", platform=platform.name
+            ) from None
         except (PlatformError, InvalidRequest, ApiError):
             raise
         except Exception as error:  # a plugin's bug: say which platform failed, keep the details in the log
@@ -120,7 +127,9 @@ class PlatformsHandler(ProxyHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        self.write_document([description.model_dump(mode="json", exclude_none=True) for description in self.federation.describe()])
+        self.write_document(
+            [description.model_dump(mode="json", exclude_none=True) for description in self.federation.describe()]
+        )
 
 
 class PlatformHandler(ProxyHandler):
@@ -156,7 +165,9 @@ class OffersStreamHandler(ProxyHandler):
     @authorized
     async def post(self) -> None:
         try:
-            stream_format = choose_stream_format(self.request.headers.get("Accept", ""), self.get_query_argument("format", None))
+            stream_format = choose_stream_format(
+                self.request.headers.get("Accept", ""), self.get_query_argument("format", None)
+            )
         except ValueError as error:
             raise InvalidRequest([FieldError("format", str(error))]) from None
         request = self.read_request()
@@ -203,13 +214,71 @@ class SessionHandler(ProxyHandler):
         check_identifier(uuid, "uuid")
         update = parse_session_update(self.read_body())
         session = await self.call_platform(platform, platform.update_session(uuid, update, user=self.username))
-        self.log.info("ExecPlanner: %s set %s of %s/%s to %s", self.username, update.path, name, uuid, getattr(update, "value", "?"))
+        self.log.info(
+            "ExecPlanner: %s set %s of %s/%s to %s",
+            self.username,
+            update.path,
+            name,
+            uuid,
+            getattr(update, "value", "?"),
+        )
         if str(getattr(update, "value", "")).upper() == "ACCEPTED" and session.uuid:
             try:
                 ledger_of(self).add(self.username, name, session.uuid, utcnow().isoformat())
             except OSError:  # the booking stands; only the list of bookings misses it
                 self.log.warning("ExecPlanner: could not note the booking %s/%s in the ledger", name, session.uuid)
         self.write_document(session.to_wire())
+
+
+def tail_of(path: Path, lines: int, max_bytes: int = 64 * 1024) -> str | None:
+    """The last ``lines`` lines of ``path`` (reading at most its last ``max_bytes``), or None if it
+    is not a regular file. Never follows a symbolic link: user code owns the results folder and
+    could put a link to another file where its output was."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    with os.fdopen(descriptor, "rb") as handle:
+        facts = os.fstat(handle.fileno())
+        if not stat.S_ISREG(facts.st_mode):
+            return None
+        size = facts.st_size
+        handle.seek(max(0, size - max_bytes))
+        data = handle.read(max_bytes)
+    text = data.decode("utf-8", "replace")
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class SessionLogHandler(ProxyHandler):
+    """``GET platforms/{name}/sessions/{uuid}/log?tail=30``: the end of a run's output, for the job view.
+
+    Only for platforms that keep a session folder (hosted ones); only the session's owner (the
+    platform's own check, as for reading the session); the files are read without following links,
+    at most 64 KiB from their end."""
+
+    MAX_TAIL = 500
+
+    @web.authenticated
+    @authorized
+    async def get(self, name: str, uuid: str) -> None:
+        platform = self.platform(name)
+        check_identifier(uuid, "uuid")
+        text = self.get_query_argument("tail", "30")
+        if not text.isdigit() or not 1 <= int(text) <= self.MAX_TAIL:
+            raise ApiError(400, f"tail must be a whole number of lines from 1 to {self.MAX_TAIL}", field="tail")
+        session_dir = getattr(platform, "session_dir", None)
+        if session_dir is None:
+            raise ApiError(404, f"{platform.title} does not serve the output of its runs", platform=name)
+        session = await self.call_platform(platform, platform.session(uuid, user=self.username))  # the owner check
+        base = Path(session_dir(uuid)).resolve()
+        folder = (base / "results").resolve()
+        if not folder.is_relative_to(base):  # the run replaced its results folder with a link
+            raise ApiError(404, f"session {uuid} has no output to show", platform=name)
+        stdout, stderr = await asyncio.gather(
+            asyncio.to_thread(tail_of, folder / "stdout.txt", int(text)),
+            asyncio.to_thread(tail_of, folder / "stderr.txt", int(text)),
+        )
+        self.write_document({"uuid": uuid, "phase": str(session.phase), "tail": int(text), "stdout": stdout or "", "stderr": stderr or ""})
 
 
 class BookingLedger:
@@ -261,7 +330,11 @@ class BookingsHandler(ProxyHandler):
         entries = list(reversed(ledger_of(self).of(self.username)))
 
         async def read(entry: dict[str, str]) -> dict[str, Any]:
-            answer: dict[str, Any] = {"platform": entry["platform"], "uuid": entry["uuid"], "booked": entry.get("booked")}
+            answer: dict[str, Any] = {
+                "platform": entry["platform"],
+                "uuid": entry["uuid"],
+                "booked": entry.get("booked"),
+            }
             try:
                 platform = self.platform(entry["platform"])
             except KeyError:  # a platform removed from the configuration since the booking
@@ -308,7 +381,9 @@ class CalendarHandler(ProxyHandler):
         if not 0 < hours <= self.MAX_HOURS:
             raise ApiError(400, f"hours must be more than 0 and at most {self.MAX_HOURS}", field="hours")
         start = utcnow()
-        calendar = await self.call_platform(platform, platform.calendar(start, start + timedelta(hours=hours), user=self.username))
+        calendar = await self.call_platform(
+            platform, platform.calendar(start, start + timedelta(hours=hours), user=self.username)
+        )
         self.write_document(calendar.model_dump(mode="json"))
 
 
@@ -367,6 +442,7 @@ API_HANDLERS: list[tuple[str, type, dict[str, Any]] | tuple[str, type]] = [
     (rf"{API_PREFIX}/offers/?", OffersHandler),
     (rf"{API_PREFIX}/offers/stream/?", OffersStreamHandler),
     (rf"{API_PREFIX}/platforms/(?P<name>{_SEGMENT})/sessions/(?P<uuid>{_SEGMENT})/?", SessionHandler),
+    (rf"{API_PREFIX}/platforms/(?P<name>{_SEGMENT})/sessions/(?P<uuid>{_SEGMENT})/log/?", SessionLogHandler),
     (rf"{API_PREFIX}/platforms/(?P<name>{_SEGMENT})/jobs/(?P<job_id>{_SEGMENT})/?", JobHandler),
     (rf"{API_PREFIX}/platforms/(?P<name>{_SEGMENT})/calendar/?", CalendarHandler),
     (rf"{API_PREFIX}/bookings/?", BookingsHandler),

@@ -38,7 +38,9 @@ _ANONYMOUS_ID = re.compile(r"^[0-9a-f]{32}$")
 
 def _is_anonymous(user: Any) -> bool:
     """A user made up by jupyter_server's ``IdentityProvider.generate_anonymous_user``."""
-    return bool(_ANONYMOUS_ID.match(str(getattr(user, "username", "")))) and str(getattr(user, "name", "")).startswith("Anonymous ")
+    return bool(_ANONYMOUS_ID.match(str(getattr(user, "username", "")))) and str(getattr(user, "name", "")).startswith(
+        "Anonymous "
+    )
 
 
 class ApiError(web.HTTPError):

@@ -44,18 +44,25 @@ def _without_kind_tags(error: InvalidRequest) -> InvalidRequest:
 def parse_session_update(document: Any) -> UpdateModel:
     """The ExecutionBroker update in ``document``: either the standard form or ``{"phase": ...}``."""
     if not isinstance(document, dict):
-        raise InvalidRequest([FieldError("", "send a JSON object such as {\"phase\": \"ACCEPTED\"}")], "session update")
+        raise InvalidRequest([FieldError("", 'send a JSON object such as {"phase": "ACCEPTED"}')], "session update")
     if "kind" not in document and "phase" in document:
         try:
             change = PhaseChange.model_validate(
-                {**document, "phase": str(document["phase"]).upper()} if isinstance(document["phase"], str) else document
+                {**document, "phase": str(document["phase"]).upper()}
+                if isinstance(document["phase"], str)
+                else document
             )
         except ValidationError as error:
             raise from_validation_error(error, what="session update") from None
         return phase_update(change.phase)
     if "kind" not in document:
         raise InvalidRequest(
-            [FieldError("kind", "send {\"phase\": \"ACCEPTED\"} or an ExecutionBroker update with 'kind', 'path' and 'value'")],
+            [
+                FieldError(
+                    "kind",
+                    "send {\"phase\": \"ACCEPTED\"} or an ExecutionBroker update with 'kind', 'path' and 'value'",
+                )
+            ],
             "session update",
         )
     try:

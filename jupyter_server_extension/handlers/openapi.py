@@ -108,9 +108,15 @@ def _parameter(name: str, description: str, *, where: str = "path", **schema: An
 
 _NAME = _parameter("name", "A platform name from `GET platforms` (never a URL)", pattern="^[a-z0-9][a-z0-9_-]{0,62}$")
 _UUID = _parameter("uuid", "An offer or session identifier", pattern="^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
-_JOB = _parameter("id", "A job identifier (the session uuid for platforms without UWS jobs)", pattern="^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+_JOB = _parameter(
+    "id",
+    "A job identifier (the session uuid for platforms without UWS jobs)",
+    pattern="^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$",
+)
 _SELECT = {
-    **_parameter("platform", "Ask only these platforms (repeat the parameter, or separate names with commas)", where="query"),
+    **_parameter(
+        "platform", "Ask only these platforms (repeat the parameter, or separate names with commas)", where="query"
+    ),
     "schema": {"type": "array", "items": {"type": "string"}},
     "explode": True,
 }
@@ -165,7 +171,11 @@ def _paths() -> dict[str, Any]:
                 "parameters": [
                     _SELECT,
                     {
-                        **_parameter("format", "ndjson (default) or sse; `Accept: text/event-stream` also selects sse", where="query"),
+                        **_parameter(
+                            "format",
+                            "ndjson (default) or sse; `Accept: text/event-stream` also selects sse",
+                            where="query",
+                        ),
                         "schema": {"type": "string", "enum": ["ndjson", "sse"]},
                     },
                 ],
@@ -189,7 +199,10 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "operationId": "getSession",
                 "summary": "An offer or session as the platform sees it now",
-                "responses": {"200": _json(ExecutionSession, "The offer or session"), **_errors(400, 403, 404, 502, 504)},
+                "responses": {
+                    "200": _json(ExecutionSession, "The offer or session"),
+                    **_errors(400, 403, 404, 502, 504),
+                },
             },
             "post": {
                 "operationId": "updateSession",
@@ -215,13 +228,47 @@ def _paths() -> dict[str, Any]:
         "/platforms/{name}/calendar": {
             "parameters": [
                 _NAME,
-                {**_parameter("hours", "How many hours ahead, from now (default 24, at most 336)", where="query"),
-                 "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": 336}},
+                {
+                    **_parameter("hours", "How many hours ahead, from now (default 24, at most 336)", where="query"),
+                    "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": 336},
+                },
             ],
             "get": {
                 "operationId": "getCalendar",
                 "summary": "The platform's booking calendar: capacity and what is taken, step by step",
                 "responses": {"200": _json(Calendar, "The calendar"), **_errors(400, 403, 404, 502, 504)},
+            },
+        },
+        "/platforms/{name}/sessions/{uuid}/log": {
+            "parameters": [
+                _NAME,
+                _UUID,
+                {**_parameter("tail", "How many lines from the end (default 30, at most 500)", where="query"),
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+            ],
+            "get": {
+                "operationId": "getSessionLog",
+                "summary": "The last lines of a hosted run's stdout and stderr (the session's owner only)",
+                "responses": {
+                    "200": {
+                        "description": "The output so far",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "uuid": {"type": "string"},
+                                        "phase": {"type": "string"},
+                                        "tail": {"type": "integer"},
+                                        "stdout": {"type": "string"},
+                                        "stderr": {"type": "string"},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    **_errors(400, 403, 404, 502, 504),
+                },
             },
         },
         "/bookings": {
@@ -261,7 +308,10 @@ def _paths() -> dict[str, Any]:
                 "operationId": "getOpenApi",
                 "summary": "This description",
                 "responses": {
-                    "200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}},
+                    "200": {
+                        "description": "OpenAPI 3.1",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
                     **_errors(403),
                 },
             }

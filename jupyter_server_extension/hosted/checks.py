@@ -56,7 +56,9 @@ def problems(
     title: str,
 ) -> list[Problem]:
     """Every reason this platform could never run ``request``."""
-    limits = Limits(cores=capacity.cores, memory=capacity.memory, storage=capacity.storage, duration=options.max_duration)
+    limits = Limits(
+        cores=capacity.cores, memory=capacity.memory, storage=capacity.storage, duration=options.max_duration
+    )
     found = check_request(request, limits, options.accepts, who=title)
     if allocation is not None:
         found.extend(_allocation_problems(request, allocation, title, found))

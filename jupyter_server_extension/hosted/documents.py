@@ -92,18 +92,32 @@ def _connectors(row: SessionRow, phase: SessionPhase, links: Links, session_dir:
     if row.accepted is None or row.deleted:
         return []
     finished = phase in FINISHED_PHASES
-    status = "FINISHED" if finished else ("AVAILABLE" if phase in (SessionPhase.RUNNING, SessionPhase.AVAILABLE) else "PREPARING")
+    status = (
+        "FINISHED"
+        if finished
+        else ("AVAILABLE" if phase in (SessionPhase.RUNNING, SessionPhase.AVAILABLE) else "PREPARING")
+    )
     job = links.job(row.uuid)
     if job is not None:
         found = [{"kind": UWS_CONNECTOR, "status": status, "protocol": "HTTP", "location": job}]
     else:
         found = [
-            {"kind": "urn:execplanner:connector:folder", "status": status, "protocol": "FILE", "location": session_dir.as_uri()}
+            {
+                "kind": "urn:execplanner:connector:folder",
+                "status": status,
+                "protocol": "FILE",
+                "location": session_dir.as_uri(),
+            }
         ]
     web = row.connector or {}
     if web.get("url"):
         found.append(
-            {"kind": WEB_CONNECTOR, "status": "FINISHED" if finished else "AVAILABLE", "protocol": "HTTP", "location": web["url"]}
+            {
+                "kind": WEB_CONNECTOR,
+                "status": "FINISHED" if finished else "AVAILABLE",
+                "protocol": "HTTP",
+                "location": web["url"],
+            }
         )
     return found
 

@@ -222,7 +222,5 @@ def _details(error: ValidationError, prefix: tuple[str, ...] = ()) -> list[InitE
             details.append({"type": item["type"], "loc": location, "input": item.get("input")})
             continue
         message = item["msg"].removeprefix("Value error, ").replace("{", "{{").replace("}", "}}")
-        details.append(
-            {"type": PydanticCustomError("invalid", message), "loc": location, "input": item.get("input")}
-        )
+        details.append({"type": PydanticCustomError("invalid", message), "loc": location, "input": item.get("input")})
     return details

@@ -18,7 +18,16 @@ from execplanner_widgets.model import ExecutionRequest, format_instant, human_du
 from .calendar import Need
 from .options import HostedOptions
 
-__all__ = ["Plan", "ceil_seconds", "describe_need", "offered_document", "plan_request", "precise_now", "split_storage", "whole_seconds"]
+__all__ = [
+    "Plan",
+    "ceil_seconds",
+    "describe_need",
+    "offered_document",
+    "plan_request",
+    "precise_now",
+    "split_storage",
+    "whole_seconds",
+]
 
 
 def precise_now() -> datetime:
@@ -124,9 +133,7 @@ def split_storage(items: Sequence[tuple[int, int]], total: int) -> list[int]:
 
 def offered_document(request: ExecutionRequest, plan: Plan, cores: int, memory: int, storage: int) -> dict[str, Any]:
     """What an offer stores: the request with the offered amounts, and what must be fetched."""
-    compute = (
-        request.compute.to_wire() if request.compute else {"kind": kind_uri("compute", "simple-compute-resource")}
-    )
+    compute = request.compute.to_wire() if request.compute else {"kind": kind_uri("compute", "simple-compute-resource")}
     compute["cores"] = {"min": cores, "max": cores}
     compute["memory"] = {"min": memory, "max": memory}
     items = []

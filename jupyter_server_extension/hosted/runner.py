@@ -377,14 +377,22 @@ class Runner:
             row.modified = now
             if row.run_handle:  # the executor had started the user's code: it takes the run over
                 row.runner, row.heartbeat, row.runner_host, row.runner_pid = self.runner_id, now, HOST, os.getpid()
-                add_event(session, row, "the server running this session stopped; this server takes the run over", "WARN")
+                add_event(
+                    session, row, "the server running this session stopped; this server takes the run over", "WARN"
+                )
                 sweep.adopted.append(row)
                 continue
             row.phase, row.run_ended = SessionPhase.FAILED.value, now
-            row.error = {"type": ERROR_TRANSIENT, "message": "interrupted: the server running it stopped (restart or crash)"}
+            row.error = {
+                "type": ERROR_TRANSIENT,
+                "message": "interrupted: the server running it stopped (restart or crash)",
+            }
             release_hold(row, now, storage_too=False)
             add_event(
-                session, row, "interrupted: the server running this session stopped before it finished; book it again", "ERROR"
+                session,
+                row,
+                "interrupted: the server running this session stopped before it finished; book it again",
+                "ERROR",
             )
         return bool(dead)
 
@@ -429,9 +437,7 @@ class Runner:
                 row = session.get(SessionRow, uuid)
                 if row is not None and not row.storage_removed:
                     row.storage_removed = True
-                    add_event(
-                        session, row, f"storage removed at the end of its lifetime ({_short(row.storage_end)})"
-                    )
+                    add_event(session, row, f"storage removed at the end of its lifetime ({_short(row.storage_end)})")
 
         await self._db(write)
 

@@ -73,7 +73,14 @@ class BookingService:
     """The calendar decisions of one hosted platform, and the executor's part in them."""
 
     def __init__(
-        self, store: Store, platform: str, options: HostedOptions, title: str, executor: Executor, db: DB, engine: Engine
+        self,
+        store: Store,
+        platform: str,
+        options: HostedOptions,
+        title: str,
+        executor: Executor,
+        db: DB,
+        engine: Engine,
     ) -> None:
         self.store = store
         self.platform = platform
@@ -184,7 +191,9 @@ class BookingService:
                 constraints.append((Profile.from_holds(mine), allocation))
             slots = []
             if earliest <= latest:
-                slots = find_slots(constraints, plan.need, to_seconds(earliest), to_seconds(latest), self.options.offers)
+                slots = find_slots(
+                    constraints, plan.need, to_seconds(earliest), to_seconds(latest), self.options.offers
+                )
             document = request.to_broker()
             if not slots:
                 reason = self._no_slot_reason(plan, holds, capacity, allocation, earliest, latest)
@@ -267,7 +276,9 @@ class BookingService:
         if not offer_expired(row, now):
             return False
         row.phase, row.modified = SessionPhase.EXPIRED.value, now
-        add_event(session, row, f"expired at {messages.short(row.expires)} without being accepted; its capacity is free again")
+        add_event(
+            session, row, f"expired at {messages.short(row.expires)} without being accepted; its capacity is free again"
+        )
         return True
 
     async def accept(self, uuid: str, user: str | None, capacity: Capacity, allocation: Capacity | None) -> None:
@@ -513,4 +524,3 @@ def _short_of(profile: Profile, row: SessionRow, limit: Capacity, who: str) -> s
         if have is not None and asked and taken + asked > have:
             return f"{who} no longer has {asked} {name} free for this time ({have - taken} left); ask for new offers"
     return None
-

@@ -233,7 +233,11 @@ def select_holds(
             holds.append(Hold(begin, compute_until, cores, memory, storage))
     if not by_owner:
         reserved = select(
-            ReservationRow.start, ReservationRow.end, ReservationRow.cores, ReservationRow.memory, ReservationRow.storage
+            ReservationRow.start,
+            ReservationRow.end,
+            ReservationRow.cores,
+            ReservationRow.memory,
+            ReservationRow.storage,
         ).where(ReservationRow.platform == platform, ReservationRow.end > low, ReservationRow.start < high)
         for start, end, cores, memory, storage in session.execute(reserved):
             holds.append(Hold(to_seconds(start), to_seconds(end), cores, memory, storage))
