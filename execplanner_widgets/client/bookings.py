@@ -88,3 +88,27 @@ class LocalLedger:
     def of(self, user: str | None) -> list[dict[str, str]]:
         with self._lock:
             return [e for e in self._read().get(user or "", []) if isinstance(e, dict)]
+
+
+def read_tail(path: Path, lines: int, max_bytes: int = 64 * 1024) -> str:
+    """The last ``lines`` lines of a run's output file (local mode), without following links."""
+    import stat
+
+    try:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return ""
+    with os.fdopen(descriptor, "rb") as handle:
+        facts = os.fstat(handle.fileno())
+        if not stat.S_ISREG(facts.st_mode):
+            return ""
+        handle.seek(max(0, facts.st_size - max_bytes))
+        text = handle.read(max_bytes).decode("utf-8", "replace")
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def join_output(stdout: str, stderr: str) -> str:
+    """stdout, then stderr under a marker line when there is any."""
+    if stderr.strip():
+        return f"{stdout}\n--- stderr ---\n{stderr}" if stdout.strip() else f"--- stderr ---\n{stderr}"
+    return stdout

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from ..model.status import JobStatus
 
 
-from .bookings import BookingEntry, LocalLedger
+from .bookings import BookingEntry, LocalLedger, join_output, read_tail
 from .discovery import Mode
 from .errors import PlannerError
 
@@ -181,6 +181,20 @@ class LocalBackend:
             except OSError:  # the booking stands; only the list of bookings misses it
                 pass
         return session
+
+    def log(self, platform: str, uuid: str, tail: int) -> str:
+        """The end of a run's output, for platforms in this process that keep a session folder."""
+        check_identifier(uuid, "uuid")
+        self.session(platform, uuid)  # the owner check, as through the server
+        target = self.federation.get(platform)
+        session_dir = getattr(target, "session_dir", None)
+        if session_dir is None:
+            raise PlannerError(f"{target.title} does not serve the output of its runs", status=404, platform=platform)
+        base = Path(session_dir(uuid)).resolve()
+        folder = (base / "results").resolve()
+        if not folder.is_relative_to(base):
+            return ""
+        return join_output(read_tail(folder / "stdout.txt", tail), read_tail(folder / "stderr.txt", tail))
 
     def bookings(self) -> list[BookingEntry]:
         """The bookings made by this user through local-mode planners on this data folder."""

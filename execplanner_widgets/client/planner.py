@@ -242,6 +242,14 @@ class Planner:
         """The offer or session as the platform sees it now."""
         return self._session_call(session_or_uuid, platform, "session", self._backend.session)
 
+    def log(self, session: Any, *, platform: str | None = None, tail: int = 30) -> str:
+        """The last ``tail`` lines of a running (or finished) session's stdout, then its stderr, as its
+        platform serves them (hosted platforms); other platforms raise :class:`PlannerError`."""
+        if not 1 <= int(tail) <= 500:
+            raise ValueError(f"tail must be from 1 to 500 lines, not {tail!r}")
+        uuid = _uuid_of(session, "session")
+        return self._backend.log(self._platform_of(uuid, platform, "session"), uuid, int(tail))
+
     def bookings(self) -> BookingList:
         """My bookings on every platform, newest first: each session as its platform reports it now
         (phase, start, end, connectors, results). In server mode the server keeps the list, so it

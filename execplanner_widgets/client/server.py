@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import httpx
 
 
-from .bookings import BookingEntry
+from .bookings import BookingEntry, join_output
 from .discovery import PROBE_TIMEOUT, Mode, ServerInfo, auth_header
 from .errors import PlannerError, raise_for_status
 
@@ -138,6 +138,10 @@ class ServerBackend:
     def update(self, platform: str, uuid: str, phase: SessionPhase) -> ExecutionSession:
         body = {"kind": "uri:enum-value-update", "path": "phase", "value": str(phase)}
         return self._session(self._json("POST", f"platforms/{_segment(platform)}/sessions/{_segment(uuid)}", body=body))
+
+    def log(self, platform: str, uuid: str, tail: int) -> str:
+        document = self._json("GET", f"platforms/{_segment(platform)}/sessions/{_segment(uuid)}/log", params={"tail": tail})
+        return join_output(str(document.get("stdout") or ""), str(document.get("stderr") or ""))
 
     def bookings(self) -> list[BookingEntry]:
         """The caller's bookings, kept by the server (all kernels, across restarts)."""
