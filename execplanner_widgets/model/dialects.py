@@ -26,19 +26,18 @@ validation, so there is one set of rules and one style of error message whatever
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from .errors import FieldError, InvalidRequest, from_validation_error
 from .kinds import CALYCOPIS_BASE, UPDATE_ENUM_VALUE, canonical_kind, kind_uri
 from .request import ExecutionRequest
+from .safe_load import check_value, load_text
 from .units import parse_size_gib
 
 __all__ = [
@@ -77,6 +76,7 @@ def load_document(source: Any, *, what: str = "request") -> dict[str, Any]:
     if isinstance(source, ExecutionRequest):
         return source.to_broker()
     if isinstance(source, Mapping):
+        check_value(source, what=what)  # a mapping built in Python gets the same bounds as text
         return dict(source)
     if isinstance(source, os.PathLike):
         return _load_file(Path(source), what)
@@ -114,20 +114,8 @@ def _load_file(path: Path, what: str) -> dict[str, Any]:
 
 
 def _load_text(text: str, what: str, origin: str = "the text") -> dict[str, Any]:
-    if len(text.encode("utf-8", "ignore")) > MAX_DOCUMENT_BYTES:
-        raise InvalidRequest([FieldError("", f"the document is larger than {MAX_DOCUMENT_BYTES} bytes")], what)
-    try:
-        document = json.loads(text)
-    except ValueError:
-        try:
-            document = yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            mark = getattr(error, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(error, "problem", None) or str(error)
-            raise InvalidRequest(
-                [FieldError("", f"{origin} is neither JSON nor YAML{where}: {problem}")], what
-            ) from None
+    # untrusted text: aliases refused, nesting, size, numbers, dates and strings bounded (model.safe_load)
+    document = load_text(text, what=what, origin=origin, max_bytes=MAX_DOCUMENT_BYTES)
     if not isinstance(document, dict):
         kind = type(document).__name__ if document is not None else "nothing"
         raise InvalidRequest([FieldError("", f"expected a JSON/YAML object (a mapping), got {kind}")], what)

@@ -23,6 +23,7 @@ Only these loaders are meant for untrusted input; they import nothing outside th
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import re
@@ -173,6 +174,18 @@ def _check_number(value: float, path: tuple[Any, ...], what: str) -> None:
         raise _refuse(path, f"{value:.3g} seconds is longer than 1,000 years", what)
 
 
+def _check_time(value: datetime.date | datetime.timedelta, path: tuple[Any, ...], what: str) -> None:
+    if isinstance(value, datetime.timedelta):
+        if abs(value.total_seconds()) > MAX_DURATION_SECONDS:
+            raise _refuse(path, "the duration is longer than 1,000 years", what)
+    elif not YEARS[0] <= value.year <= YEARS[1]:
+        raise _refuse(
+            path,
+            f"the date {value.isoformat()} is out of range: dates must fall in the years {YEARS[0]} to {YEARS[1]}",
+            what,
+        )
+
+
 def check_value(value: Any, *, what: str = "request", max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES) -> None:
     """Walk ``value`` (what JSON or YAML gave) without recursion and raise on the first value out of bounds."""
     stack: list[tuple[Any, tuple[Any, ...]]] = [(value, ())]
@@ -200,6 +213,8 @@ def check_value(value: Any, *, what: str = "request", max_depth: int = MAX_DEPTH
                 stack.append((child, path + (key,)))
         elif isinstance(item, (list, tuple)):
             stack.extend((child, path + (index,)) for index, child in enumerate(item))
+        elif isinstance(item, (datetime.date, datetime.timedelta)):  # from Python callers, not from text
+            _check_time(item, path, what)
         else:  # YAML's !!binary, !!set ...: a task description holds none of them
             raise _refuse(path, f"a {type(item).__name__} value is not allowed here", what)
 
