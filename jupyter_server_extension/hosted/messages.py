@@ -12,6 +12,7 @@ from typing import Any
 from execplanner_widgets.model import MessageItem, format_instant, human_duration
 
 from .calendar import Capacity
+from .plan import precise_now
 
 __all__ = [
     "accepted",
@@ -32,8 +33,6 @@ def short(value: datetime) -> str:
 
 def message_document(text: str, level: str = "INFO") -> dict[str, Any]:
     """One ExecutionBroker message, ready to store."""
-    from .plan import precise_now
-
     return MessageItem(time=precise_now().replace(microsecond=0), level=level, message=text).model_dump(
         mode="json", exclude_none=True
     )

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from execplanner_widgets.model.phases import FINAL_PHASES, OFFERED_PHASES, RELEASED_PHASES, SessionPhase, values
 
 from .calendar import Hold, to_seconds
+from .plan import precise_now
 from .tables import SLOT_BOOKED, SLOT_RELEASED, Base, EventRow, LockRow, OfferSetRow, ReservationRow, SessionRow
 
 __all__ = [
@@ -248,8 +249,6 @@ def add_event(
     session: Session, row: SessionRow, message: str, level: str = "INFO", phase: SessionPhase | str | None = None
 ) -> None:
     """Record one step of ``row``'s history (``phase`` defaults to its current phase)."""
-    from .plan import precise_now
-
     session.add(
         EventRow(
             session=row.uuid,
