@@ -132,7 +132,7 @@ async def test_session_is_available_then_saved_notebook_comes_back(
     try:
         await asyncio.wait_for(report.became_available.wait(), timeout=120)
         server = server_name(session)
-        assert report.handles == [f"ada/{server}"]
+        assert report.handles[0] == f"ada/{server}" and report.handles[1].startswith(f"ada/{server}/")
         url, title = report.connectors[0]
         assert url == f"{live_hub.url}user/ada/{server}/lab/tree/execplanner/{session}/analysis.ipynb"
         assert title and "hubby" in title
@@ -214,9 +214,11 @@ async def test_adopt_keeps_a_running_server_to_the_end(live_hub: LiveHub, tmp_pa
     try:  # an earlier platform server started this one, then died
         await hub.start_server("ada", server, {"profile": "small"})
         await hub.wait_ready("ada", server, timeout=90)
-        outcome = await executor.adopt(spec, f"ada/{server}", asyncio.Event(), Recorder())
+        earlier = await hub.create_server_token("ada", server, expires_in=600, note="the earlier server's")
+        outcome = await executor.adopt(spec, f"ada/{server}/{earlier.id}", asyncio.Event(), Recorder())
         assert outcome.status == "completed", outcome.message
         assert server not in live_hub.servers("ada")
+        assert (await fetch(f"{live_hub.url}hub/api/user", earlier.value)).status_code == 403  # revoked
 
         gone = await executor.adopt(spec, f"ada/{server}", asyncio.Event(), Recorder())
         assert gone.status == "failed" and "stopped" in gone.message

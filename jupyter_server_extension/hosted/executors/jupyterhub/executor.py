@@ -286,6 +286,7 @@ class JupyterHubExecutor(Executor):
                 if not await _unless_stopped(ready, stop, spec.deadline):
                     return RunOutcome("cancelled", "stopped on request while the notebook server was starting")
                 token = await self._server_token(hub, user, server, spec)
+                await report.handle(f"{user}/{server}/{token.id}")  # a later server revokes this token
                 await hub.wait_server_answers(user, server, token, timeout=60)
                 path = await self._upload(hub, user, server, token, spec)
             except HubError as error:
@@ -297,11 +298,19 @@ class JupyterHubExecutor(Executor):
 
     async def adopt(self, spec: RunSpec, handle: str, stop: asyncio.Event, report: RunReport) -> RunOutcome:
         """After a restart: a server that still runs is kept until the slot ends; else the run failed."""
-        user, _, server = handle.partition("/")
+        user, _, rest = handle.partition("/")
+        server, _, earlier_token = rest.partition("/")
         if not user or not server:
             return RunOutcome("failed", "the server restarted and the session's notebook server is unknown")
         hub = await self.hub()
         token: ServerToken | None = None
+        if earlier_token:  # the token the earlier server used; its value died with that server
+            try:
+                await hub.revoke_token(user, ServerToken(earlier_token, ""))
+            except HubError as error:
+                self.context.log.warning(
+                    "session %s: the earlier server token could not be revoked: %s", spec.session, error
+                )
         try:
             try:
                 status = await hub.server(user, server)
