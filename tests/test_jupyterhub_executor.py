@@ -320,3 +320,28 @@ def test_listed_paths_from_the_users_server_stay_in_the_session_folder():
         "other/abc/x",
     ):
         assert _inside(hostile, folder) is None, hostile
+
+
+@pytest.mark.asyncio
+async def test_an_unreachable_hub_is_an_error_not_a_no(tmp_path: Path):
+    from jupyter_live import free_port
+
+    from execplanner_widgets.core.platform import PlatformError
+
+    token = tmp_path / "token"
+    token.write_text("secret-hub-token-value\n")
+    options = JupyterHubOptions.model_validate(
+        {
+            "url": f"http://127.0.0.1:{free_port()}/",
+            "token_file": str(token),
+            "profiles": [{"name": "s", "cores": 1, "memory": 1}],
+        }
+    )
+    context = ExecutorContext("hubby", HostedOptions.model_construct(), tmp_path, logging.getLogger("t"), tmp_path)
+    executor = JupyterHubExecutor(options, context)
+    try:
+        with pytest.raises(PlatformError, match="cannot be reached") as error:
+            await executor.refusals(need_of(1, 1), "ada")
+        assert "secret-hub-token-value" not in str(error.value)
+    finally:
+        await executor.aclose()
