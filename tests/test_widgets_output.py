@@ -83,3 +83,36 @@ def test_output_in_local_mode_and_no_link_is_followed(tmp_path, monkeypatch, scr
         assert "do not show me" not in planner.log(session)
         with pytest.raises(ValueError, match="tail"):
             planner.log(session, tail=0)
+
+
+RESULTS_SCRIPT = """
+import os, pathlib
+out = pathlib.Path(os.environ["EXECPLANNER_OUTPUTS"])
+out.mkdir(parents=True, exist_ok=True)
+(out / "groups.csv").write_text("group,stars\\n<b>A</b>,12\\nB,7\\n")
+(out / "plot.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><script>alert(1)</script><rect width="10" height="10"/></svg>')
+"""
+
+
+def test_results_are_previewed_in_place(tmp_path, monkeypatch):
+    no_discovery_hints(monkeypatch, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    script = tmp_path / "make.py"
+    script.write_text(RESULTS_SCRIPT)
+    with Planner(write_platforms(tmp_path / "platforms.yaml", BOX), data_dir=tmp_path / "state") as planner:
+        session = planner.wait(start(planner, script), timeout=120)
+        assert str(session.phase) == "COMPLETED", session.messages
+        monitor = JobMonitor(planner, session, platform="box")
+        names = [item.id for item in session.results]
+        csv_index = next(i for i, name in enumerate(names) if name.endswith("groups.csv"))
+        svg_index = next(i for i, name in enumerate(names) if name.endswith("plot.svg"))
+        assert f'data-ep="preview:{csv_index}"' in monitor.view.value  # a Preview button per result
+        monitor.channel.box.value = f"preview:{csv_index}|1"
+        assert monitor.wait_preview(WAIT)
+        preview = monitor.preview.value
+        assert "<table" in preview and "&lt;b&gt;A&lt;/b&gt;" in preview and "<b>A</b>" not in preview
+        assert (tmp_path / "results").is_dir()  # saved next to the notebook
+        monitor.show_result(svg_index)
+        assert monitor.wait_preview(WAIT)
+        assert 'src="data:image/svg+xml;base64,' in monitor.preview.value and "<script" not in monitor.preview.value
+        monitor.close()

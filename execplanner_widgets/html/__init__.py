@@ -10,6 +10,7 @@ values or objects duck-typed by the attributes they read.
   timeline picture (inline SVG), the executables list, My bookings and the job view.
 """
 
+from .preview import preview_html
 from .reprs import (
     app_html,
     calendar_html,
@@ -94,6 +95,7 @@ __all__ = [
     "offerset_html",
     "options_html",
     "pairs_table",
+    "preview_html",
     "phase_badge",
     "planner_html",
     "platforms_table",

@@ -20,11 +20,12 @@ from typing import Any
 import ipywidgets as widgets
 from traitlets import Instance, List, Unicode, observe
 
-from ..html import job_view, pairs_table, session_rows
+from ..html import job_view, pairs_table, preview_html, session_rows
 from ..model import ExecutionSession
 from ..model.phases import FINAL_PHASES
 from .background import Repeater, Worker
 from .common import describe_error, status, status_widget
+from .events import EventChannel
 
 __all__ = ["JobMonitor"]
 
@@ -71,24 +72,27 @@ class JobMonitor(widgets.VBox):
         self.keep_button.on_click(lambda _: self._kept())
         self.confirm_text = widgets.HTML(layout=widgets.Layout(display="none"))
         self.status = status_widget()
+        self.preview = widgets.HTML(layout=widgets.Layout(display="none", border="1px solid #d0d7de", padding="4px"))
         self._lock = threading.RLock()
         self._interval = poll
         self._log_reader = getattr(planner, "log", None)
         self._poller = Repeater("execplanner-session-poll", self._poll_step, poll)
         self._clock = Repeater("execplanner-job-clock", self._tick, tick)
         self._canceller = Worker("execplanner-cancel", on_error=self._cancel_failed)
-        super().__init__(
-            [
-                self.view,
-                widgets.HBox(
-                    [self.cancel_button, self.confirm_text, self.confirm_button, self.keep_button],
-                    layout=widgets.Layout(align_items="center", flex_flow="row wrap"),
-                ),
-                self.status,
-                self.details,
-            ],
-            **kwargs,
-        )
+        self._previewer = Worker("execplanner-preview", on_error=self._preview_failed)
+        super().__init__(**kwargs)
+        self.channel = EventChannel(self, {"preview": self._preview})
+        self.children = [
+            self.view,
+            widgets.HBox(
+                [self.cancel_button, self.confirm_text, self.confirm_button, self.keep_button],
+                layout=widgets.Layout(align_items="center", flex_flow="row wrap"),
+            ),
+            self.status,
+            self.preview,
+            self.details,
+            self.channel.box,
+        ]
         if session is not None:
             self.watch(session, platform)
         else:
@@ -192,6 +196,39 @@ class JobMonitor(widgets.VBox):
         extra = f"; {results} result{'s' if results != 1 else ''} below" if results else ""
         self.status.value = status(f"The session has ended: {phase}{extra}.", "ok" if phase == "COMPLETED" else "no")
 
+    # ------------------------------------------------------------------------------- results
+
+    def _preview(self, key: str) -> None:
+        session = self.session
+        if session is None or not key.isdigit() or int(key) >= len(session.results):
+            return
+        self.show_result(int(key))
+
+    def show_result(self, index: int, folder: str | None = None) -> bool:
+        """Download result ``index`` into ``folder`` (default ``results/`` next to the notebook) and
+        show it here: a CSV as a table, a picture as itself, a notebook with a link to open it."""
+        session = self.session
+        if session is None or not 0 <= index < len(session.results):
+            return False
+        item = session.results[index]
+        self.preview.layout.display = ""
+        self.preview.value = status(f"Fetching {item.id} ...", "wait")
+
+        def work() -> None:
+            from pathlib import Path
+
+            target = Path(folder or "results")
+            path = self.planner.download(item, to=target)
+            self.preview.value = preview_html(path, item.id, open_url=_lab_url(self.planner, path))
+
+        return self._previewer.start(work)
+
+    def _preview_failed(self, error: BaseException) -> None:
+        self.preview.value = status(f"Cannot show this result: {describe_error(error)}", "error")
+
+    def wait_preview(self, timeout: float | None = None) -> bool:
+        return self._previewer.wait(timeout)
+
     # ------------------------------------------------------------------------------- cancelling
 
     def ask_cancel(self) -> None:
@@ -286,3 +323,22 @@ class JobMonitor(widgets.VBox):
         if self.session is None:
             return ""
         return job_view(self.session, self.platform, self.history, log=self.output or None, static=True)
+
+
+def _lab_url(planner: Any, path: Any) -> str | None:
+    """Where JupyterLab opens ``path``: the server's ``lab/tree/`` plus the path from the server's
+    root, known from the notebook's own path (``$JPY_SESSION_NAME``, set by Jupyter Server)."""
+    import os
+    from pathlib import Path
+    from urllib.parse import quote
+
+    server = getattr(planner, "server_url", None)
+    notebook = os.environ.get("JPY_SESSION_NAME")
+    if not server or not notebook or Path(notebook).is_absolute():
+        return None
+    root_relative_folder = Path(notebook).parent
+    try:
+        inside = Path(path).resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return None
+    return server.rstrip("/") + "/lab/tree/" + quote(str(root_relative_folder / inside))
