@@ -174,7 +174,7 @@ def parse_duration(value: object) -> timedelta:
                     f"(e.g. '90 days' or 'P90D'), got {value!r}"
                 )
             raise UnitError(
-                f"expected a duration such as '2 hours', '9h30m', '10m', '2d' or ISO 8601 'PT9H30M', "
+                f"expected a duration such as '2 hours', '9h30m', '10m', '2d' or an ISO 8601 duration such as 'PT9H30M', "
                 f"got {value!r}"
             )
         parts = {key: _to_float(val) for key, val in match.groupdict().items()}
