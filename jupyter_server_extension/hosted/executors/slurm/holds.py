@@ -71,8 +71,12 @@ def job_holds(
             continue
         limit = (job.time_limit_minutes or 0) * 60
         if job.state in ACTIVE_JOB_STATES:
+            if job.end <= now and job.state == "COMPLETING":
+                continue  # ended: Slurm gives its cores back within seconds
             start = now
-            end = job.end if job.end > now else now + 60  # overrunning its estimate: busy a while longer
+            # a job past its expected end (Slurm's OverTimeLimit) holds a minute more; this window
+            # moves with "now", so it is kept short
+            end = job.end if job.end > now else now + 60
         elif job.state == "PENDING" and job.start > 0 and limit:
             start, end = max(job.start, now), max(job.start, now) + limit
         else:
