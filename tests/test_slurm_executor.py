@@ -363,3 +363,48 @@ async def test_without_reservations_the_job_is_submitted_at_its_slot_and_offers_
     start, note = await hpc.executor.estimate(need, USER)
     assert utcnow() - timedelta(seconds=5) <= start <= utcnow() + timedelta(minutes=5)
     assert note.startswith("estimate: Slurm expects")
+
+
+@pytest.mark.asyncio
+async def test_an_unreachable_slurm_is_a_clear_platform_error(tmp_path):
+    from execplanner_widgets.core.platform import PlatformError
+
+    ensure_slurm_executor(tmp_path / "entry-points")
+    options = {
+        "executor": "slurm",
+        "slurm": {
+            "partition": "debug",
+            "command_timeout": 2,
+            "environment": {"SLURM_CONF": str(tmp_path / "none.conf")},
+        },
+    }
+    hpc = HostedPlatform.from_config("hpc", "hpc", options, PlatformContext(data_dir=tmp_path / "state"))
+    try:
+        with pytest.raises(PlatformError, match="Slurm did not answer"):
+            await hpc.offers(parse_request(request_document(DATA / "sum_numbers.py")), user=USER)
+    finally:
+        await hpc.aclose()
+
+
+def test_slurm_options_are_checked_and_named(tmp_path):
+    from execplanner_widgets.core.config import ConfigError, build_federation, default_context, load_platforms_file
+
+    ensure_slurm_executor(tmp_path / "entry-points")
+    example = Path(__file__).resolve().parents[1] / "examples" / "platforms-slurm.yaml"
+    federation = build_federation(load_platforms_file(example), default_context(tmp_path / "state"))
+    assert "cluster" in repr(federation.get("cluster"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "platforms:\n  - name: hpc\n    hosted:\n      executor: slurm\n"
+        "      slurm: {poll_interval: -1, sbatch_args: [--wrap=rm], colour: blue}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        build_federation(load_platforms_file(bad), default_context(tmp_path / "state"))
+    text = str(caught.value)
+    for field in (
+        "hosted.slurm.partition",
+        "hosted.slurm.poll_interval",
+        "hosted.slurm.sbatch_args",
+        "hosted.slurm.colour",
+    ):
+        assert field in text, text

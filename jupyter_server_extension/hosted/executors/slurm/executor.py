@@ -201,14 +201,23 @@ class SlurmExecutor(Executor):
             partition, nodes = await asyncio.gather(
                 self.cli.partition(self.options.partition), self.cli.nodes(self.options.partition)
             )
-            reasons = partition_reasons(partition, nodes, need.cores, need.memory, need.duration)
-            account = await self.account_for(user)
-            if account:
-                rows = await self.cli.associations(self.unix_user)
-                reasons += association_reasons(rows, account, self.unix_user, need.cores, need.memory, need.duration)
         except SlurmError as error:
             return [f"Slurm did not answer, so this platform cannot promise anything now: {error}"]
-        return reasons
+        reasons = partition_reasons(partition, nodes, need.cores, need.memory, need.duration)
+        return reasons + await self._association_reasons(need, user)
+
+    async def _association_reasons(self, need: Need, user: str | None) -> list[str]:
+        """NO reasons from ``sacctmgr``; none (and a warning in the log) where the cluster keeps no
+        accounts, since Slurm does not enforce association limits there either."""
+        try:
+            account = await self.account_for(user)
+            if not account:
+                return []
+            rows = await self.cli.associations(self.unix_user)
+        except SlurmError as error:
+            self.context.log.warning("Slurm association limits not checked: %s", error)
+            return []
+        return association_reasons(rows, account, self.unix_user, need.cores, need.memory, need.duration)
 
     async def estimate(self, need: Need, user: str | None) -> tuple[datetime, str]:
         """Slurm's own start estimate for a job of this size (``sbatch --test-only``), and the
@@ -244,11 +253,11 @@ class SlurmExecutor(Executor):
             return
         name = self.reservation_name(slot.session)
         self.snapshot.invalidate()
-        if any(item.name == name for item in await self.cli.reservations()):
-            slot.handle = name
-            return
         start = max(slot.start.timestamp(), time.time() + 1)
         try:
+            if any(item.name == name for item in await self.cli.reservations()):
+                slot.handle = name  # a retry: it was made already
+                return
             await self.cli.create_reservation(
                 name, start, slot.end.timestamp(), slot.cores, self.unix_user, self.options.partition
             )
@@ -324,7 +333,7 @@ class SlurmExecutor(Executor):
             spec,
             name=job_name(self.options.prefix, spec.session),
             partition=self.options.partition,
-            account=await self.account_for(spec.user) or None,
+            account=await self._account_or_none(spec.user),
             reservation=reservation,
             begin=begin if begin > now + 1 else None,
             minutes=time_limit_minutes(begin, end),
@@ -339,6 +348,13 @@ class SlurmExecutor(Executor):
         where = f" in reservation {reservation}" if reservation else ""
         await report.progress(f"submitted to Slurm as job {job_id}{where} (partition {self.options.partition})")
         return await self.follow(job_id, spec, stop, report)
+
+    async def _account_or_none(self, user: str | None) -> str | None:
+        try:
+            return await self.account_for(user) or None
+        except SlurmError as error:  # no accounting: Slurm charges the user's default, if any
+            self.context.log.warning("no Slurm account looked up for %s: %s", user, error)
+            return None
 
     async def adopt(self, spec: RunSpec, handle: str, stop: asyncio.Event, report: RunReport) -> RunOutcome:
         """Follow the Slurm job an earlier server submitted (its id is the handle) to its end."""
