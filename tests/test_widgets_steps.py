@@ -698,3 +698,29 @@ def test_a_folder_without_codemeta_or_a_single_notebook_can_be_loaded(tmp_path, 
     (tmp_path / "empty").mkdir()
     listing.load(str(tmp_path / "empty"))
     assert listing.wait(WAIT) and "no codemeta.json and no notebooks" in listing.error
+
+
+def test_the_timeline_shades_hosted_calendars_and_hatches_the_users_bookings(tmp_path):
+    """Each hosted platform's calendar shades its lane; the user's own booking is drawn hatched."""
+    busy = {"name": "gaia", "title": "Gaia DMP", "hosted": {"cores": 10, "memory": 20,
+            "reservations": [{"name": "survey", "start": "PT2H", "duration": "PT3H", "cores": 8, "memory": 10}]}}  # fmt: skip
+    path = write_platforms(tmp_path / "p.yaml", [busy], timeout=10)
+    (tmp_path / "x.py").write_text("print(1)\n")
+    planner = make_planner(path, tmp_path / "data")
+    request = {"executable": {"kind": "python-script", "location": str(tmp_path / "x.py")}, "compute": {"cores": {"min": 4}}, "schedule": {"requested": {"duration": "PT1H"}}}
+    try:
+        browser = OfferBrowser(planner, parse_request(request))
+        browser.find()
+        assert browser.wait(WAIT) and browser.book.entries[0].offer is not None
+        browser.select("gaia")
+        browser.accept()
+        assert browser.wait(WAIT) and browser.accepted is not None
+        browser.find()  # a second search: the booking stays on the timeline, hatched
+        assert browser.wait(WAIT)
+        browser.view = "Timeline"
+        wait_for(lambda: "gaia" in browser.calendars and "cores taken" in browser.timeline.value, WAIT, "the calendar shading")
+        assert 'fill="url(#ep-hatch)"' in browser.timeline.value and "Your booking on Gaia DMP" in browser.timeline.value
+        assert "8 of 10 cores taken" in browser.timeline.value  # the reservation
+        browser.close()
+    finally:
+        planner.close()

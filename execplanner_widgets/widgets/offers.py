@@ -27,7 +27,7 @@ from typing import Any
 import ipywidgets as widgets
 from traitlets import Bool, Instance, Int, List, Unicode, observe
 
-from ..html import countdown, offers_view, result_html, session_html, timeline_svg, when
+from ..html import TimelineBar, countdown, offers_view, result_html, session_html, timeline_svg, when
 from ..model import ExecutionRequest, ExecutionSession
 from ..model.results import PlatformResult
 from .background import Repeater, Worker
@@ -105,6 +105,9 @@ class OfferBrowser(widgets.VBox):
         self._search = Worker("execplanner-find-offers", on_error=self._search_failed)
         self._booking = Worker("execplanner-accept", on_error=self._booking_failed)
         self._releases: list[threading.Thread] = []
+        self.calendars: dict[str, Any] = {}
+        self.bookings: list[Any] = []  # the user's own sessions booked from here: (platform, title, session)
+        self._calendar_reader = Worker("execplanner-calendars")
         self._clock = Repeater("execplanner-offer-clock", self._tick, tick)
         super().__init__(**kwargs)
         self.channel = EventChannel(self, {"select": self._on_select, "accept": self._on_accept, "details": self._on_details})
@@ -233,6 +236,7 @@ class OfferBrowser(widgets.VBox):
         """Forget the current search; return its open offers (to be rejected on their platforms)."""
         leftovers = self.book.open_offers() if self.release_others else []
         self.book = OfferBook()
+        self.calendars = {}  # the platforms' calendars change with every search (our own holds are in them)
         self._titles: dict[str, str] = {}
         self.results = []
         self.answered = 0
@@ -453,6 +457,7 @@ class OfferBrowser(widgets.VBox):
                 return
             self.accepted_platform = entry.platform
             self.accepted = session
+            self.bookings.append((entry.platform, entry.title, session))
             self.status.value = status(f"Booked on {entry.title}: the session is {session.phase}.", "ok")
             self._draw()
             others = book.open_offers() if self.release_others else []
@@ -507,7 +512,9 @@ class OfferBrowser(widgets.VBox):
             self._drawn = ("", "")
             return
         if self.view == "Timeline":
-            html = timeline_svg(self.book.bars(), now=now)
+            self._read_calendars()
+            calendars = [calendar for calendar in self.calendars.values() if calendar is not None]
+            html = timeline_svg(self.book.bars() + self._booking_bars(), calendars, now=now)
             if html != self._drawn[1]:
                 self.timeline.value = html
                 self._drawn = (self._drawn[0], html)
@@ -518,6 +525,34 @@ class OfferBrowser(widgets.VBox):
                 self.table.value = html
                 self._drawn = (html, self._drawn[1])
             self.table.layout.display, self.timeline.layout.display = "", "none"
+
+    def _booking_bars(self) -> list[TimelineBar]:
+        """The user's own bookings from this browser, hatched on the timeline."""
+        bars = []
+        for number, (platform, title, session) in enumerate(self.bookings):
+            if session.start is not None and session.end is not None:
+                bars.append(TimelineBar(key=f"b{number}", platform=platform, title=title, start=session.start, end=session.end, state=str(session.phase), mine=True))
+        return bars
+
+    def _read_calendars(self) -> None:
+        """Once per search, in the background: the calendars of the platforms that made offers
+        (hosted platforms keep one; the others say they do not, and get no shading)."""
+        wanted = sorted({entry.platform for entry in self.book.entries if entry.offer is not None} - set(self.calendars))
+        if not wanted or self._calendar_reader.busy or not hasattr(self.planner, "calendar"):
+            return
+        ends = [entry.offer.end for entry in self.book.entries if entry.offer is not None and entry.offer.end is not None]
+        hours = min(24 * 14, max(1.0, ((max(ends) - datetime.now(timezone.utc)).total_seconds() / 3600) + 1)) if ends else 24
+
+        def work() -> None:
+            for name in wanted:
+                try:
+                    self.calendars[name] = self.planner.calendar(name, hours=hours)
+                except Exception:  # a platform without a calendar is drawn without shading
+                    self.calendars[name] = None
+            with self._lock:
+                self._draw()
+
+        self._calendar_reader.start(work)
 
     def close(self) -> None:
         self._generation += 1
@@ -538,4 +573,5 @@ class OfferBrowser(widgets.VBox):
         if not self.book.entries:
             return ""
         now = datetime.now(timezone.utc)
-        return offers_view(self.book.rows(now), now, static=True) + timeline_svg(self.book.bars(), now=now, static=True)
+        calendars = [calendar for calendar in self.calendars.values() if calendar is not None]
+        return offers_view(self.book.rows(now), now, static=True) + timeline_svg(self.book.bars() + self._booking_bars(), calendars, now=now, static=True)
