@@ -80,21 +80,26 @@ def project_cycles(root: Path) -> list[list[str]]:
 
     for package in PACKAGES:  # the graph must be of this tree, not of an installed copy
         origin = importlib.util.find_spec(package).origin
-        assert Path(origin).resolve().is_relative_to(root.resolve()), f"{package} is found at {origin}, not under {root}"
+        assert Path(origin).resolve().is_relative_to(root.resolve()), (
+            f"{package} is found at {origin}, not under {root}"
+        )
     # Imports under ``if TYPE_CHECKING:`` never run, so they cannot make a load-order loop; they still
     # count for the layer contracts (a type from a higher layer is a wrong dependency all the same).
     graph = grimp.build_graph(*PACKAGES, cache_dir=None, exclude_type_checking_imports=True)
     cycles = find_cycles(graph.modules, graph.find_modules_directly_imported_by)
-    return [[f"{module} -> {', '.join(sorted(set(graph.find_modules_directly_imported_by(module)) & set(cycle)))}"
-             for module in cycle] for cycle in cycles]
+    return [
+        [
+            f"{module} -> {', '.join(sorted(set(graph.find_modules_directly_imported_by(module)) & set(cycle)))}"
+            for module in cycle
+        ]
+        for cycle in cycles
+    ]
 
 
 def _run(root: Path, code: str) -> subprocess.CompletedProcess[str]:
     """Run ``code`` with ``root`` first on the path and as the working directory (where setup.cfg is)."""
     env = {**os.environ, "PYTHONPATH": str(root), "PYTHONDONTWRITEBYTECODE": "1"}
-    return subprocess.run(
-        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=240
-    )
+    return subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=240)
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:

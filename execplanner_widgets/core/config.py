@@ -146,7 +146,9 @@ def load_platforms_file(path: str | os.PathLike[str] | None = None) -> Platforms
     try:
         text = resolved.read_text(encoding="utf-8")
     except OSError as error:
-        raise ConfigError([FieldError("", f"cannot read platforms file {resolved}: {error.strerror or error}")]) from None
+        raise ConfigError(
+            [FieldError("", f"cannot read platforms file {resolved}: {error.strerror or error}")]
+        ) from None
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as error:
@@ -220,17 +222,25 @@ def build_federation(config: PlatformsFile, context: PlatformContext) -> Federat
         cls = classes.get(entry.kind)
         if cls is None:
             known = ", ".join(sorted(classes))
-            raise ConfigError([FieldError(f"platforms[{entry.name}]", f"unknown platform kind {entry.kind!r}; known: {known}")])
+            raise ConfigError(
+                [FieldError(f"platforms[{entry.name}]", f"unknown platform kind {entry.kind!r}; known: {known}")]
+            )
         try:
             platforms.append(cls.from_config(entry.name, entry.title, entry.options, context))
         except InvalidRequest as error:
             raise ConfigError(
-                [FieldError(f"platforms[{entry.name}].{entry.kind}" + (f".{e.field}" if e.field else ""), e.message) for e in error.errors]
+                [
+                    FieldError(f"platforms[{entry.name}].{entry.kind}" + (f".{e.field}" if e.field else ""), e.message)
+                    for e in error.errors
+                ]
             ) from None
         except ValidationError as error:
             inner = from_validation_error(error, what="platforms file")
             raise ConfigError(
-                [FieldError(f"platforms[{entry.name}].{entry.kind}" + (f".{e.field}" if e.field else ""), e.message) for e in inner.errors]
+                [
+                    FieldError(f"platforms[{entry.name}].{entry.kind}" + (f".{e.field}" if e.field else ""), e.message)
+                    for e in inner.errors
+                ]
             ) from None
         except (TypeError, ValueError) as error:
             raise ConfigError([FieldError(f"platforms[{entry.name}].{entry.kind}", str(error))]) from None

@@ -96,7 +96,10 @@ class Federation:
         except PlatformError as failure:
             status, error = "ERROR", str(failure)
         except ValidationError as failure:
-            status, error = "ERROR", f"invalid answer: {failure.error_count()} problem(s), first: {failure.errors()[0]['msg']}"
+            status, error = (
+                "ERROR",
+                f"invalid answer: {failure.error_count()} problem(s), first: {failure.errors()[0]['msg']}",
+            )
         except asyncio.CancelledError:
             raise
         except Exception as failure:  # a plugin's bug must not spoil the other platforms' answers

@@ -43,7 +43,6 @@ class Limits(BaseModel):
         )
 
 
-
 @dataclass
 class Need:
     """What a request needs (minimums) and would use (maximums), in platform units."""
@@ -89,7 +88,11 @@ def check_request(
             names = ", ".join(short_kind(item) for item in accepted) or "nothing"
             problems.append(
                 (
-                    message(f"cannot run a {short_kind(kind)} executable; {who} runs {names}", "WARN", requirement="executable.kind"),
+                    message(
+                        f"cannot run a {short_kind(kind)} executable; {who} runs {names}",
+                        "WARN",
+                        requirement="executable.kind",
+                    ),
                     OptionItem(kind="uri:enum-value-option", path="executable.kind", values=accepted),
                 )
             )
@@ -103,8 +106,20 @@ def check_request(
         if limit is not None and asked > limit:
             problems.append(
                 (
-                    message(f"needs {say(asked)}; {who} has at most {say(limit)}", "WARN", requirement=name, asked=asked, limit=limit),
-                    OptionItem(kind="uri:integer-value-option", path=path, min=0, max=limit, units=units if units != "cores" else None),
+                    message(
+                        f"needs {say(asked)}; {who} has at most {say(limit)}",
+                        "WARN",
+                        requirement=name,
+                        asked=asked,
+                        limit=limit,
+                    ),
+                    OptionItem(
+                        kind="uri:integer-value-option",
+                        path=path,
+                        min=0,
+                        max=limit,
+                        units=units if units != "cores" else None,
+                    ),
                 )
             )
     if limits.duration is not None and need.duration > limits.duration:
@@ -117,14 +132,20 @@ def check_request(
                     asked=format_duration(need.duration),
                     limit=format_duration(limits.duration),
                 ),
-                OptionItem(kind="uri:string-value-option", path="schedule.requested.duration", pattern=f"<= {format_duration(limits.duration)}"),
+                OptionItem(
+                    kind="uri:string-value-option",
+                    path="schedule.requested.duration",
+                    pattern=f"<= {format_duration(limits.duration)}",
+                ),
             )
         )
     for item in request.missing_data():
         label = item.name or item.uuid or "a data item"
         problems.append(
             (
-                message(f"the data item {label!r} has no location yet: find it before running", "WARN", requirement="data"),
+                message(
+                    f"the data item {label!r} has no location yet: find it before running", "WARN", requirement="data"
+                ),
                 None,
             )
         )

@@ -141,7 +141,9 @@ UWS_PHASE_MAP: dict[SessionPhase, UwsPhase] = {
     _P.CANCELLED: UwsPhase.ABORTED,
 }
 #: UWS phases in which ``WAIT`` blocks (the job may still change by itself).
-ACTIVE_UWS_PHASES = frozenset({UwsPhase.PENDING, UwsPhase.QUEUED, UwsPhase.EXECUTING, UwsPhase.HELD, UwsPhase.SUSPENDED})
+ACTIVE_UWS_PHASES = frozenset(
+    {UwsPhase.PENDING, UwsPhase.QUEUED, UwsPhase.EXECUTING, UwsPhase.HELD, UwsPhase.SUSPENDED}
+)
 #: UWS phases after which a job does not change any more.
 FINAL_UWS_PHASES = frozenset({UwsPhase.COMPLETED, UwsPhase.ERROR, UwsPhase.ABORTED, UwsPhase.ARCHIVED})
 

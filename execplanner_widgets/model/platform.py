@@ -55,7 +55,9 @@ class Calendar(BaseModel):
     def free(self, resource: str = "cores") -> list[tuple[Any, Any, int | None]]:
         """``(start, end, free amount)`` for each step; ``None`` where the resource is not limited."""
         total = self.capacity.get(resource)
-        return [(step.start, step.end, None if total is None else total - getattr(step, resource)) for step in self.steps]
+        return [
+            (step.start, step.end, None if total is None else total - getattr(step, resource)) for step in self.steps
+        ]
 
     def _repr_html_(self) -> str:
         from ..html import calendar_html
