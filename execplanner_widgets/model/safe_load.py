@@ -263,6 +263,28 @@ class _BoundedLoader(yaml.SafeLoader):
             self._depth -= 1
 
 
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def _check_flow_depth(text: str, what: str, max_depth: int) -> None:
+    """Refuse deep ``[[[[`` before PyYAML's scanner sees it (its cost grows with the square of the depth).
+
+    Brackets inside quoted strings are counted too, so this only refuses what could be that deep."""
+    if text.count("[") + text.count("{") <= max_depth:
+        return
+    depth = 0
+    for match in _BRACKETS.finditer(text):
+        if match.group() in "[{":
+            depth += 1
+            if depth > max_depth:
+                line = text.count("\n", 0, match.start()) + 1
+                raise InvalidRequest(
+                    [FieldError(f"line {line}", f"the document nests deeper than {max_depth} levels")], what
+                )
+        else:
+            depth = max(0, depth - 1)
+
+
 def _yaml_error(error: Exception, what: str, origin: str) -> InvalidRequest:
     mark = getattr(error, "problem_mark", None)
     where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -279,6 +301,7 @@ def load_yaml(
     max_nodes: int = MAX_NODES,
 ) -> Any:
     """One YAML document, with aliases refused and nesting and size bounded while it is composed."""
+    _check_flow_depth(text, what, max_depth)
     loader = _BoundedLoader(text)
     loader.max_depth, loader.max_nodes = max_depth, max_nodes
     try:

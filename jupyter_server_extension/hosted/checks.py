@@ -16,6 +16,7 @@ from execplanner_widgets.model import (
     OptionItem,
     canonical_kind,
     human_duration,
+    kind_uri,
     short_kind,
 )
 
@@ -68,6 +69,26 @@ def problems(
         if reason:
             found.append((message(reason, requirement="executable.kind"), None))
     found.extend(_location_problems(request, kind, options))
+    found.extend(_kind_problems(request))
+    return found
+
+
+#: The compute and storage kinds a hosted platform books (cores and memory; a folder of a size).
+_COMPUTE_KINDS = {kind_uri("compute", "simple-compute-resource")}
+_STORAGE_KINDS = {kind_uri("storage", "simple-storage-resource")}
+
+
+def _kind_problems(request: ExecutionRequest) -> list[Problem]:
+    """A compute or storage kind this platform does not know is a NO saying so, not a YES that ignores it."""
+    found: list[Problem] = []
+    compute = request.compute
+    if compute is not None and canonical_kind(compute.kind, "compute") not in _COMPUTE_KINDS:
+        text = f"unknown compute kind {short_kind(compute.kind)!r}: this platform books simple-compute-resource"
+        found.append((message(text, requirement="compute.kind"), None))
+    for index, item in enumerate(request.storage):
+        if canonical_kind(item.kind, "storage") not in _STORAGE_KINDS:
+            text = f"unknown storage kind {short_kind(item.kind)!r}: this platform books simple-storage-resource"
+            found.append((message(text, requirement=f"storage[{index}].kind"), None))
     return found
 
 

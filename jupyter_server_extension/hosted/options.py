@@ -36,6 +36,8 @@ from execplanner_widgets.core.limits import Limits
 from execplanner_widgets.model import canonical_kind, parse_instant, short_kind
 from execplanner_widgets.model.types import Duration, GiB
 
+from .executors.sandbox import IsolationOptions
+
 __all__ = ["HostedOptions", "Reservation", "DEFAULT_ACCEPTS"]
 
 DEFAULT_ACCEPTS = ["jupyter-notebook", "python-script"]
@@ -106,6 +108,9 @@ class HostedOptions(BaseModel):
     max_duration: Duration = Field(default=timedelta(days=2), description="Longest session that can be booked")
     default_duration: Duration = Field(default=timedelta(hours=1), description="Duration of a request that gives none")
     horizon: Duration = Field(default=timedelta(days=14), description="How far ahead offers may start")
+    max_storage_lifetime: Duration = Field(
+        default=timedelta(days=30), description="Longest storage lifetime a request may book (longer is a NO)"
+    )
     preparation: Duration = Field(default=timedelta(0), description="Time booked before each slot to fetch data")
     release: Duration = Field(default=timedelta(0), description="Time booked after each slot to collect results")
     allocations: dict[str, Limits] = Field(
@@ -122,7 +127,21 @@ class HostedOptions(BaseModel):
     retention: Duration = Field(default=timedelta(days=7), description="How long results are kept after a session ends")
     download_limit: GiB = Field(default=10, description="Largest data item (GiB) fetched while preparing")
     local_roots: list[Path] | None = Field(
-        default=None, description="Folders local data and executables may be copied from; none means any readable path"
+        default=None,
+        description="Folders local data and executables may be copied from (symlinks must stay inside); "
+        "none means the server's working folder, never the whole disk",
+    )
+    private_urls: bool = Field(
+        default=False,
+        description="Staging may download from loopback and private addresses (else only public hosts)",
+    )
+    multi_user: bool | None = Field(
+        default=None,
+        description="The platform serves several people; none means: it does when it has per-user allocations",
+    )
+    isolation: IsolationOptions = Field(
+        default_factory=IsolationOptions,
+        description="How user code is isolated ('none' to run without: a multi-user platform needs it said)",
     )
     public_url: str | None = Field(
         default=None, description="Absolute URL prefix of this platform's routes, for result links behind a proxy"
@@ -202,6 +221,11 @@ class HostedOptions(BaseModel):
 
             self._executor_options = executor_class(self.executor).Options()
         return self._executor_options
+
+    @property
+    def serves_many(self) -> bool:
+        """Whether runs of different people share this platform (``multi_user``, else allocations given)."""
+        return bool(self.allocations) if self.multi_user is None else self.multi_user
 
     @property
     def accepts_short(self) -> list[str]:

@@ -60,7 +60,7 @@ class Plan:
 def plan_request(request: ExecutionRequest, options: HostedOptions, now: datetime) -> tuple[Plan | None, list[str]]:
     """Turn ``request`` into a :class:`Plan`, or say why its timing cannot work."""
     problems: list[str] = []
-    run = whole_seconds(request.duration or options.default_duration)
+    run = whole_seconds(request.duration if request.duration is not None else options.default_duration)
     if run <= timedelta(0):
         problems.append("the requested duration is zero; ask for at least a second (e.g. 'PT10M')")
     slot = options.slot_length(run)
@@ -78,6 +78,11 @@ def plan_request(request: ExecutionRequest, options: HostedOptions, now: datetim
         names.append(item.name or f"storage-{index + 1}")
         if item.lifetime is not None:
             lifetime = max(lifetime, whole_seconds(item.lifetime))
+            if item.lifetime > options.max_storage_lifetime:
+                problems.append(
+                    f"storage[{index}]: the requested lifetime ({human_duration(item.lifetime)}) is longer than this "
+                    f"platform keeps storage ({human_duration(options.max_storage_lifetime)} at most)"
+                )
     horizon_end = now + options.horizon
     earliest, latest = ceil_seconds(now), horizon_end
     window = request.start_window
