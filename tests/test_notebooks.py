@@ -7,6 +7,7 @@ planner's state in a temporary folder, and the assertions check what the noteboo
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -64,6 +65,16 @@ def test_quickstart_books_runs_and_shows_the_results(workspace):
     assert any(cell.get("outputs") and any("image/svg+xml" in o.get("data", {}) for o in cell.outputs) for cell in notebook.cells)
     executed = nbformat.read(workspace / "results" / "mean-proper-motions.executed.ipynb", as_version=4)
     assert any("moving groups found" in o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
+    assert 'data-phase="COMPLETED"' in output  # planner.bookings() lists the booking, as the platform reports it
+    # Bug 8: the exported page shows the app's state without any widget renderer (no internet needed)
+    from nbconvert import HTMLExporter
+
+    page, _ = HTMLExporter().from_notebook_node(notebook)
+    snapshot = page[page.index('class="execplanner-snapshot"') :]
+    assert "<strong>Offers</strong>" in snapshot and "<small class=\"ep-muted\">laptop</small>" in snapshot
+    snapshot = snapshot[: snapshot.index("</html>")]
+    assert re.search(r'<svg [^>]*aria-label="Offers on a time axis"', snapshot)  # the timeline, inline SVG
+    assert 'data-state="ACCEPTED"' in snapshot  # the booked offer, as the platform said
 
 
 def test_scripting_reads_dialects_books_and_uses_the_command_line(workspace):
