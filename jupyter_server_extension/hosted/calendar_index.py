@@ -424,7 +424,7 @@ def _first_fit(
 @dataclass
 class _Entry:
     holds: tuple[Hold, ...]
-    owner: str | None
+    owner: Hashable
     expires: float | None
 
 
@@ -437,11 +437,12 @@ class BookingCalendar:
     """
 
     usage: Usage = field(default_factory=Usage)
-    owners: dict[str | None, Usage] = field(default_factory=dict)
+    owners: dict[Hashable, Usage] = field(default_factory=dict)
     entries: dict[Hashable, _Entry] = field(default_factory=dict)
     overlay: Counter[Hold] = field(default_factory=Counter)
     lock: threading.RLock = field(default_factory=threading.RLock)
     _expiry: list[tuple[float, int, Hashable]] = field(default_factory=list)
+    _ends: list[tuple[float, int, Hashable]] = field(default_factory=list)
     _sequence: int = 0
 
     @classmethod
@@ -455,23 +456,26 @@ class BookingCalendar:
             calendar.entries[key] = entry
             every.extend(entry.holds)
             by_owner.setdefault(owner, []).extend(entry.holds)
-            calendar._schedule(key, expires)
+            calendar._schedule(key, entry)
         calendar.usage = Usage(every)
         calendar.owners = {owner: Usage(holds) for owner, holds in by_owner.items()}
         return calendar
 
-    def _schedule(self, key: Hashable, expires: float | None) -> None:
-        if expires is not None:
-            self._sequence += 1
-            heapq.heappush(self._expiry, (expires, self._sequence, key))
+    def _schedule(self, key: Hashable, entry: _Entry) -> None:
+        """Remember when ``key`` lapses (an offer) and when it is over (so the past is dropped)."""
+        self._sequence += 1
+        if entry.expires is not None:
+            heapq.heappush(self._expiry, (entry.expires, self._sequence, key))
+        if entry.holds:
+            heapq.heappush(self._ends, (max(hold.end for hold in entry.holds), self._sequence, key))
 
-    def _owner(self, owner: str | None) -> Usage:
+    def _owner(self, owner: Hashable) -> Usage:
         usage = self.owners.get(owner)
         if usage is None:
             usage = self.owners[owner] = Usage()
         return usage
 
-    def put(self, key: Hashable, holds: Sequence[Hold], owner: str | None = None, expires: float | None = None) -> None:
+    def put(self, key: Hashable, holds: Sequence[Hold], owner: Hashable = None, expires: float | None = None) -> None:
         """Set what ``key`` (a session, a reservation) holds, replacing what it held before."""
         with self.lock:
             self.discard(key)
@@ -481,7 +485,7 @@ class BookingCalendar:
             for hold in entry.holds:
                 self.usage.add(hold)
                 mine.add(hold)
-            self._schedule(key, expires)
+            self._schedule(key, entry)
 
     def discard(self, key: Hashable) -> None:
         """Forget what ``key`` held (rejected, expired, cancelled, ended); harmless if unknown."""
@@ -497,7 +501,8 @@ class BookingCalendar:
                 self.owners.pop(entry.owner, None)
 
     def expire(self, now: float) -> int:
-        """Drop the offers whose expiry time has come (an offer holds while ``expires > now``)."""
+        """Drop the offers whose expiry time has come (an offer holds while ``expires > now``), and
+        entries wholly in the past (no question looks there; a long-running server stays small)."""
         dropped = 0
         with self.lock:
             while self._expiry and self._expiry[0][0] <= now:
@@ -506,6 +511,11 @@ class BookingCalendar:
                 if entry is not None and entry.expires == expires:
                     self.discard(key)
                     dropped += 1
+            while self._ends and self._ends[0][0] <= now:
+                end, _, key = heapq.heappop(self._ends)
+                entry = self.entries.get(key)
+                if entry is not None and entry.holds and max(hold.end for hold in entry.holds) == end:
+                    self.discard(key)
         return dropped
 
     def set_overlay(self, holds: Iterable[Hold]) -> int:

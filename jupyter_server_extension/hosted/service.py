@@ -31,6 +31,7 @@ from execplanner_widgets.model.phases import QUEUED_PHASES, RUNNING_PHASES, Sess
 
 from . import messages
 from .calendar import Capacity, Hold, Profile, find_slots, from_seconds, to_seconds
+from .calendar_live import LiveCalendar
 from .executors import BookedSlot, Executor, ExecutorRefused
 from .options import HostedOptions
 from .plan import Plan, ceil_seconds, describe_need, offered_document, precise_now, whole_seconds
@@ -89,6 +90,10 @@ class BookingService:
         self.executor = executor
         self._db = db
         self._engine = engine
+        # the calendar in memory, kept in step by the store (see calendar_live): a question reads
+        # no bookings; the database stays the truth and accepting re-checks against it
+        self.live = LiveCalendar(platform)
+        store.watch(platform, self.live)
 
     # --------------------------------------------------------------------------- reads
 
@@ -184,18 +189,23 @@ class BookingService:
             now = precise_now()
             earliest, latest = max(plan.earliest, ceil_seconds(now)), plan.latest
             span_end = latest + timedelta(seconds=plan.need.storage_duration)
-            holds = self.holds(session, earliest, span_end, now) + external
-            constraints: list[tuple[Profile, Capacity]] = [(Profile.from_holds(holds), capacity)]
-            if allocation is not None:
-                mine = self.holds(session, earliest, span_end, now, owner=user, by_owner=True)
-                constraints.append((Profile.from_holds(mine), allocation))
             slots = []
             if earliest <= latest:
-                slots = find_slots(
-                    constraints, plan.need, to_seconds(earliest), to_seconds(latest), self.options.offers
+                calendar = self.live.current(session, now)
+                calendar.set_overlay(external)
+                slots = calendar.find_slots(
+                    plan.need,
+                    capacity,
+                    to_seconds(earliest),
+                    to_seconds(latest),
+                    self.options.offers,
+                    owner=user,
+                    allocation=allocation,
+                    now=to_seconds(now),
                 )
             document = request.to_broker()
             if not slots:
+                holds = self.holds(session, earliest, span_end, now) + external if allocation is not None else []
                 reason = self._no_slot_reason(plan, holds, capacity, allocation, earliest, latest)
                 description = f"{self.title} has no free time for this request"
                 texts = [messages.message_document(reason, "WARN")]

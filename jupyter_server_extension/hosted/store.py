@@ -22,9 +22,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import Engine, create_engine, event, inspect, or_, select, text, update
+from sqlalchemy import Engine, create_engine, event, func, inspect, or_, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -49,6 +49,17 @@ __all__ = [
 ]
 
 _WRITE = "execplanner_write"
+_PLATFORM = "execplanner_platform"
+
+
+class Watcher(Protocol):
+    """Told about a platform's write transactions while they hold its lock (see :mod:`.calendar_live`)."""
+
+    def begin(self, generation: int | None) -> None: ...
+
+    def changed(self, row: SessionRow | ReservationRow, deleted: bool = False) -> None: ...
+
+    def invalidate(self) -> None: ...
 
 
 def default_db_url(data_dir: Path) -> str:
@@ -121,6 +132,36 @@ class Store:
         self._write_engine = self.engine.execution_options(**{_WRITE: True})
         self._reader = sessionmaker(self.engine, expire_on_commit=False)
         self._writer = sessionmaker(self._write_engine, expire_on_commit=False)
+        self._watchers: dict[str, Watcher] = {}
+        event.listen(self._writer, "after_flush", self._after_flush)
+        event.listen(self._writer, "do_orm_execute", self._on_statement)
+
+    def watch(self, platform: str, watcher: Watcher) -> None:
+        """Tell ``watcher`` about every row of ``platform`` that this store's write transactions flush."""
+        self._watchers[platform] = watcher
+
+    def _after_flush(self, session: Session, _context: Any) -> None:
+        if not self._watchers:
+            return
+        locked = session.info.get(_PLATFORM)
+        for rows, deleted in ((session.new, False), (session.dirty, False), (session.deleted, True)):
+            for row in rows:
+                if isinstance(row, (SessionRow, ReservationRow)):
+                    target = self._watchers.get(row.platform)
+                    if target is None:
+                        continue
+                    if row.platform == locked:
+                        target.changed(row, deleted)
+                    else:  # changed without that platform's lock: do not follow, reload
+                        target.invalidate()
+
+    def _on_statement(self, state: Any) -> None:
+        """Bulk statements on the calendar's tables bypass the flush: the calendar cannot follow them."""
+        if state.is_insert or state.is_update or state.is_delete:
+            target = getattr(getattr(state.statement, "table", None), "name", None)
+            if target in (SessionRow.__tablename__, ReservationRow.__tablename__):
+                for watcher in self._watchers.values():
+                    watcher.invalidate()
 
     @property
     def safe_url(self) -> str:
@@ -180,10 +221,29 @@ class Store:
 
     @contextmanager
     def write(self, platform: str) -> Iterator[Session]:
-        """A transaction that holds the platform's calendar until it commits or rolls back."""
-        with self._writer.begin() as session:
-            session.execute(select(LockRow.platform).where(LockRow.platform == platform).with_for_update())
-            yield session
+        """A transaction that holds the platform's calendar until it commits or rolls back.
+
+        Taking the turn bumps the platform's generation (an ``UPDATE`` of its lock row, which is
+        what queues the other writers on every database), so a watcher can tell its own writes
+        from another process's."""
+        watcher = self._watchers.get(platform)
+        try:
+            with self._writer.begin() as session:
+                session.info[_PLATFORM] = platform
+                bump = (
+                    update(LockRow)
+                    .where(LockRow.platform == platform)
+                    .values(generation=func.coalesce(LockRow.generation, 0) + 1)
+                    .returning(LockRow.generation)
+                )
+                generation = session.execute(bump, execution_options={"synchronize_session": False}).scalar()
+                if watcher is not None:
+                    watcher.begin(generation)
+                yield session
+        except BaseException:
+            if watcher is not None:
+                watcher.invalidate()
+            raise
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -46,6 +46,9 @@ class LockRow(Base):
     __tablename__ = "hosted_locks"
 
     platform: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: Bumped by every write transaction of the platform: a server whose in-memory calendar saw
+    #: generation g and next sees g + 2 knows another process wrote, and reloads.
+    generation: Mapped[int | None] = mapped_column(Integer, default=0)
 
 
 class OfferSetRow(Base):
