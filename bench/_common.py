@@ -1,0 +1,124 @@
+"""What the benchmark scripts share: the figure line, percentiles, a real jupyter server, PostgreSQL.
+
+Every script prints its figures as ``<figure>: <value> (goal <goal>) load: <1-min loadavg>`` so
+``bench/run_all`` and a reader see at once how far from the goal a figure is and how busy the
+machine was. Figures are ratios or times measured within one run (the machines here are shared
+and noisy); nothing here is a pass/fail test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def load() -> str:
+    """The 1-minute load average (the machine's business while the figure was measured)."""
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "?"
+
+
+def figure(name: str, value: str, goal: str, met: bool | None = None) -> None:
+    """Print one figure line; ``met`` adds ``[met]`` / ``[NOT met]`` when the goal is a threshold."""
+    verdict = "" if met is None else (" [met]" if met else " [NOT met]")
+    print(f"{name}: {value} (goal {goal}) load: {load()}{verdict}", flush=True)
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """The ``fraction`` quantile by nearest rank (p99 of 100 values is the 99th)."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, int(round(fraction * len(ordered) + 0.5)) - 1))
+    return ordered[index]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def hosted_entry(name: str, **options: Any) -> dict[str, Any]:
+    return {"name": name, "title": f"{name} (benchmark)", "hosted": options}
+
+
+def write_platforms(path: Path, entries: list[dict[str, Any]]) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump({"platforms": entries}))
+    return path
+
+
+@contextmanager
+def jupyter_server(root: Path, platforms_file: Path, **kwargs: Any) -> Iterator[Any]:
+    """A real ``jupyter server`` on 127.0.0.1 with the extension (tests/jupyter_live.py)."""
+    from jupyter_live import run_jupyter_server
+
+    with run_jupyter_server(root, platforms_file, **kwargs) as server:
+        yield server
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _postgres_binary(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    return str(candidates[-1]) if candidates else None
+
+
+@contextmanager
+def postgres() -> Iterator[str | None]:
+    """A throw-away PostgreSQL on 127.0.0.1 (as ``postgres`` when run as root); None if unavailable."""
+    initdb, pg_ctl = _postgres_binary("initdb"), _postgres_binary("pg_ctl")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        initdb = None
+    if not initdb or not pg_ctl:
+        yield None
+        return
+    prefix: list[str] = []
+    owner = None
+    if os.geteuid() == 0:
+        import pwd
+
+        try:
+            owner = pwd.getpwnam("postgres")
+        except KeyError:
+            yield None
+            return
+        prefix = ["runuser", "-u", "postgres", "--"]
+    folder = Path(tempfile.mkdtemp(prefix="execplanner-bench-pg-"))
+    if owner is not None:
+        os.chown(folder, owner.pw_uid, owner.pw_gid)
+    data, port = folder / "data", _free_port()
+    run: dict[str, Any] = {"check": True, "capture_output": True, "timeout": 120}
+    subprocess.run([*prefix, initdb, "-D", str(data), "-U", "execplanner", "--auth=trust", "-E", "UTF8"], **run)
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+    subprocess.run([*prefix, pg_ctl, "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"], **run)
+    try:
+        yield f"postgresql+psycopg://execplanner@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            [*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"], capture_output=True, timeout=60
+        )
+        shutil.rmtree(folder, ignore_errors=True)
