@@ -304,7 +304,8 @@ class JobMonitor(widgets.VBox):
             self.details.value = ""
             self.cancel_button.disabled = True
             return
-        html = job_view(session, self.platform, self.history, log=self.output if self._log_reader is not None and self.output else None)
+        started = str(session.phase) not in ("OFFERED", "ACCEPTED", "WAITING", "REJECTED", "EXPIRED")
+        html = job_view(session, self.platform, self.history, log=self.output if self._log_reader is not None and (self.output or started) else None)
         if html != self.view.value:
             self.view.value = html
         details = pairs_table([row for row in session_rows(session) if row[0] not in ("Phase", "Identifier")])

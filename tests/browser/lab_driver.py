@@ -264,27 +264,31 @@ class AppView:
         return self.root.locator(".jupyter-widget-Collapse-header").nth(number - 1)
 
     def step(self, number: int) -> Any:
-        """The contents of step ``number`` (1 to 5)."""
+        """The contents of step ``number`` (1 to 5; 6 is My bookings)."""
         return (
             self.root.locator(".jupyter-widget-Collapse").nth(number - 1).locator(".jupyter-widget-Collapse-contents")
         )
 
     def executable_row(self, name: str) -> Any:
-        return (
-            self.root.locator(".widget-hbox")
-            .filter(has=self.page.get_by_text(name, exact=True))
-            .filter(has=self.page.locator("button"))
-        )
+        """The row of the executables table (one HTML view) that names ``name``."""
+        return self.root.locator(".ep-executables tr.ep-row").filter(has=self.page.get_by_text(name, exact=True))
 
     def offer_rows(self, platform: str) -> Any:
-        """Table rows (offers, or one NO/ERROR answer) of the platform named ``platform``."""
-        return self.root.locator(".widget-hbox").filter(
+        """Rows of the offers table (offers, or one NO/ERROR answer) of the platform named ``platform``."""
+        return self.root.locator(".ep-offers tr.ep-row").filter(
             has=self.page.locator("small").get_by_text(platform, exact=True)
         )
 
+    def timeline_bars(self, platform: str) -> Any:
+        """The bars of ``platform``'s lane in the timeline picture."""
+        return self.root.locator(f".ep-timeline g.ep-lane[data-platform='{platform}'] g.ep-bar")
+
+    def booking_rows(self) -> Any:
+        return self.root.locator(".ep-bookings tr.ep-row")
+
     def final_phase(self, timeout: float = JOB_MS) -> str:
         """Wait (bounded) for the job view to show a final phase; returns it."""
-        final = self.root.get_by_text(re.compile(rf"^({'|'.join(FINAL_PHASES)})$")).first
+        final = self.root.locator(".ep-job .ep-phase").filter(has_text=re.compile(rf"^({'|'.join(FINAL_PHASES)})$")).first
         final.wait_for(timeout=timeout)
         return final.inner_text().strip()
 
