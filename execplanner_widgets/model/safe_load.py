@@ -302,7 +302,10 @@ def load_yaml(
 ) -> Any:
     """One YAML document, with aliases refused and nesting and size bounded while it is composed."""
     _check_flow_depth(text, what, max_depth)
-    loader = _BoundedLoader(text)
+    try:
+        loader = _BoundedLoader(text)
+    except yaml.YAMLError as error:  # the reader refuses control characters before any parsing
+        raise _yaml_error(error, what, origin) from None
     loader.max_depth, loader.max_nodes = max_depth, max_nodes
     try:
         value = loader.get_single_data()
