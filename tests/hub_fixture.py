@@ -7,8 +7,8 @@ servers, and a service token with the scopes the ``jupyterhub`` executor needs.
     with run_hub(tmp_path, users=["ada", "grace"]) as hub:
         hub.url, hub.token_file, hub.password, hub.home("ada"), hub.server_pid("ada", "srv")
 
-or the module-scoped pytest fixture ``live_hub`` (import ``live_hub_fixture`` to use it) (one hub for a test module; tests use distinct
-server names). Everything lives in the temporary folder: the hub's database, cookie secret, the
+or the pytest fixture ``live_hub`` (import ``live_hub_fixture`` to use it): one hub for the whole
+run, so tests use distinct server names. Everything lives in the temporary folder: the hub's database, cookie secret, the
 users' home folders, the logs. Hub, proxy and proxy API each get a free port. The hub and every
 single-user server it started are stopped when the block ends.
 
@@ -341,12 +341,27 @@ def _kill(pid: int) -> None:
         pass
 
 
-@pytest.fixture(scope="module", name="live_hub")
+_shared: dict[str, Any] = {"hub": None, "context": None, "users": 0}
+
+
+@pytest.fixture(scope="session", name="live_hub")
 def live_hub_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveHub]:
-    """One real hub for a test module (users ada and grace); tests use distinct server names."""
+    """One real hub for the whole test run (users ada and grace); tests use distinct server names.
+
+    Every module that imports this fixture gets its own fixture definition; they share one hub,
+    started by the first and stopped when the last is torn down."""
     require_hub()
-    with run_hub(tmp_path_factory.mktemp("hub")) as hub:
-        yield hub
+    if _shared["hub"] is None:
+        context = run_hub(tmp_path_factory.mktemp("hub"))
+        _shared["hub"], _shared["context"] = context.__enter__(), context
+    _shared["users"] += 1
+    try:
+        yield _shared["hub"]
+    finally:
+        _shared["users"] -= 1
+        if _shared["users"] == 0:
+            context, _shared["hub"], _shared["context"] = _shared["context"], None, None
+            context.__exit__(None, None, None)
 
 
 def executor_options(hub: LiveHub, **overrides: Any) -> dict[str, Any]:

@@ -126,7 +126,7 @@ async def test_session_is_available_then_saved_notebook_comes_back(
     caplog.set_level(logging.DEBUG)
     executor = make_executor(live_hub, tmp_path)
     session = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
-    spec = make_spec(tmp_path, session, seconds=25, cores=2)
+    spec = make_spec(tmp_path, session, seconds=18, cores=2)
     report = Recorder()
     run = asyncio.ensure_future(executor.run(spec, asyncio.Event(), report))
     try:

@@ -51,6 +51,7 @@ async def hub_platform(live_hub: LiveHub, tmp_path: Path):
         "cores": 4,
         "memory": 8,
         "offers": 2,
+        "local_roots": [str(tmp_path)],
         "jupyterhub": executor_options(live_hub, users={"ada@example.org": "ada"}),
     }
     platform = HostedPlatform.from_config(
@@ -111,7 +112,7 @@ async def test_booking_waits_then_is_available_then_the_saved_notebook_comes_bac
 ):
     caplog.set_level(logging.DEBUG)
     start = utcnow() + timedelta(seconds=6)
-    request = hub_request(tmp_path / "nb", duration="PT25S", start=f"{format_instant(start)}/PT0S")
+    request = hub_request(tmp_path / "nb", duration="PT20S", start=f"{format_instant(start)}/PT0S")
     answer = await hub_platform.offers(request, user="ada")
     assert answer.result == "YES", answer.reasons
     uuid = answer.offers[0].meta.uuid

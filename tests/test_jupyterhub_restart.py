@@ -41,12 +41,13 @@ def test_a_killed_platform_server_leaves_the_hub_session_to_the_next_one(live_hu
     notebook = tmp_path / "analysis.ipynb"
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")]), notebook)
     platforms = write_platforms(
-        tmp_path / "platforms.yaml", [hub_platform_entry(live_hub, "hub", owner="ada", offers=1)]
+        tmp_path / "platforms.yaml",
+        [hub_platform_entry(live_hub, "hub", owner="ada", offers=1, local_roots=[str(tmp_path)])],
     )
     request = {
         "executable": {"kind": "jupyter-notebook", "location": str(notebook)},
         "compute": {"cores": {"min": 1}, "memory": {"min": 1}},
-        "schedule": {"requested": {"duration": "PT40S"}},
+        "schedule": {"requested": {"duration": "PT32S"}},
     }
     root = tmp_path / "server"
     with run_jupyter_server(root, platforms, base_url="/") as first:

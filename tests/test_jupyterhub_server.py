@@ -39,7 +39,9 @@ def test_the_app_sees_an_available_session_with_a_connector(live_hub: LiveHub, t
     no_discovery_hints(monkeypatch, tmp_path)
     notebook = tmp_path / "analysis.ipynb"
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")]), notebook)
-    platforms = write_platforms(tmp_path / "platforms.yaml", [hub_platform_entry(live_hub, "hub", owner="ada")])
+    platforms = write_platforms(
+        tmp_path / "platforms.yaml", [hub_platform_entry(live_hub, "hub", owner="ada", local_roots=[str(tmp_path)])]
+    )
     request = {
         "executable": {"kind": "jupyter-notebook", "location": str(notebook)},
         "compute": {"cores": {"min": 1}, "memory": {"min": 1}},
