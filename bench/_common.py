@@ -58,6 +58,7 @@ def hosted_entry(name: str, **options: Any) -> dict[str, Any]:
 def write_platforms(path: Path, entries: list[dict[str, Any]]) -> Path:
     import yaml
 
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump({"platforms": entries}))
     return path
 
