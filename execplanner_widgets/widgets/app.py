@@ -109,7 +109,7 @@ class PlannerApp(widgets.VBox):
         mode, full = mode_line(planner)
         self.header = widgets.HTML(
             _HIDE_SNAPSHOT + f'<div style="font-size:1.15em;font-weight:600">{esc(SIDEBAR_TITLE)}</div>'
-            f'<div style="font-size:0.9em;color:#57606a;line-height:1.35" title="{esc(full)}">{esc(mode)}</div>'
+            f'<div style="font-size:0.9em;color:#57606a;line-height:1.35;overflow-wrap:anywhere" title="{esc(full)}">{esc(mode)}</div>'
         )
         self._sidecar: Any = None
         self._snapshot: Any = None

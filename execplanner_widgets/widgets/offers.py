@@ -88,7 +88,7 @@ class OfferBrowser(widgets.VBox):
         self.find_button.on_click(lambda _: self.find())
         self.accept_button = widgets.Button(description="Accept", icon="check", button_style="success", disabled=True, layout=widgets.Layout(width="8em"))
         self.accept_button.on_click(lambda _: self.accept())
-        self.progress = widgets.IntProgress(value=0, min=0, max=1, layout=widgets.Layout(width="8em", visibility="hidden"))
+        self.progress = widgets.IntProgress(value=0, min=0, max=1, layout=widgets.Layout(width="8em", display="none"))
         self.progress_text = widgets.HTML(layout=widgets.Layout(flex="1 1 12em"))
         self.view_toggle = widgets.ToggleButtons(options=["Table", "Timeline"], value="Table", layout=widgets.Layout(display="none"))
         self.view_toggle.style.button_width = "6.5em"
@@ -146,7 +146,7 @@ class OfferBrowser(widgets.VBox):
             leftovers = self._clear()
             self.busy = True
             self._update_find_button()
-            self.progress.layout.visibility = "visible"
+            self.progress.layout.display = ""
             self.progress_text.value = status("asking the platforms ...", "wait")
             self.status.value = ""
         return self._search.start(self._run_search, generation, self.request, leftovers)
@@ -211,7 +211,7 @@ class OfferBrowser(widgets.VBox):
         self.busy = False
         self.pending = []
         self._update_find_button()
-        self.progress.layout.visibility = "hidden"
+        self.progress.layout.display = "none"
         results = self.results
         counts = {name: sum(1 for result in results if result.status == name) for name in ("YES", "NO", "ERROR")}
         offers = sum(len(result.offers) for result in results if result.status == "YES")

@@ -125,7 +125,7 @@ def evidence_on_failure(page: Any, server: LiveServer, folder: Path, name: str) 
         shot, log = folder / f"{name}-failure.png", folder / f"{name}-lab.log"
         try:
             page.screenshot(path=str(shot), full_page=True, timeout=15_000)
-        except Exception as shot_error:  # noqa: BLE001 - the page may be gone; the log still helps
+        except Exception as shot_error:
             shot = Path(f"(no screenshot: {type(shot_error).__name__}: {shot_error})")
         log.write_text(server.log())
         raise AssertionError(f"{type(error).__name__}: {error}\nscreenshot: {shot}\nlab server log: {log}") from error
