@@ -35,7 +35,8 @@ async def platforms(tmp_path):
     made: list[HostedPlatform] = []
 
     def factory(name: str = "local", **options) -> HostedPlatform:
-        defaults = {"cores": 2, "memory": 4, "storage": 10, "offers": 1, "offer_ttl": "PT1M"}
+        # private_urls: the tests stage from a data server on 127.0.0.1
+        defaults = {"cores": 2, "memory": 4, "storage": 10, "offers": 1, "offer_ttl": "PT1M", "private_urls": True}
         defaults.update(options)
         platform = HostedPlatform.from_config(
             name, f"{name} platform", defaults, PlatformContext(data_dir=tmp_path / "state")
@@ -156,7 +157,9 @@ async def test_a_failing_script_reports_its_own_message(platforms):
 
 @pytest.mark.asyncio
 async def test_a_run_is_stopped_when_its_slot_ends(platforms):
-    local = platforms()
+    # without isolation: the pid the script writes is the host's (an isolated run has its own PID
+    # namespace; isolated runs being stopped are covered by test_isolation.py)
+    local = platforms(isolation="none")
     booked = await book(local, request_document(DATA / "sleep_long.py", duration="PT3S"))
     started = utcnow()
     session = await finished(local, booked.meta.uuid, timeout=40)
@@ -170,7 +173,9 @@ async def test_a_run_is_stopped_when_its_slot_ends(platforms):
 
 @pytest.mark.asyncio
 async def test_cancelling_a_running_session_stops_it(platforms):
-    local = platforms()
+    # without isolation: the pid the script writes is the host's (an isolated run has its own PID
+    # namespace; isolated runs being stopped are covered by test_isolation.py)
+    local = platforms(isolation="none")
     booked = await book(local, request_document(DATA / "sleep_long.py", duration="PT2M"))
     pid = await running_pid(local, booked.meta.uuid)
     cancelling = await local.cancel(booked.meta.uuid, user=USER)
@@ -202,7 +207,9 @@ async def test_storage_folders_are_made_and_removed_after_their_lifetime(platfor
 
 @pytest.mark.asyncio
 async def test_closing_the_platform_leaves_no_process_behind(platforms):
-    local = platforms()
+    # without isolation: the pid the script writes is the host's (an isolated run has its own PID
+    # namespace; isolated runs being stopped are covered by test_isolation.py)
+    local = platforms(isolation="none")
     booked = await book(local, request_document(DATA / "sleep_long.py", duration="PT2M"))
     pid = await running_pid(local, booked.meta.uuid)
     await local.aclose()

@@ -38,6 +38,7 @@ def jp_server_config(tmp_path):
                     "offers": 3,
                     "offer_ttl": "PT2M",
                     "allocations": {"alice": {"cores": 2}},
+                    "local_roots": [str(DATA)],  # a platform for several users copies only from named folders
                 },
             },
             {"name": "cloud", "title": "A static cloud", "static": {"accepts": ["docker-container"], "cores": 8}},

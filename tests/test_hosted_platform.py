@@ -159,7 +159,9 @@ async def test_sessions_belong_to_their_user(platforms):
 
 @pytest.mark.asyncio
 async def test_allocations_cap_what_a_user_asks_and_holds(platforms):
-    gaia = platforms(cores=16, allocations={"alice": {"cores": 4}})
+    gaia = platforms(
+        cores=16, allocations={"alice": {"cores": 4}}, local_roots=[str(DATA)]
+    )  # several users: named roots
     too_big = await gaia.offers(parse_request(request_document(SCRIPT, cores=6, start=later())), user="alice")
     assert too_big.result == "NO"
     assert any("your allocation on gaia platform" in reason and "6 cores" in reason for reason in too_big.reasons)

@@ -42,7 +42,13 @@ def _wait(check, timeout: float, what: str):
 def test_a_run_orphaned_by_a_killed_server_is_stopped_by_the_next_one(tmp_path):
     platforms = write_platforms(
         tmp_path / "platforms.yaml",
-        [{"name": "local", "hosted": {"cores": 2, "memory": 2, "offers": 1, "executor": "subprocess"}}],
+        # without isolation: an isolated run dies with the server (test_isolation.py checks that)
+        [
+            {
+                "name": "local",
+                "hosted": {"cores": 2, "memory": 2, "offers": 1, "executor": "subprocess", "isolation": "none"},
+            }
+        ],
     )
     root = tmp_path / "server"
     request = request_document(DATA / "sleep_long.py", duration="PT5M")

@@ -114,14 +114,14 @@ def _location_problems(request: ExecutionRequest, kind: str, options: HostedOpti
         found.append((message(text, requirement="executable.location"), None))
     elif kind in ("jupyter-notebook", "python-script"):
         try:
-            resolve_location(str(location), options.local_roots)
+            resolve_location(str(location), options.local_roots, multi_user=options.serves_many)
         except StagingError as error:
             found.append((message(str(error), requirement="executable.location"), None))
     for item in request.data:
         if not item.location_hint:
             continue
         try:
-            resolve_location(item.location_hint, options.local_roots)
+            resolve_location(item.location_hint, options.local_roots, multi_user=options.serves_many)
         except StagingError as error:
             label = item.name or short_kind(item.kind)
             found.append((message(f"data item {label!r}: {error}", requirement="data"), None))

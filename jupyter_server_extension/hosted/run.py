@@ -195,6 +195,9 @@ class SessionRun:
             self.folder,
             local_roots=self.options.local_roots,
             limit=self.options.download_limit * 1024**3,
+            total_limit=max(row.storage, self.options.download_limit) * 1024**3,
+            private_urls=self.options.private_urls,
+            multi_user=self.options.serves_many,
         )
         for note in staged.notes:
             await self.write(None, note)

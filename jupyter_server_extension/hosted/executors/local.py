@@ -4,9 +4,15 @@ The task program (:mod:`.task`) applies the booked CPUs and memory limit, then r
 (nbclient) or becomes the script. The server waits without blocking (asyncio), and when the slot
 ends, the user cancels, or the server stops, the whole process tree is stopped.
 
-The run's handle is its process group (``pgid@start-time``): if the server is killed, the task
-keeps running as an orphan, and the next server :meth:`~SubprocessExecutor.adopt` s it only to stop
-it and say so (a notebook's state cannot be followed by another process).
+Runs are isolated (:mod:`.sandbox`, on by default): a clean environment, their own PID and
+network namespaces, only their session folder visible and writable, an unprivileged user when the
+server is root, and rlimits. A platform that serves several people and cannot isolate refuses to
+start unless the provider wrote ``isolation: none``.
+
+The run's handle is its process group (``pgid@start-time``): if the server is killed, an isolated
+run dies with it (``--die-with-parent``); a run without isolation keeps running as an orphan, and the
+next server :meth:`~SubprocessExecutor.adopt` s it only to stop it and say so (a notebook's state
+cannot be followed by another process).
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ import psutil
 from pydantic import BaseModel, ConfigDict, Field
 
 from .base import Executor, ExecutorContext, RunOutcome, RunReport, RunSpec, machine_capacity
-from .procs import kill_descendants, task_command, task_environment, terminate_tree
+from .procs import kill_descendants, task_command, terminate_tree
+from .sandbox import Sandbox, choose_sandbox
 
 __all__ = ["SubprocessExecutor", "describe_exit", "last_error_line"]
 
@@ -84,6 +91,12 @@ class SubprocessExecutor(Executor):
         super().__init__(options, context)
         self.grace = options.grace
         self._offsets = itertools.count()
+        hosted = context.options
+        # IsolationUnavailable (a multi-user platform on a machine that cannot isolate) stops the platform
+        self.sandbox: Sandbox = choose_sandbox(
+            hosted.isolation, multi_user=hosted.serves_many, platform=context.platform
+        )
+        context.log.info("platform %s: %s", context.platform, self.sandbox.describe())
 
     def known_capacity(self) -> tuple[int, int]:
         return machine_capacity()
@@ -108,11 +121,19 @@ class SubprocessExecutor(Executor):
             encoding="utf-8",
         )
         stdout_path, stderr_path = spec.results / "stdout.txt", spec.results / "stderr.txt"
+        session_dir = spec.workdir.parent
         with open(stdout_path, "wb") as stdout, open(stderr_path, "wb") as stderr:
+            await asyncio.to_thread(self.sandbox.prepare, session_dir)  # the run's user owns its folder
+            argv, environment = self.sandbox.command(
+                task_command(str(task_file)),
+                spec,
+                session_dir=session_dir,
+                file_size_bytes=max(1, self.context.options.storage) * GIB,
+            )
             process = await asyncio.create_subprocess_exec(
-                *task_command(str(task_file)),
+                *argv,
                 cwd=str(spec.workdir),
-                env=task_environment(spec.environment, spec.cores, str(runtime)),
+                env=environment,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=stdout,
                 stderr=stderr,
@@ -183,7 +204,12 @@ def _orphans(handle: str, session: str) -> list[psutil.Process]:
     found: list[psutil.Process] = []
     for process in psutil.process_iter(["pid", "uids", "create_time"]):
         try:
-            if process.pid == os.getpid() or process.info["uids"] is None or process.info["uids"].real != uid:
+            # ours, or (a root server) any user's: isolated runs drop to an unprivileged user
+            if (
+                process.pid == os.getpid()
+                or process.info["uids"] is None
+                or (uid != 0 and process.info["uids"].real != uid)
+            ):
                 continue
             in_group = pgid > 0 and os.getpgid(process.pid) == pgid and process.info["create_time"] >= created - 1
             if in_group or process.environ().get("EXECPLANNER_SESSION") == session:
