@@ -729,3 +729,25 @@ def test_a_public_url_replaces_the_base_url_behind_a_proxy():
     assert (
         absolute_urls({"meta": {"url": "//evil.example.org/x"}}, "https://h/")["meta"]["url"] == "//evil.example.org/x"
     )
+
+
+def test_v1_documents_with_the_prototypes_kind_spellings_are_understood():
+    document = {
+        "executable": {
+            "kind": "https://www.purl.org/ivoa.net/EB/schema/types/executables/docker-container-1.0",
+            "image": {"locations": ["registry.example.org/a:1"]},
+        },
+        "compute": {
+            "kind": "https://www.purl.org/ivoa.net/EB/schema/types/resources/compute/simple-compute-resource-1.0"
+        },
+        "data": [
+            {"kind": "https://www.purl.org/ivoa.net/EB/schema/types/data/simple-data-resource-1.0", "location": "x"}
+        ],
+    }
+    request, dialect = parse_request_dialect(document)
+    assert dialect == "broker"
+    assert (request.executable.kind, request.compute.kind, request.data[0].kind) == (
+        DOCKER,
+        COMPUTE,
+        kind_uri("data", "simple-data-resource"),
+    )

@@ -519,8 +519,30 @@ def _from_2025(document: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _from_broker(document: Mapping[str, Any]) -> dict[str, Any]:
+    """A v1.0 document as it is, except kind URIs in the prototype's spellings (``.../EB/schema/types/
+    executables/...-1.0``), which clients carried over into ``kind:``: those become the v1.0 URIs."""
+    out = dict(document)
+    for key, category in (("executable", "executable"), ("compute", "compute")):
+        item = out.get(key)
+        if isinstance(item, Mapping) and isinstance(item.get("kind"), str) and _URI_2025.match(item["kind"].strip()):
+            out[key] = {**item, "kind": kind_from_2025(item["kind"], category)}
+    for key in ("data", "storage"):
+        items = out.get(key)
+        if isinstance(items, list):
+            out[key] = [
+                {**item, "kind": kind_from_2025(item["kind"], key)}
+                if isinstance(item, Mapping)
+                and isinstance(item.get("kind"), str)
+                and _URI_2025.match(item["kind"].strip())
+                else item
+                for item in items
+            ]
+    return out
+
+
 DIALECTS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
-    BROKER: dict,
+    BROKER: _from_broker,
     PROTOTYPE_2025: _from_2025,
     NOTE_2021: _from_2021,
     NOTE_2022: _from_2022,
