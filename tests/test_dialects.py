@@ -751,3 +751,12 @@ def test_v1_documents_with_the_prototypes_kind_spellings_are_understood():
         COMPUTE,
         kind_uri("data", "simple-data-resource"),
     )
+
+
+def test_xml_output_is_well_formed_whatever_the_strings_and_deep_input_is_refused():
+    document = {"executable": {"kind": NOTEBOOK, "location": "a\x00b\x1bc", "1st": {"x\x07": "y"}}, "2nd": "top"}
+    root, back = from_xml(to_xml(document, ROOT_REQUEST))
+    assert back["executable"]["location"] == "a\ufffdb\ufffdc" and back["2nd"] == "top"
+    deep = b"<update>" + b"<a>" * 200 + b"x" + b"</a>" * 200 + b"</update>"
+    with pytest.raises(InvalidRequest):
+        from_xml(deep)

@@ -15,7 +15,10 @@ document as in JSON:
   two data resources are two ``<data>`` elements; the exceptions the schema gives are ``offers``
   (wrapped, items ``<execution>``) and ``messages`` (items ``<message>``);
 - maps of names to values (``values`` of a message, a container's ``environment``) are
-  ``<entry name="...">value</entry>`` elements, since their keys need not be XML names.
+  ``<entry name="...">value</entry>`` elements, since their keys need not be XML names; so is any
+  other property whose name cannot be an element name (its value written as text);
+- characters XML cannot carry (control characters) are written as U+FFFD, so the output is always
+  well-formed.
 
 No namespace is used: the schema declares none. The reader takes UTF-8 only and refuses any DTD or
 entity declaration before parsing (so no XXE and no entity expansion; only the five predefined
@@ -77,6 +80,10 @@ _WRAPPED = {"offers": "execution"}
 _MAPS = frozenset({"values", "environment"})
 _ENTRY = "entry"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9._-]*$")
+#: Characters XML 1.0 cannot carry at all; a string holding one is written with U+FFFD in its place.
+_NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+#: Deeper than any ExecutionBroker document: more is refused rather than read.
+MAX_DEPTH = 64
 _FORBIDDEN = re.compile(r"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 
 
@@ -86,19 +93,23 @@ _FORBIDDEN = re.compile(r"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    return _NOT_XML.sub("\ufffd", str(value))
+
+
+def _entry(element: etree.Element, key: Any, item: Any) -> None:
+    entry = etree.SubElement(element, _ENTRY, name=_text(key))
+    entry.text = _text(item)
 
 
 def _fill(element: etree.Element, value: Any, name: str) -> None:
     if isinstance(value, Mapping):
-        if name in _MAPS or not all(isinstance(key, str) and _NAME.match(key) for key in value):
-            for key, item in value.items():
-                if item is not None:
-                    entry = etree.SubElement(element, _ENTRY, name=str(key))
-                    entry.text = _text(item)
-            return
         for key, item in value.items():
-            _add(element, key, item, in_message=name == "message")
+            if item is None:
+                continue
+            if name in _MAPS or not (isinstance(key, str) and _NAME.match(key)):
+                _entry(element, key, item)  # a map's key, or a name XML cannot have as an element
+            else:
+                _add(element, key, item, in_message=name == "message")
     else:
         element.text = _text(value)
 
@@ -126,8 +137,7 @@ def _add(parent: etree.Element, key: str, value: Any, *, in_message: bool = Fals
 def to_xml(document: Mapping[str, Any], root: str) -> bytes:
     """``document`` (a JSON-ready dict) as an XML document with the root element ``root``."""
     element = etree.Element(root)
-    for key, value in document.items():
-        _add(element, key, value)
+    _fill(element, document, root)
     etree.indent(element)
     return etree.tostring(element, xml_declaration=True, encoding="UTF-8") + b"\n"
 
@@ -135,7 +145,9 @@ def to_xml(document: Mapping[str, Any], root: str) -> bytes:
 # ------------------------------------------------------------------------------------ reading
 
 
-def _value(element: etree.Element) -> Any:
+def _value(element: etree.Element, depth: int = 0) -> Any:
+    if depth > MAX_DEPTH:
+        raise InvalidRequest([FieldError("", f"the XML is nested deeper than {MAX_DEPTH} levels")])
     children = [child for child in element if isinstance(child.tag, str)]
     attributes = dict(element.attrib)
     if not children:
@@ -148,13 +160,16 @@ def _value(element: etree.Element) -> Any:
     out: dict[str, Any] = dict(attributes)
     for child in children:
         tag = child.tag
+        if tag == _ENTRY and child.get("name") is not None:
+            out[child.get("name")] = (child.text or "").strip()
+            continue
         if tag in _WRAPPED:
-            out[tag] = [_value(item) for item in child if isinstance(item.tag, str)]
+            out[tag] = [_value(item, depth + 2) for item in child if isinstance(item.tag, str)]
             continue
         # an item element names its array (``<message>`` -> ``messages``), except inside an item of
         # that name, where it is the item's own property (a message's ``message`` text)
         key = tag if tag == element.tag else next((name for name, item in _ITEM_NAMES.items() if item == tag), tag)
-        value = _value(child)
+        value = _value(child, depth + 1)
         if key in _MAPS and isinstance(value, dict) and all(item.tag == _ENTRY for item in child):
             out[key] = value
         elif key in ARRAY_NAMES or key in _ITEM_NAMES:
