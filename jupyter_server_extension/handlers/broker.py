@@ -11,6 +11,7 @@ route (after ``.../platforms/{name}/``)    methods        what
 ``sessions/{uuid}/results/{id}``           GET            download a result
 ``direct``                                 POST           book the earliest offer at once -> session
 ``accepts?tasktype=``, ``accept``          GET, POST      the 2021 note's transport (:mod:`.note2021`)
+``openapi.json``                           GET            these routes and their errors (:mod:`.broker_openapi`)
 =========================================  =============  ==============================================
 
 Bodies are JSON, YAML or XML in (by Content-Type) and out (by Accept); requests and updates may be
