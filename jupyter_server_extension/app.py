@@ -10,9 +10,11 @@ from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
 from traitlets import Dict, Float, Int, TraitError, Unicode, default, validate
 
-from execplanner_widgets.core.config import build_federation, load_platforms_file, resolve_platforms_path
+from execplanner_widgets.core.config import ConfigError, build_federation, load_platforms_file, resolve_platforms_path
 from execplanner_widgets.core.federation import Federation
 from execplanner_widgets.core.platform import PlatformContext
+from execplanner_widgets.model import InvalidRequest
+from execplanner_widgets.model.errors import FieldError
 
 from .handlers.api import API_HANDLERS
 
@@ -87,9 +89,24 @@ class ExecPlanner(ExtensionApp):
         return str(Path(jupyter_data_dir()) / "execplanner")
 
     federation: Federation
+    #: Every problem of the configuration, or ``None``; while set, every route answers 503 with it.
+    config_error: str | None = None
 
     def initialize_settings(self) -> None:
-        path, is_demo = resolve_platforms_path(self.platforms_file)
+        """Build the platforms. A broken configuration does not stop the extension from loading: it is
+        logged with all its problems and every call is answered 503 naming them, so a notebook shows
+        the error instead of quietly falling back to the demo platforms."""
+        self.federation = Federation([])
+        path = None
+        try:
+            path, is_demo = resolve_platforms_path(self.platforms_file)
+            self._build(path, is_demo)
+        except Exception as error:  # any failure here is the configuration's, reported, never raised
+            self.config_error = _describe_problem(error, path)
+            for line in self.config_error.splitlines():
+                self.log.error("ExecPlanner: %s", line)
+
+    def _build(self, path: Path, is_demo: bool) -> None:
         config = load_platforms_file(path)
         data_dir = Path(self.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -99,7 +116,10 @@ class ExecPlanner(ExtensionApp):
             base_url=url_path_join(self.serverapp.base_url, "execplanner", "platforms") + "/",
             config_dir=path.parent,
         )
-        self.federation = build_federation(config, context)
+        try:
+            self.federation = build_federation(config, context)
+        except Exception as first:  # a platform could not be made: name every one that cannot
+            raise _every_problem(config, context, first) from None
         if "timeout" not in config.model_fields_set:
             self.federation.timeout = self.timeout
         self._apply_timeouts()
@@ -138,7 +158,46 @@ class ExecPlanner(ExtensionApp):
         self.handlers.extend(UWS_HANDLERS)
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
-        await self.federation.start()
+        if self.config_error is None:
+            await self.federation.start()
 
     async def stop_extension(self) -> None:
-        await self.federation.aclose()
+        """Close the platforms; never raises (a server must always be stoppable)."""
+        federation = getattr(self, "federation", None)
+        if federation is None:
+            return
+        try:
+            await federation.aclose()
+        except Exception as error:
+            self.log.warning("ExecPlanner: closing the platforms failed: %s: %s", type(error).__name__, error)
+
+
+def _every_problem(config: Any, context: PlatformContext, first: Exception) -> ConfigError:
+    """Building stops at the first broken platform; build each one alone to name every problem.
+
+    Platforms built here are only constructed, not started, so dropping them leaves nothing behind.
+    """
+    problems: list[FieldError] = []
+    for entry in config.platforms:
+        try:
+            build_federation(config.model_copy(update={"platforms": [entry]}), context)
+        except ConfigError as error:
+            problems.extend(error.errors)
+        except Exception as error:  # reported with the others
+            problems.append(FieldError(f"platforms[{entry.name}]", f"{type(error).__name__}: {error}"))
+    if not problems:
+        problems = first.errors if isinstance(first, InvalidRequest) else [FieldError("", str(first))]
+    return ConfigError(problems)
+
+
+def _describe_problem(error: BaseException, path: Path | None) -> str:
+    """One message naming every problem ``error`` carries, and the file it is about."""
+    where = f" in {path}" if path is not None else ""
+    if isinstance(error, InvalidRequest):
+        lines = [f"{item.field}: {item.message}" if item.field else item.message for item in error.errors]
+    else:
+        lines = [f"{type(error).__name__}: {error}" if not str(error) else str(error)]
+    plural = "problem" if len(lines) == 1 else "problems"
+    return f"the platforms configuration{where} has {len(lines)} {plural}; no platform is served:\n" + "\n".join(
+        f"  {line}" for line in lines
+    )

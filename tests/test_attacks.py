@@ -236,3 +236,30 @@ def test_a_300_mib_body_is_refused_before_it_is_buffered(server: LiveServer, rou
 def test_the_log_holds_no_traceback(server: LiveServer) -> None:
     assert "Traceback" not in server.log()
     assert "Uncaught exception" not in server.log()
+
+
+def test_a_broken_platforms_file_is_answered_503_naming_every_problem(tmp_path: Path) -> None:
+    """Two mistakes in the file: the extension still loads, every call is a 503 naming both, and the
+    server stops cleanly (``stop_extension`` does not raise)."""
+    platforms = tmp_path / "platforms.yaml"
+    platforms.write_text(
+        yaml.safe_dump(
+            {
+                "platforms": [
+                    {"name": "one", "hosted": {"cores": "many"}},
+                    {"name": "two", "hosted": {"offerz": 3}},
+                ]
+            }
+        )
+    )
+    with run_jupyter_server(tmp_path / "server", platforms) as live:
+        for path in ("execplanner/api/platforms", "execplanner/platforms/one", "execplanner/api/openapi.json"):
+            answer = live.get(path)
+            assert answer.status_code == 503, (path, answer.status_code, answer.text)
+            message = answer.json()["message"]
+            assert "one" in message and "cores" in message and "offerz" in message, message
+        assert requests.get(live.url + "execplanner/api/platforms", timeout=10).status_code == 403  # no token
+        posted = live.post("execplanner/api/offers", json=base_request())
+        assert posted.status_code == 503
+    log = live.log()
+    assert "Traceback" not in log and "AttributeError" not in log, log[-3000:]

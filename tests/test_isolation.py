@@ -26,7 +26,6 @@ from typing import Any
 
 import psutil
 import pytest
-import requests
 import yaml
 from jupyter_live import run_jupyter_server
 
@@ -392,11 +391,17 @@ def test_the_orphan_after_kill_9_is_stopped_by_the_restarted_server(tmp_path, is
             process.kill()
 
 
-def test_the_isolation_of_a_platform_is_described(tmp_path):
-    need_bubblewrap()
+def test_a_multi_user_platform_that_cannot_isolate_is_refused_with_the_reason(tmp_path, monkeypatch):
+    """The server runs where bubblewrap cannot be found (PATH without it): the multi-user platform is not
+    served, every call says why (503), and a platform that says ``isolation: none`` is served."""
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
     roots = tmp_path / "inputs"
     roots.mkdir()
-    with run_jupyter_server(tmp_path / "server", platforms_file(tmp_path / "platforms.yaml", roots)) as server:
-        log = server.log()
-        assert requests.get(server.url + "api/status", timeout=10).status_code in (200, 403)
-    assert "isolated with bubblewrap" in log
+    with run_jupyter_server(tmp_path / "refused", platforms_file(tmp_path / "p1.yaml", roots)) as server:
+        answer = server.get("execplanner/platforms/shared")
+        assert answer.status_code == 503, answer.text
+        assert "isolation: none" in answer.json()["message"] and "bubblewrap" in answer.json()["message"]
+    with run_jupyter_server(tmp_path / "accepted", platforms_file(tmp_path / "p2.yaml", roots, "none")) as server:
+        assert server.get("execplanner/platforms/shared").status_code == 200

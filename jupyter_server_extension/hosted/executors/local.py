@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import os
 import signal
 import time
@@ -96,7 +97,8 @@ class SubprocessExecutor(Executor):
         self.sandbox: Sandbox = choose_sandbox(
             hosted.isolation, multi_user=hosted.serves_many, platform=context.platform
         )
-        context.log.info("platform %s: %s", context.platform, self.sandbox.describe())
+        level = logging.INFO if self.sandbox.mode != "none" else logging.WARNING
+        context.log.log(level, "platform %s: %s", context.platform, self.sandbox.describe())
 
     def known_capacity(self) -> tuple[int, int]:
         return machine_capacity()
