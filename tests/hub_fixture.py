@@ -53,6 +53,8 @@ VENV_BIN = Path(sys.executable).parent
 #: Scopes of the executor's service token: look users up, start and stop their servers, issue
 #: server tokens for them. Nothing else (no admin:users, no server state, no shutdown).
 EXECUTOR_SCOPES = ["read:users", "servers", "tokens"]
+#: JupyterLab user settings written into each user's home.
+LAB_SETTINGS = {"fetchNews": "false", "checkForUpdates": False, "doNotDisturbMode": True}
 #: Scopes of the tests' own inspection token (server state holds the single-user server's pid).
 INSPECTOR_SCOPES = ["read:users", "admin:server_state", "read:servers", "admin:users"]
 
@@ -157,6 +159,8 @@ def _config(root: Path, ports: dict[str, int], users: list[str], tokens: dict[st
     # this venv enables the ExecPlanner extension for every Jupyter server; a hub session does not need
     # it, and without it a single-user server starts in half the time
     args.append("--ServerApp.jpserver_extensions=jupyter_server_extension=False")
+    # no news or update checks in JupyterLab (the network is closed; a browser test sees no pop-up)
+    args.append("--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate")
     values = {
         "port": ports["proxy"],
         "hub_port": ports["hub"],
@@ -237,6 +241,10 @@ def run_hub(root: Path, users: list[str] | None = None) -> Iterator[LiveHub]:
     users = list(users or ["ada", "grace"])
     root.mkdir(parents=True, exist_ok=True)
     (root / "home").mkdir(exist_ok=True)
+    for user in users:  # JupyterLab settings in each home: no news, no update checks, no toasts
+        settings = root / "home" / user / ".jupyter" / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
+        settings.mkdir(parents=True, exist_ok=True)
+        (settings / "notification.jupyterlab-settings").write_text(json.dumps(LAB_SETTINGS))
     ports = {"proxy": free_port(), "hub": free_port(), "api": free_port()}
     while len(set(ports.values())) < 3:
         ports["api"] = free_port()
