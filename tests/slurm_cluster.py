@@ -449,13 +449,19 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmClu
 SLURM_ENTRY_POINT = "slurm = jupyter_server_extension.hosted.executors.slurm:SlurmExecutor"
 
 
-def ensure_slurm_executor(folder: Path) -> None:
+_registered_in: list[Path] = []
+
+
+def ensure_slurm_executor(folder: Path) -> str:
     """Make ``executor: slurm`` resolvable even before the packaging lists it.
 
     The project's packaging registers the executor under ``execplanner.executors``; an editable
     install made before that line existed does not know it yet. Outside CI, a throwaway
     distribution in ``folder`` (added to ``sys.path``) carries the same entry-point line; in CI the
     real registration must be there (a missing line is a failure, not something to paper over).
+
+    Returns what a child process (a kernel, a second server) needs in ``PYTHONPATH`` to see the
+    same registration: the folder used, or ``""`` when the installation has it.
     """
     import importlib
     import sys
@@ -463,7 +469,7 @@ def ensure_slurm_executor(folder: Path) -> None:
     from jupyter_server_extension.hosted.executors import executor_names
 
     if "slurm" in executor_names():
-        return
+        return str(_registered_in[0]) if _registered_in else ""
     if _required():
         pytest.fail(f"the 'slurm' executor is not registered: add `{SLURM_ENTRY_POINT}` to the entry points")
     info = folder / "execplanner_slurm_tests-0.dist-info"
@@ -474,3 +480,5 @@ def ensure_slurm_executor(folder: Path) -> None:
         sys.path.append(str(folder))
     importlib.invalidate_caches()
     assert "slurm" in executor_names()
+    _registered_in.append(folder)
+    return str(folder)

@@ -31,10 +31,18 @@ USER = "alice"
 PREFIX = "eptest"
 
 
-def slurm_options(cluster, **slurm) -> dict:
+def slurm_options(cluster, roots: list[Path], **slurm) -> dict:
+    """A Slurm platform on the test cluster that may stage files from ``roots``."""
     block = {"partition": cluster.partition, "prefix": PREFIX, "poll_interval": 0.5, "environment": cluster.environment}
     block.update(slurm)
-    return {"executor": "slurm", "slurm": block, "storage": 10, "offers": 1, "offer_ttl": "PT1M"}
+    return {
+        "executor": "slurm",
+        "slurm": block,
+        "storage": 10,
+        "offers": 1,
+        "offer_ttl": "PT1M",
+        "local_roots": [str(root) for root in roots],
+    }
 
 
 @pytest_asyncio.fixture
@@ -45,7 +53,7 @@ async def slurm_platforms(slurm_cluster, tmp_path):  # noqa: F811
     made: list[HostedPlatform] = []
 
     def factory(name: str = "hpc", data_dir: Path | None = None, hosted: dict | None = None, **slurm) -> HostedPlatform:
-        options = slurm_options(slurm_cluster, **slurm)
+        options = slurm_options(slurm_cluster, [tmp_path, DATA], **slurm)
         options.update(hosted or {})
         platform = HostedPlatform.from_config(
             name, f"{name} platform", options, PlatformContext(data_dir=data_dir or tmp_path / "state")
@@ -305,10 +313,11 @@ async def test_a_restarted_server_keeps_following_the_running_slurm_job(slurm_pl
         print("finished", flush=True)
         """,
     )
-    options = slurm_options(slurm_cluster)
+    options = slurm_options(slurm_cluster, [tmp_path, DATA])
     environment = dict(os.environ)
+    registration = ensure_slurm_executor(tmp_path / "entry-points")
     environment["PYTHONPATH"] = os.pathsep.join(
-        [str(Path(__file__).parent), str(tmp_path / "entry-points"), environment.get("PYTHONPATH", "")]
+        filter(None, [str(Path(__file__).parent), registration, environment.get("PYTHONPATH", "")])
     )
     first = subprocess.Popen(
         [
