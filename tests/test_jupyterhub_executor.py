@@ -345,3 +345,21 @@ async def test_an_unreachable_hub_is_an_error_not_a_no(tmp_path: Path):
         assert "secret-hub-token-value" not in str(error.value)
     finally:
         await executor.aclose()
+
+
+def test_hosted_options_name_the_hub_field(tmp_path: Path):
+    """The ``jupyterhub:`` block is validated by the executor's Options; errors name ``jupyterhub.field``."""
+    token = tmp_path / "token"
+    token.write_text("t" * 32)
+    block = {
+        "url": "http://127.0.0.1:8000/",
+        "token_file": str(token),
+        "profiles": [{"name": "s", "cores": 1, "memory": 1}],
+    }
+    options = HostedOptions.model_validate({"executor": "jupyterhub", "cores": 4, "memory": 8, "jupyterhub": block})
+    assert isinstance(options.executor_options, JupyterHubOptions)
+    bad = {**block, "profiles": [{"name": "s", "cores": "many", "memory": 1}], "token_file": str(tmp_path / "none")}
+    with pytest.raises(ValidationError) as error:
+        HostedOptions.model_validate({"executor": "jupyterhub", "jupyterhub": bad})
+    locations = {tuple(item["loc"]) for item in error.value.errors()}
+    assert ("jupyterhub", "token_file") in locations and ("jupyterhub", "profiles", 0, "cores") in locations
