@@ -261,6 +261,14 @@ async def test_refusals_and_rounding_to_a_profile(live_hub: LiveHub, tmp_path: P
     finally:
         await listed.aclose()
 
+    tight = make_executor(live_hub, tmp_path)
+    tight.context.options = HostedOptions.model_construct(cores=1, memory=1)
+    try:  # the hub's profile is larger than what the provider books out for the hub
+        (reason,) = await tight.refusals(need_of(2, 1), "ada")
+        assert "smallest server profile that fits, large" in reason and "at most 1 core(s)" in reason
+    finally:
+        await tight.aclose()
+
     personal = make_executor(live_hub, tmp_path, owner="grace")
     try:  # a personal Jupyter server: the caller has no name, the owner is the hub user grace
         assert personal.hub_user(None) == "grace"

@@ -236,6 +236,14 @@ class JupyterHubExecutor(Executor):
                 f"needs {need.cores} core(s) and {need.memory} GiB of memory; the largest server profile here, "
                 f"{largest.name}, has {largest.cores} core(s) and {largest.memory} GiB"
             )
+        else:
+            hosted = self.context.options
+            cores, memory = getattr(hosted, "cores", None), getattr(hosted, "memory", None)
+            if (cores is not None and profile.cores > cores) or (memory is not None and profile.memory > memory):
+                reasons.append(
+                    f"the smallest server profile that fits, {profile.name}, has {profile.cores} core(s) and "
+                    f"{profile.memory} GiB; this platform books out at most {cores} core(s) and {memory} GiB"
+                )
         hub_user = self.hub_user(user)
         if hub_user is None:
             reasons.append(
