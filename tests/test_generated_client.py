@@ -138,3 +138,32 @@ async def test_offer_accept_completed_with_a_generated_client(generated, jp_fetc
 
     session = await eventually(completed, 120)
     assert session.phase.value == "COMPLETED", json.dumps(session.model_dump(mode="json"))[:2000]
+
+
+async def test_the_refusal_of_direct_reads_as_a_session_with_the_generated_models(generated, jp_fetch):
+    from tornado.httpclient import HTTPClientError
+
+    request = {
+        "executable": {
+            "kind": "https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds/executable/jupyter-notebook.yaml",
+            "location": str(DATA / "sum_numbers.ipynb"),
+        },
+        "compute": {
+            "kind": "https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds/compute/simple-compute-resource.yaml",
+            "cores": {"min": 64},
+        },
+    }
+    body = generated.ExecutionRequest.model_validate(request).model_dump_json(by_alias=True, exclude_none=True)
+    with pytest.raises(HTTPClientError) as caught:
+        await jp_fetch(
+            "execplanner",
+            "platforms",
+            "gaia",
+            "direct",
+            method="POST",
+            body=body,
+            headers={"Content-Type": "application/json"},
+        )
+    assert caught.value.code == 400
+    refused = generated.ScheduledExecutionSession.model_validate_json(caught.value.response.body)
+    assert refused.phase.value == "REJECTED" and refused.meta.messages
