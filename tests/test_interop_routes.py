@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import yaml
+from jupyter_live import run_jupyter_server
 from test_hosted_support import DATA, extension_config, request_document, write_platforms
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
@@ -41,7 +43,8 @@ def jp_server_config(tmp_path):
             {"name": "edge", "hosted": {**hosted, "public_url": PUBLIC}},
         ],
     )
-    return extension_config(platforms, tmp_path / "state")
+    config = extension_config(platforms, tmp_path / "state")
+    return config
 
 
 def later(hours: float = 1) -> str:
@@ -293,3 +296,25 @@ async def test_2022_clients_send_the_wrapper_and_accept_a_lease_by_sending_it_ba
 
     code, body = await refused(call(jp_fetch, "gaia", "requests", method="POST", body={"requests": [example, example]}))
     assert code == 400 and body["field"] == "requests"
+
+
+def test_behind_a_tls_proxy_links_keep_the_public_scheme_and_host(tmp_path):
+    """A real ``jupyter server`` process with ``trust_xheaders``, asked as a TLS-terminating proxy
+    forwards a request: the links say https and the public host (PUBLIC_URL.md)."""
+    platforms = write_platforms(tmp_path / "platforms.yaml", [{"name": "gaia", "hosted": {"cores": 2, "memory": 4}}])
+    extra = {"ServerApp": {"trust_xheaders": True, "local_hostnames": ["localhost", "science.example.org"]}}
+    with run_jupyter_server(tmp_path / "server", platforms, extra_config=extra) as server:
+        headers = {
+            "Authorization": f"token {server.token}",
+            "X-Forwarded-Proto": "https",
+            "Host": "science.example.org",
+            "Content-Type": "application/json",
+        }
+        body = json.dumps(request_document(DATA / "sum_numbers.py", start=later()))
+        answer = requests.post(
+            server.url + "execplanner/platforms/gaia/requests", data=body, headers=headers, timeout=30
+        )
+        answer = answer.json()
+    prefix = "https://science.example.org/jupyter/user/ada/execplanner/platforms/gaia/"
+    assert answer["meta"]["url"].startswith(prefix + "offersets/"), answer
+    assert answer["offers"][0]["meta"]["url"].startswith(prefix + "sessions/")
