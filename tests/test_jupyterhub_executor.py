@@ -215,8 +215,12 @@ async def test_adopt_keeps_a_running_server_to_the_end(live_hub: LiveHub, tmp_pa
         await hub.start_server("ada", server, {"profile": "small"})
         await hub.wait_ready("ada", server, timeout=90)
         earlier = await hub.create_server_token("ada", server, expires_in=600, note="the earlier server's")
-        outcome = await executor.adopt(spec, f"ada/{server}/{earlier.id}", asyncio.Event(), Recorder())
+        report = Recorder()
+        outcome = await executor.adopt(spec, f"ada/{server}/{earlier.id}", asyncio.Event(), report)
         assert outcome.status == "completed", outcome.message
+        # the earlier server died before the files were in: the adopting one puts them in, says AVAILABLE
+        assert report.connectors[0][0].endswith(f"/lab/tree/execplanner/{session}/analysis.ipynb")
+        assert (live_hub.home("ada") / "execplanner" / session / "stars.csv").is_file()
         assert server not in live_hub.servers("ada")
         assert (await fetch(f"{live_hub.url}hub/api/user", earlier.value)).status_code == 403  # revoked
 

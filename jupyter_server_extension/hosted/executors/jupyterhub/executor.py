@@ -322,17 +322,28 @@ class JupyterHubExecutor(Executor):
         try:
             try:
                 status = await hub.server(user, server)
-            except HubError as error:
-                return RunOutcome("failed", f"the server restarted and the JupyterHub cannot be asked: {error}")
-            if status is None or not status.ready:
-                return RunOutcome("failed", "the notebook server stopped while this platform was restarting")
-            await report.progress(
-                "the platform restarted; the notebook server still runs and stays until the slot ends"
-            )
-            try:
+                if status is None or not status.active:
+                    return RunOutcome("failed", "the notebook server stopped while this platform was restarting")
+                if not status.ready:  # the earlier server died while the hub was starting it
+                    ready = asyncio.ensure_future(
+                        hub.wait_ready(user, server, timeout=self.options.start_timeout.total_seconds())
+                    )
+                    if not await _unless_stopped(ready, stop, spec.deadline):
+                        return RunOutcome("cancelled", "stopped on request while the notebook server was starting")
+                await report.progress(
+                    "the platform restarted; the notebook server still runs and stays until the slot ends"
+                )
                 token = await self._server_token(hub, user, server, spec)
+                await report.handle(f"{user}/{server}/{token.id}")
+                await hub.wait_server_answers(user, server, token, timeout=60)
+                folder = self.session_folder(spec.session)
+                if await hub.listing(user, server, token, folder):
+                    path = f"{folder}/{spec.entry.name}"
+                else:  # the earlier server died before it put the files in: do it now
+                    path = await self._upload(hub, user, server, token, spec)
             except HubError as error:
-                return RunOutcome("failed", f"the JupyterHub did not issue a server token: {error}")
+                return RunOutcome("failed", f"the platform restarted and could not take the session over: {error}")
+            await report.available(self.connector_url(user, server, path), f"JupyterLab on {self.context.platform}")
             return await self._attend(hub, user, server, token, spec, stop)
         finally:
             await self._finish(hub, user, server, token, spec)
