@@ -375,3 +375,23 @@ def test_hosted_options_name_the_hub_field(tmp_path: Path):
         HostedOptions.model_validate({"executor": "jupyterhub", "jupyterhub": bad})
     locations = {tuple(item["loc"]) for item in error.value.errors()}
     assert ("jupyterhub", "token_file") in locations and ("jupyterhub", "profiles", 0, "cores") in locations
+
+
+def test_the_example_platforms_file_is_valid(tmp_path: Path):
+    """examples/platforms-jupyterhub.yaml, with its token file put somewhere that exists."""
+    import yaml
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "platforms-jupyterhub.yaml"
+    document = yaml.safe_load(example.read_text())
+    token = tmp_path / "hub-token"
+    token.write_text("t" * 32)
+    (entry,) = document["platforms"]
+    entry["hosted"]["jupyterhub"]["token_file"] = str(token)
+    options = HostedOptions.model_validate(entry["hosted"])
+    hub = options.executor_options
+    assert isinstance(hub, JupyterHubOptions) and [profile.name for profile in hub.profiles] == [
+        "small",
+        "medium",
+        "large",
+    ]
+    assert options.cores >= hub.profiles[-1].cores and options.memory >= hub.profiles[-1].memory
