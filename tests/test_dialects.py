@@ -760,3 +760,13 @@ def test_xml_output_is_well_formed_whatever_the_strings_and_deep_input_is_refuse
     deep = b"<update>" + b"<a>" * 200 + b"x" + b"</a>" * 200 + b"</update>"
     with pytest.raises(InvalidRequest):
         from_xml(deep)
+
+
+@pytest.mark.parametrize("name", sorted(path.name for path in PROTOTYPE.glob("*-request.*")))
+def test_every_prototype_request_here_reads_as_the_2025_dialect(name):
+    request, dialect = parse_request_dialect(PROTOTYPE / name)
+    assert dialect == PROTOTYPE_2025
+    assert request.executable.kind.startswith("https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds/")
+    for item in request.data:
+        assert item.kind.startswith("https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds/data/")
+    roundtrip_is_stable(request)
