@@ -417,3 +417,36 @@ def test_slurm_options_are_checked_and_named(tmp_path):
         "hosted.slurm.colour",
     ):
         assert field in text, text
+
+
+@pytest.mark.asyncio
+async def test_user_code_in_the_slurm_job_is_isolated(slurm_platforms, tmp_path, monkeypatch):
+    """The job's user code runs in the platform's sandbox: not as the server's user where the server
+    is root, without the server's environment, without the files next to the session; Slurm's job
+    variables are handed in."""
+    monkeypatch.setenv("EXECPLANNER_TEST_SECRET", "server-only")  # the server's environment
+    secret = tmp_path / "secret.txt"
+    secret.write_text("server-only")
+    probe = script(
+        tmp_path,
+        "probe.py",
+        f"""
+        import os
+        print("uid", os.getuid())
+        print("secret variable", os.environ.get("EXECPLANNER_TEST_SECRET"))
+        print("secret file", os.path.exists({str(secret)!r}))
+        print("job", os.environ.get("SLURM_JOB_ID"))
+        """,
+    )
+    hpc = slurm_platforms()
+    session = await book(hpc, request_document(probe, cores=1, duration="PT2M"))
+    done = await finished(hpc, session.meta.uuid)
+    assert done.phase is SessionPhase.COMPLETED, texts(done)
+    lines = (hpc.session_dir(session.meta.uuid) / "results" / "stdout.txt").read_text().splitlines()
+    if hpc.executor.sandbox.mode == "none":
+        pytest.skip(f"no sandbox on this machine: {hpc.executor.sandbox.describe()}")
+    assert "secret variable None" in lines and "secret file False" in lines, lines
+    if os.getuid() == 0:
+        assert "uid 0" not in lines, lines
+    job = next(line.split()[1] for line in lines if line.startswith("job "))
+    assert job.isdigit() and f"Slurm job {job}" in texts(done)

@@ -33,7 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..base import BookedSlot, Executor, ExecutorContext, ExecutorRefused, RunOutcome, RunReport, RunSpec
 from ..local import describe_exit
-from ..procs import TASK_PROGRAM, task_environment
+from ..procs import TASK_PROGRAM
+from ..sandbox import Sandbox, choose_sandbox
 from .cli import MIB_PER_GIB, SlurmCLI, SlurmError, SlurmJob, SlurmNode, SlurmPartition, SlurmReservation
 from .holds import ACTIVE_JOB_STATES, job_holds, reservation_holds
 from .jobscript import job_name, job_script, sbatch_arguments, time_limit_minutes
@@ -146,6 +147,12 @@ class SlurmExecutor(Executor):
         self.cli = SlurmCLI(options.environment, timeout=options.command_timeout)
         self.snapshot = _Snapshot(self.cli, ttl=min(1.0, options.poll_interval / 2))
         self.unix_user = getpass.getuser()
+        hosted = context.options
+        #: user code runs isolated inside the job as on the subprocess executor (bubblewrap must be
+        #: installed on the compute nodes too; the probe looks at the server's machine)
+        self.sandbox: Sandbox = choose_sandbox(
+            hosted.isolation, multi_user=hosted.serves_many, platform=context.platform
+        )
         self._default_account: str | None = None
 
     # ---------------------------------------------------------------------- reading
@@ -293,7 +300,7 @@ class SlurmExecutor(Executor):
         folder = spec.workdir.parent
         runtime = folder / "runtime"
         runtime.mkdir(parents=True, exist_ok=True)
-        task_file, program = folder / "task.json", folder / "task_program.py"
+        task_file = folder / "task.json"
         task_file.write_text(
             json.dumps(
                 {
@@ -308,10 +315,14 @@ class SlurmExecutor(Executor):
             ),
             encoding="utf-8",
         )
-        program.write_text(TASK_PROGRAM, encoding="utf-8")
-        environment = task_environment(spec.environment, spec.cores, str(runtime))
-        script = job_script(self.options.python or sys.executable, program, task_file, environment)
+        command = [self.options.python or sys.executable, "-I", "-c", TASK_PROGRAM, str(task_file)]
+        argv, environment = self.sandbox.command(
+            command, spec, session_dir=folder, file_size_bytes=max(1, self.context.options.storage) * GIB
+        )
+        sandboxed = self.sandbox.support.bubblewrap if self.sandbox.mode == "bubblewrap" else None
+        script = job_script(argv, environment, sandboxed)
         (folder / "job.sh").write_text(script, encoding="utf-8")
+        await asyncio.to_thread(self.sandbox.prepare, folder)  # the run's user owns its folder
 
         now = time.time()
         begin = max(now, spec.start.timestamp() if spec.start else now)

@@ -6,8 +6,10 @@ and a script ``exec``'d exactly as on the other executors, with the same memory 
 inside as well. Slurm enforces what was booked from outside: ``--cpus-per-task``, ``--mem`` and
 ``--time`` (the job ends TIMEOUT when it overruns), inside the session's reservation.
 
-The job starts with a clean environment (``--export=NONE``; the script sets the same variables the
-subprocess executor gives user code), so nothing of the server's environment reaches user code.
+The job starts with a clean environment (``--export=NONE``), and the user's code runs in the same
+isolation as on the subprocess executor (:mod:`..sandbox`: bubblewrap, its own session folder only,
+an unprivileged user, no network by default, a clean environment), so nothing of the server's
+environment, files or credentials reaches it.
 """
 
 from __future__ import annotations
@@ -15,12 +17,11 @@ from __future__ import annotations
 import math
 import shlex
 from collections.abc import Mapping
-from pathlib import Path
 
 from ..base import RunSpec
 from .cli import slurm_timestamp
 
-__all__ = ["job_name", "job_script", "sbatch_arguments", "time_limit_minutes"]
+__all__ = ["SLURM_VARIABLES", "job_name", "job_script", "sbatch_arguments", "time_limit_minutes"]
 
 
 def job_name(prefix: str, session: str) -> str:
@@ -71,9 +72,21 @@ def sbatch_arguments(
     return arguments
 
 
-def job_script(python: str, program: Path, task_file: Path, environment: Mapping[str, str]) -> str:
-    """A POSIX shell script that sets the task's environment and becomes the task program."""
+#: Slurm's variables about the job, passed into an isolated run (the sandbox starts from nothing).
+SLURM_VARIABLES = ("SLURM_JOB_ID", "SLURM_JOB_NAME", "SLURM_JOB_PARTITION", "SLURM_CPUS_PER_TASK", "SLURM_MEM_PER_NODE")
+
+
+def job_script(argv: list[str], environment: Mapping[str, str], sandbox_program: str | None = None) -> str:
+    """A POSIX shell script that sets ``environment`` and becomes ``argv`` (the task program, or the
+    sandbox that runs it). In a sandbox (``sandbox_program``, the bubblewrap binary in ``argv``),
+    Slurm's own job variables are handed in with ``--setenv`` as the job sees them."""
+    words = [shlex.quote(word) for word in argv]
+    if sandbox_program is not None and sandbox_program in argv:
+        at = argv.index(sandbox_program) + 1
+        if "--clearenv" in argv[at:]:  # bubblewrap applies its options in order
+            at = argv.index("--clearenv", at) + 1
+        words[at:at] = [f'--setenv {name} "${{{name}:-}}"' for name in SLURM_VARIABLES]
     lines = ["#!/bin/sh", "# written by execplanner: runs one booked session (see task.json beside this file)"]
     lines += [f"export {key}={shlex.quote(value)}" for key, value in sorted(environment.items()) if key.isidentifier()]
-    lines.append(f"exec {shlex.quote(python)} -I {shlex.quote(str(program))} {shlex.quote(str(task_file))}")
+    lines.append("exec " + " ".join(words))
     return "\n".join(lines) + "\n"
