@@ -41,7 +41,11 @@ def overbooked(url: str) -> tuple[int, int]:
         now = utcnow()
         with store.read() as session:
             holds = select_holds(session, "bench", now - timedelta(days=1), now + timedelta(days=3), now)
-            accepted = session.query(SessionRow).filter(SessionRow.platform == "bench", SessionRow.accepted.is_not(None)).count()
+            accepted = (
+                session.query(SessionRow)
+                .filter(SessionRow.platform == "bench", SessionRow.accepted.is_not(None))
+                .count()
+            )
         profile = Profile.from_holds(holds)
         return profile.peak(to_seconds(now - timedelta(days=1)), to_seconds(now + timedelta(days=3)))[0], accepted
     finally:
@@ -50,10 +54,11 @@ def overbooked(url: str) -> tuple[int, int]:
 
 def run(db_url: str | None, clients: int, per_client: int, scratch: Path) -> dict[str, float]:
     options = {"cores": CORES, "memory": 10_000, "offers": 1, "offer_ttl": "PT30M", "horizon": "P1D"}
+    root = scratch / "server"
+    options["local_roots"] = [str(root)]
     if db_url:
         options["db_url"] = db_url
     platforms = write_platforms(scratch / "platforms.yaml", [hosted_entry("bench", **options)])
-    root = scratch / "server"
     window = f"{format_instant(utcnow() + timedelta(minutes=30))}/PT20H"
     request = request_in(root, cores=4, duration="PT1H", start=window)
     offers: list[list[str]] = [[] for _ in range(clients)]
@@ -141,7 +146,9 @@ def main() -> None:
             return
         pg = run(url, args.clients, args.per_client, Path(scratch) / "pg")
     report("PostgreSQL", pg)
-    figure("PostgreSQL / SQLite accepts/s", f"{pg['rate'] / sqlite['rate']:.2f}x", ">= 1.0x", pg["rate"] >= sqlite["rate"])
+    figure(
+        "PostgreSQL / SQLite accepts/s", f"{pg['rate'] / sqlite['rate']:.2f}x", ">= 1.0x", pg["rate"] >= sqlite["rate"]
+    )
 
 
 if __name__ == "__main__":

@@ -120,7 +120,14 @@ async def measure(count: int, rounds: int, old_rounds: int) -> dict[str, float]:
         platform = HostedPlatform.from_config(
             "bench",
             "Benchmark",
-            {"cores": cores, "memory": 10**6, "horizon": f"P{HORIZON_DAYS}D", "offers": OFFERS, "offer_ttl": "PT1H"},
+            {
+                "cores": cores,
+                "memory": 10**6,
+                "horizon": f"P{HORIZON_DAYS}D",
+                "offers": OFFERS,
+                "offer_ttl": "PT1H",
+                "local_roots": [str(ROOT / "tests" / "data")],
+            },
             PlatformContext(data_dir=Path(folder)),
         )
         try:

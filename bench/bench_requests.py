@@ -39,10 +39,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=6.0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
-        entry = hosted_entry("bench", cores=100_000, memory=100_000, offers=1, offer_ttl="PT20S", horizon="P2D")
+        root = Path(scratch) / "server"
+        entry = hosted_entry(
+            "bench", cores=100_000, memory=100_000, offers=1, offer_ttl="PT20S", horizon="P2D", local_roots=[str(root)]
+        )
         platforms = write_platforms(Path(scratch) / "platforms.yaml", [entry])
-        request = request_in(Path(scratch) / "server")
-        with jupyter_server(Path(scratch) / "server", platforms) as server:
+        request = request_in(root)
+        with jupyter_server(root, platforms) as server:
             headers = {"Authorization": f"token {server.token}"}
             status_url = server.url + "api/status"
             requests_url = server.url + "execplanner/platforms/bench/requests"

@@ -1,0 +1,205 @@
+"""Row 4 of issue 12: asking N = 100 and N = 1,000 platforms over real HTTP, each answering in 200 ms,
+in-process (``Federation``) and through the proxy of a real ``jupyter server`` (kernel ``Planner``);
+and when the first streamed answer arrives.
+
+Goals: total / 200 ms <= 1.25x at N = 100 and <= 2x at N = 1,000 on both paths; first streamed
+answer <= 1.2x the fastest platform (here all take 200 ms).
+
+The N platforms are ExecutionBroker services on one asynchronous HTTP server on 127.0.0.1 (one
+path prefix each, so 1,000 of them cost one thread, not 1,000): every ``POST requests`` waits
+200 ms, then answers YES with one offer. Each figure is the median of ``--rounds`` rounds after a
+warm-up round (connections made, clients built), measured in this one run.
+
+Usage: ``python bench/bench_fanout_scale.py [--sizes 100,1000] [--rounds 3] [--no-server]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from _common import figure, write_platforms
+
+LATENCY = 0.2
+REQUEST = {"executable": {"kind": "jupyter-notebook", "location": "a.ipynb"}, "compute": {"cores": {"min": 1}}}
+SESSION_KIND = (
+    "https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds/session/scheduled-execution-session.yaml"
+)
+COMPUTE_KIND = "https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds/compute/simple-compute-resource.yaml"
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def offer_set(request: dict) -> bytes:
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    offer = {
+        "kind": SESSION_KIND,
+        "meta": {"uuid": str(uuid.uuid4()), "name": "offer", "created": _iso(now)},
+        "phase": "OFFERED",
+        "expires": _iso(now + timedelta(minutes=5)),
+        "executable": request.get("executable"),
+        "compute": {"kind": COMPUTE_KIND, "cores": {"min": 1, "max": 1}, "memory": {"min": 1, "max": 1}},
+        "schedule": {"available": {"start": f"{_iso(now + timedelta(minutes=1))}/PT0S", "duration": "PT1H"}},
+    }
+    return json.dumps({"result": "YES", "meta": {"uuid": str(uuid.uuid4())}, "offers": [offer]}).encode()
+
+
+async def _serve(port_file: Path) -> None:
+    """One asyncio HTTP/1.1 server (keep-alive) answering every ``/p<i>/requests`` after LATENCY s."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                headers = {
+                    line.split(":", 1)[0].strip().lower(): line.split(":", 1)[1].strip()
+                    for line in lines[1:]
+                    if ":" in line
+                }
+                body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
+                method, path = lines[0].split(" ")[:2]
+                if method == "POST" and path.rstrip("/").endswith("/requests"):
+                    await asyncio.sleep(LATENCY)
+                    payload, code = offer_set(json.loads(body or b"{}")), "200 OK"
+                else:
+                    payload, code = b'{"message": "no route"}', "404 Not Found"
+                head_out = (
+                    f"HTTP/1.1 {code}\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+                )
+                writer.write(head_out.encode() + payload)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=4096)
+    port_file.write_text(str(server.sockets[0].getsockname()[1]))
+    async with server:
+        await server.serve_forever()
+
+
+@contextmanager
+def many_brokers(folder: Path) -> Iterator[str]:
+    """The brokers in their own process (so they never compete with the client for one GIL)."""
+    port_file = folder / "brokers.port"
+    process = subprocess.Popen([sys.executable, __file__, "--serve", str(port_file)])
+    try:
+        deadline = time.monotonic() + 30
+        while not port_file.exists() or not port_file.read_text():
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("the broker server did not start")
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port_file.read_text()}"
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def platforms_file(folder: Path, origin: str, count: int) -> Path:
+    entries = [
+        {"name": f"p{index}", "title": f"Platform {index}", "broker": {"url": f"{origin}/p{index}/"}}
+        for index in range(count)
+    ]
+    return write_platforms(folder / f"platforms-{count}.yaml", entries)
+
+
+async def in_process(path: Path, state: Path, rounds: int) -> dict[str, float]:
+    from execplanner_widgets.core.config import build_federation, load_platforms_file
+    from execplanner_widgets.core.platform import PlatformContext
+
+    federation = build_federation(load_platforms_file(path), PlatformContext(data_dir=state))
+    totals, firsts = [], []
+    try:
+        await federation.offers(REQUEST)  # warm up: clients built, connections open
+        for _ in range(rounds):
+            started = time.perf_counter()
+            results = await federation.offers(REQUEST)
+            totals.append(time.perf_counter() - started)
+            bad = [result.error for result in results if result.status != "YES"]
+            if bad:
+                raise RuntimeError(f"{len(bad)} platforms did not answer YES: {bad[:3]}")
+            started = time.perf_counter()
+            async for _result in federation.stream_offers(REQUEST):
+                firsts.append(time.perf_counter() - started)
+                break
+    finally:
+        await federation.aclose()
+    return {"total": statistics.median(totals), "first": statistics.median(firsts)}
+
+
+def through_proxy(path: Path, root: Path, rounds: int) -> dict[str, float]:
+    from _common import jupyter_server
+
+    from execplanner_widgets import Planner
+
+    totals, firsts = [], []
+    with jupyter_server(root, path) as server, Planner(url=server.url, token=server.token) as planner:
+        planner.offers(REQUEST)
+        for _ in range(rounds):
+            started = time.perf_counter()
+            results = planner.offers(REQUEST)
+            totals.append(time.perf_counter() - started)
+            bad = [result for result in results if result.status != "YES"]
+            if bad:
+                raise RuntimeError(f"{len(bad)} platforms did not answer YES through the proxy")
+            started = time.perf_counter()
+            stream = planner.stream_offers(REQUEST)
+            next(stream)
+            firsts.append(time.perf_counter() - started)
+            stream.close()
+    return {"total": statistics.median(totals), "first": statistics.median(firsts)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100,1000")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-server", action="store_true", help="skip the path through a real jupyter server")
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        asyncio.run(_serve(Path(args.serve)))
+        return
+    goals = {100: 1.25, 1000: 2.0}
+    with tempfile.TemporaryDirectory() as scratch, many_brokers(Path(scratch)) as origin:
+        for count in [int(size) for size in args.sizes.split(",")]:
+            path = platforms_file(Path(scratch), origin, count)
+            goal = goals.get(count, 2.0)
+            local = asyncio.run(in_process(path, Path(scratch) / "state", args.rounds))
+            ratio = local["total"] / LATENCY
+            figure(f"fan-out N={count} in-process, total / 200 ms", f"{ratio:.2f}x", f"<= {goal}x", ratio <= goal)
+            first = local["first"] / LATENCY
+            figure(f"fan-out N={count} in-process, first streamed / fastest", f"{first:.2f}x", "<= 1.2x", first <= 1.2)
+            if args.no_server:
+                continue
+            proxy = through_proxy(path, Path(scratch) / f"server-{count}", args.rounds)
+            ratio = proxy["total"] / LATENCY
+            figure(
+                f"fan-out N={count} through the proxy, total / 200 ms", f"{ratio:.2f}x", f"<= {goal}x", ratio <= goal
+            )
+            first = proxy["first"] / LATENCY
+            figure(
+                f"fan-out N={count} through the proxy, first streamed / fastest",
+                f"{first:.2f}x",
+                "<= 1.2x",
+                first <= 1.2,
+            )
+
+
+if __name__ == "__main__":
+    main()
