@@ -56,6 +56,7 @@ def context(chromium: Any) -> Iterator[Any]:
 
 
 def quickstart_app(page: Any, server: Any) -> tuple[LabPage, AppView]:
+    """The quickstart notebook run down to its app; returns the page and the app in its cell."""
     lab = LabPage.open(page, server, "quickstart.ipynb")
     app_cell = lab.cell_index("planner.app(")
     lab.run_cells_through(app_cell)
@@ -111,6 +112,8 @@ def test_search_twice_timeline_click_and_the_countdown_after_a_booking(lab_serve
 
         # book it; then a new search's countdown ticks (it froze after the first booking before)
         app.button("Accept", offers).first.click()
+        job_section = app.root.locator(".jupyter-widget-Collapse").nth(4)
+        expect(job_section).to_have_class(re.compile(r"\bjupyter-widget-Collapse-open\b"))  # the app opened the job step
         expect(app.step(5)).to_contain_text("on laptop")
         find(app)
         ticking = re.compile(r"expire in \d+m( \d+s)?")
@@ -118,6 +121,8 @@ def test_search_twice_timeline_click_and_the_countdown_after_a_booking(lab_serve
         expect(status).to_be_visible()
         before = status.inner_text()
         expect(offers.get_by_text(ticking)).not_to_have_text(before, timeout=15_000)
+        # closing the app releases the offers it holds (else they would hold the laptop for 10 minutes)
+        lab.add_cell_below(lab.cell_index("planner.app("), "app.close()")
         assert lab.dialogs == [], f"the page opened dialogs: {lab.dialogs}"
 
 
@@ -132,13 +137,14 @@ def test_a_running_script_shows_its_output_and_my_bookings_lists_it_in_another_k
         laptop = app.offer_rows("laptop").first
         app.button("Select", laptop).click()
         app.button("Accept", laptop).click()
+        expect(app.root.locator(".jupyter-widget-Collapse").nth(4)).to_have_class(re.compile(r"\bjupyter-widget-Collapse-open\b"))
         job = app.step(5)
         expect(job).to_contain_text("on laptop")
         expect(job.locator(".ep-log")).to_contain_text("nearby stars", timeout=JOB_MS)  # the script's stdout
         uuid = job.locator(".ep-job code").first.inner_text().strip()
         app.screenshot(images / "app-job-live.png")
 
-        other = LabPage.open(page, lab_server, "when-can-i-do-this.ipynb")  # another notebook: another kernel
+        other = LabPage.open(context.new_page(), lab_server, "when-can-i-do-this.ipynb")  # another notebook, another kernel
         cell = other.add_cell_below(0, "from execplanner_widgets import Planner\nmine = Planner().app()\nmine.steps.selected_index = 5\nmine")
         bookings = other.app_in_cell(cell)
         row = bookings.booking_rows().filter(has_text=uuid)
