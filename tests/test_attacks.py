@@ -46,6 +46,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         "max_duration": "P2D",
         "local_roots": [str(SCRIPT.parent)],
         "allocations": {"alice": {"cores": 2}},
+        "multi_user": False,  # the token's anonymous caller is the owner here (see the identity test)
     }
     platforms.write_text(
         yaml.safe_dump({"timeout": 30, "platforms": [{"name": "hosted", "title": "Hosted", "hosted": hosted}]})
@@ -263,3 +264,29 @@ def test_a_broken_platforms_file_is_answered_503_naming_every_problem(tmp_path: 
         assert posted.status_code == 503
     log = live.log()
     assert "Traceback" not in log and "AttributeError" not in log, log[-3000:]
+
+
+def test_a_caller_the_server_cannot_name_owns_nothing_on_a_multi_user_platform(tmp_path: Path) -> None:
+    """Token-only callers are anonymous: on a platform for several people they may not book, read a
+    session, download a result or list UWS jobs (403 saying why), so nobody reads another's offer."""
+    platforms = tmp_path / "platforms.yaml"
+    hosted = {"cores": 2, "memory": 2, "local_roots": [str(SCRIPT.parent)], "allocations": {"alice": {"cores": 2}}}
+    platforms.write_text(yaml.safe_dump({"platforms": [{"name": "shared", "title": "Shared", "hosted": hosted}]}))
+    with run_jupyter_server(tmp_path / "server", platforms) as live:
+        answers = {
+            "offers": live.post("execplanner/platforms/shared/requests", json=base_request()),
+            "proxy offers": live.post("execplanner/api/offers?platform=shared", json=base_request()),
+            "session": live.get("execplanner/platforms/shared/sessions/0f8fad5b-d9cb-469f-a165-70867728950e"),
+            "result": live.get("execplanner/platforms/shared/sessions/0f8fad5b-d9cb-469f-a165-70867728950e/results/x"),
+            "jobs": live.get("execplanner/platforms/shared/jobs"),
+            "job": live.get("execplanner/platforms/shared/jobs/0f8fad5b-d9cb-469f-a165-70867728950e"),
+        }
+        log = live.log()
+    for name, answer in answers.items():
+        text = answer.text
+        if name == "proxy offers":  # the proxy answers per platform: an ERROR result saying why
+            assert answer.status_code == 200 and "cannot tell who you are" in text, text
+            continue
+        assert answer.status_code == 403, (name, answer.status_code, text)
+        assert "cannot tell who you are" in text, (name, text)
+    assert "Traceback" not in log

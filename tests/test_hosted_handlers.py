@@ -39,6 +39,9 @@ def jp_server_config(tmp_path):
                     "offer_ttl": "PT2M",
                     "allocations": {"alice": {"cores": 2}},
                     "local_roots": [str(DATA)],  # a platform for several users copies only from named folders
+                    # token-only calls here stand for the server's owner (a platform that serves several
+                    # people refuses callers it cannot name: test_attacks checks that)
+                    "multi_user": False,
                 },
             },
             {"name": "cloud", "title": "A static cloud", "static": {"accepts": ["docker-container"], "cores": 8}},

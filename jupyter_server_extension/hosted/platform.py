@@ -245,6 +245,16 @@ class HostedPlatform(Platform):
         self._capacity = (time.monotonic(), capacity)
         return capacity
 
+    def _named(self, user: str | None) -> None:
+        """A caller the server cannot name owns nothing on a platform for several people: without a
+        name, one person's sessions, results and jobs would be everybody's (403)."""
+        if user is None and self.options.serves_many:
+            raise PlatformError(
+                f"{self.title} serves several people and cannot tell who you are: sign in as a named user "
+                "(an anonymous or token-only caller owns nothing here)",
+                status=403,
+            )
+
     def allocation(self, user: str | None) -> Limits | None:
         return self.options.allocations.get(user) if user else None
 
@@ -285,6 +295,7 @@ class HostedPlatform(Platform):
     async def offers(self, request: ExecutionRequest, *, user: str | None = None) -> OfferSetResponse:
         """YES with up to ``options.offers`` offers at the earliest free times, or NO with reasons."""
         await self._ensure_started()
+        self._named(user)
         capacity = await self.capacity()
         problems = checks.problems(request, self.options, capacity, self.allocation(user), self.executor, self.title)
         plan, timing = plan_request(request, self.options, precise_now())
@@ -309,6 +320,7 @@ class HostedPlatform(Platform):
     async def offerset(self, uuid: str, *, user: str | None = None) -> OfferSetResponse:
         """The offer set ``uuid``, with its offers as they are now (some may be accepted or expired)."""
         await self._ensure_started()
+        self._named(user)
         row, sessions = await self._db(self.service.offerset_rows, uuid, user)
         now = precise_now()
         offers = [
@@ -319,12 +331,14 @@ class HostedPlatform(Platform):
 
     async def session(self, uuid: str, *, user: str | None = None) -> ExecutionSession:
         await self._ensure_started()
+        self._named(user)
         row, events = await self._db(self.service.session_rows, uuid, user)
         return session_document(row, events, self.links, self.session_dir(uuid), precise_now(), self.name)
 
     async def update_session(self, uuid: str, update: UpdateModel, *, user: str | None = None) -> ExecutionSession:
         """Accept, reject or cancel (``path: phase``); anything else is a 400 naming the field."""
         await self._ensure_started()
+        self._named(user)
         if getattr(update, "path", None) != "phase":
             raise InvalidRequest(
                 [
@@ -370,6 +384,7 @@ class HostedPlatform(Platform):
     async def result_file(self, uuid: str, result_id: str, *, user: str | None = None) -> tuple[Path, str]:
         """The file of result ``result_id`` of session ``uuid`` and its MIME type."""
         await self._ensure_started()
+        self._named(user)
         row, _ = await self._db(self.service.session_rows, uuid, user)
         for item in row.results or []:
             if item["id"] == result_id:
@@ -392,6 +407,7 @@ class HostedPlatform(Platform):
 
     async def job(self, uuid: str, *, user: str | None = None) -> UwsJob:
         await self._ensure_started()
+        self._named(user)
         row, events = await self._db(self.jobstore.job, uuid, user)
         return job_from_row(row, events, self.links, self.session_dir(uuid))
 
@@ -404,6 +420,7 @@ class HostedPlatform(Platform):
         last: int | None = None,
     ) -> list[UwsJobRef]:
         await self._ensure_started()
+        self._named(user)
         rows = await self._db(self.jobstore.jobs, user, set(phases) if phases else None, after, last)
         return [jobref_from_row(row, self.links) for row in rows]
 
@@ -453,6 +470,7 @@ class HostedPlatform(Platform):
     async def delete_job(self, uuid: str, *, user: str | None = None) -> None:
         """UWS ``DELETE``: abort if running, remove the job and its results."""
         await self._ensure_started()
+        self._named(user)
         if await self._db(self.jobstore.delete, uuid, user):
             self._stop_run(uuid)
         await asyncio.to_thread(_remove_results, self.session_dir(uuid))
@@ -460,12 +478,14 @@ class HostedPlatform(Platform):
 
     async def set_job_destruction(self, uuid: str, when: datetime, *, user: str | None = None) -> UwsJob:
         await self._ensure_started()
+        self._named(user)
         await self._db(self.jobstore.set_destruction, uuid, user, when)
         self._wake()
         return await self.job(uuid, user=user)
 
     async def set_job_execution_duration(self, uuid: str, seconds: int, *, user: str | None = None) -> UwsJob:
         await self._ensure_started()
+        self._named(user)
         await self._db(self.jobstore.set_execution_duration, uuid, user, seconds)
         self._wake()
         return await self.job(uuid, user=user)
@@ -475,6 +495,7 @@ class HostedPlatform(Platform):
     async def calendar(self, start: datetime, end: datetime, *, user: str | None = None) -> Calendar:
         """The booking calendar between ``start`` and ``end``: bookings, live offers and reservations."""
         await self._ensure_started()
+        self._named(user)
         capacity = await self.capacity()
         steps = await self.service.usage_steps(start, end)
         return Calendar(
