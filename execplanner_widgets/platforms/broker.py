@@ -113,7 +113,9 @@ class BrokerPlatform(Platform):
         return f"<BrokerPlatform {self.name!r} at {self.base_url}>"
 
     @classmethod
-    def from_config(cls, name: str, title: str | None, options: dict[str, Any], context: PlatformContext) -> BrokerPlatform:
+    def from_config(
+        cls, name: str, title: str | None, options: dict[str, Any], context: PlatformContext
+    ) -> BrokerPlatform:
         opts = BrokerOptions.model_validate({k: v for k, v in options.items() if k != "description"})
         token = None
         if opts.token_env:
@@ -173,7 +175,9 @@ class BrokerPlatform(Platform):
         client = self._http()
         for _ in range(MAX_REDIRECTS + 1):
             if origin_of(url) != self.origin:
-                raise PlatformError(f"{self.name} redirected to another origin ({urlsplit(url).hostname}); not followed")
+                raise PlatformError(
+                    f"{self.name} redirected to another origin ({urlsplit(url).hostname}); not followed"
+                )
             headers = self._headers_for(url)
             try:
                 async with client.stream(method, url, json=body, headers=headers) as response:
@@ -190,7 +194,9 @@ class BrokerPlatform(Platform):
             except httpx.TimeoutException:
                 raise PlatformError(f"{self.name} did not answer in time") from None
             except httpx.ConnectError:
-                raise PlatformError(f"cannot connect to {self.name} at {self.origin[1]}:{self.origin[2]} (connection refused or unreachable)") from None
+                raise PlatformError(
+                    f"cannot connect to {self.name} at {self.origin[1]}:{self.origin[2]} (connection refused or unreachable)"
+                ) from None
             except httpx.HTTPError as error:
                 raise PlatformError(f"HTTP error talking to {self.name}: {type(error).__name__}") from None
         raise PlatformError(f"{self.name} redirected more than {MAX_REDIRECTS} times")
@@ -245,7 +251,9 @@ class BrokerPlatform(Platform):
         if status == 404:
             raise SessionNotFound(f"{what} not found on {self.name}")
         if status in (400, 403, 409, 422):
-            raise SessionConflict(f"{self.name} refused: {self._server_message(status, document)}", status=409 if status != 400 else 400)
+            raise SessionConflict(
+                f"{self.name} refused: {self._server_message(status, document)}", status=409 if status != 400 else 400
+            )
         if status >= 400:
             raise PlatformError(f"{self.name} failed with {self._server_message(status, document)}")
         if not isinstance(document, dict):
