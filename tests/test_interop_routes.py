@@ -318,3 +318,24 @@ def test_behind_a_tls_proxy_links_keep_the_public_scheme_and_host(tmp_path):
     prefix = "https://science.example.org/jupyter/user/ada/execplanner/platforms/gaia/"
     assert answer["meta"]["url"].startswith(prefix + "offersets/"), answer
     assert answer["offers"][0]["meta"]["url"].startswith(prefix + "sessions/")
+
+
+async def test_a_broker_platform_speaking_the_prototype_dialect_books_here(
+    jp_fetch, jp_auth_header, http_server_port, jp_base_url
+):
+    """Both sides of this project interoperate in the 2025 form: ``BrokerPlatform`` with
+    ``dialect: prototype-2025`` asks this server, which answers in that form."""
+    from execplanner_widgets.model import parse_request, phase_update
+    from execplanner_widgets.platforms.broker import BrokerOptions, BrokerPlatform
+
+    url = f"http://127.0.0.1:{http_server_port[-1]}{jp_base_url}execplanner/platforms/gaia/"
+    token = jp_auth_header["Authorization"].split(" ", 1)[1]
+    broker = BrokerPlatform("here", options=BrokerOptions(url=url, dialect="prototype-2025"), token=token)
+    try:
+        answer = await broker.offers(parse_request(prototype_request("notebook-request.yaml")))
+        assert answer.result == "YES" and answer.offers[0].meta.url.startswith("http://127.0.0.1:")
+        accepted = await broker.update_session(answer.offers[0].meta.uuid, phase_update("ACCEPTED"))
+        assert accepted.phase.value == "ACCEPTED"
+        assert (await broker.session(answer.offers[0].meta.uuid)).phase.value == "ACCEPTED"
+    finally:
+        await broker.aclose()
