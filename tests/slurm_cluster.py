@@ -19,6 +19,7 @@ Without Slurm installed the fixtures skip, except in CI (``CI=true`` or
 from __future__ import annotations
 
 import contextlib
+import getpass
 import json
 import os
 import shutil
@@ -47,6 +48,10 @@ OPEN_ACCOUNT = "science"
 
 PROGRAMS = ("munged", "slurmctld", "slurmd", "slurmdbd", "sbatch", "sacctmgr", "mariadbd", "mariadb-install-db")
 REQUIRE_VARIABLE = "EXECPLANNER_REQUIRE_SLURM"
+#: The daemons run as the user running the tests (SlurmUser), who is also the only job submitter.
+#: As root (CI containers) everything works; as another user slurmd cannot change users, which the
+#: tests never need.
+USER = getpass.getuser()
 
 
 class SlurmUnavailable(RuntimeError):
@@ -131,7 +136,7 @@ class SlurmCluster:
         return self.run("sbatch", "--parsable", *arguments).stdout.strip().split(";")[0]
 
     def scancel_all(self) -> None:
-        self.run("scancel", "--user", "root", check=False)
+        self.run("scancel", "--user", USER, check=False)
 
     def squeue_ids(self) -> list[str]:
         output = self.run("squeue", "--noheader", "--format=%i").stdout
@@ -187,8 +192,8 @@ class SlurmCluster:
                     "SlurmctldHost=localhost(127.0.0.1)",
                     f"SlurmctldPort={self.ctld_port}",
                     f"SlurmdPort={self.slurmd_port}",
-                    "SlurmUser=root",
-                    "SlurmdUser=root",
+                    f"SlurmUser={USER}",
+                    f"SlurmdUser={USER}",
                     "AuthType=auth/munge",
                     "CredType=cred/munge",
                     f"AuthInfo=socket={self.munge_socket}",
@@ -246,14 +251,14 @@ class SlurmCluster:
                     "DbdHost=localhost",
                     "DbdAddr=127.0.0.1",
                     f"DbdPort={self.dbd_port}",
-                    "SlurmUser=root",
+                    f"SlurmUser={USER}",
                     f"PidFile={root / 'dbd' / 'slurmdbd.pid'}",
                     f"LogFile={root / 'log' / 'slurmdbd.log'}",
                     "DebugLevel=info",
                     "StorageType=accounting_storage/mysql",
                     "StorageHost=127.0.0.1",
                     f"StoragePort={self.db_port}",
-                    "StorageUser=root",
+                    f"StorageUser={USER}",
                     "StorageLoc=slurm_acct_db",
                     "",
                 ]
@@ -325,7 +330,7 @@ class SlurmCluster:
                 _sbin("mariadb-install-db"),
                 "--no-defaults",
                 f"--datadir={data}",
-                "--user=root",
+                f"--user={USER}",
                 "--auth-root-authentication-method=normal",
                 "--skip-test-db",
             ],
@@ -344,7 +349,7 @@ class SlurmCluster:
                 f"--log-error={self.root / 'log' / 'mariadbd.log'}",
                 f"--port={self.db_port}",
                 "--bind-address=127.0.0.1",
-                "--user=root",
+                f"--user={USER}",
                 "--skip-grant-tables",
                 "--innodb-buffer-pool-size=64M",
                 "--innodb-lock-wait-timeout=900",
@@ -363,8 +368,8 @@ class SlurmCluster:
         self._wait(lambda: self.run("sacctmgr", "-i", "add", "cluster", CLUSTER_NAME).returncode == 0, "sacctmgr", 30)
         self.sacctmgr("add", "account", OPEN_ACCOUNT, "Description=open", "Organization=execplanner")
         self.sacctmgr("add", "account", LIMITED_ACCOUNT, "Description=limited", "Organization=execplanner")
-        self.sacctmgr("add", "user", "root", f"Account={OPEN_ACCOUNT}", f"DefaultAccount={OPEN_ACCOUNT}")
-        self.sacctmgr("add", "user", "root", f"Account={LIMITED_ACCOUNT}")
+        self.sacctmgr("add", "user", USER, f"Account={OPEN_ACCOUNT}", f"DefaultAccount={OPEN_ACCOUNT}")
+        self.sacctmgr("add", "user", USER, f"Account={LIMITED_ACCOUNT}")
         self.sacctmgr("modify", "account", LIMITED_ACCOUNT, "set", f"GrpTRES=cpu={LIMITED_CORES}")
 
     def _node_idle(self) -> bool:
@@ -377,7 +382,7 @@ class SlurmCluster:
     def stop(self) -> None:
         """Stop the daemons in reverse order; kill what does not stop within a few seconds."""
         with contextlib.suppress(Exception):
-            self.run("scancel", "--user", "root", check=False, timeout=10)
+            self.run("scancel", "--user", USER, check=False, timeout=10)
         for name in reversed(list(self.processes)):
             process = self.processes[name]
             if process.poll() is None:

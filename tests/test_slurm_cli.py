@@ -9,7 +9,7 @@ import asyncio
 import time
 
 import pytest
-from slurm_cluster import LIMITED_ACCOUNT, LIMITED_CORES, MAX_TIME_MINUTES, slurm_cluster  # noqa: F401
+from slurm_cluster import LIMITED_ACCOUNT, LIMITED_CORES, MAX_TIME_MINUTES, USER, slurm_cluster  # noqa: F401
 
 from jupyter_server_extension.hosted.executors.slurm.cli import (
     SlurmCLI,
@@ -85,7 +85,7 @@ async def test_cli_reads_the_cluster(slurm_cluster) -> None:  # noqa: F811
     with pytest.raises(SlurmError, match="nope"):
         await cli.partition("nope")
 
-    limited = [row for row in await cli.associations("root") if row.account == LIMITED_ACCOUNT and not row.user]
+    limited = [row for row in await cli.associations(USER) if row.account == LIMITED_ACCOUNT and not row.user]
     assert limited[0].grp_tres == {"cpu": LIMITED_CORES}
 
     job = await cli.submit(["--time=5", "--cpus-per-task=1", "--output=/dev/null"], "#!/bin/sh\nsleep 60\n")
@@ -94,7 +94,7 @@ async def test_cli_reads_the_cluster(slurm_cluster) -> None:  # noqa: F811
     await cli.cancel(job)
 
     start = time.time() + 3600
-    await cli.create_reservation("cli-test", start, start + 600, 2, "root", "debug")
+    await cli.create_reservation("cli-test", start, start + 600, 2, USER, "debug")
     reservations = {item.name: item for item in await cli.reservations()}
     assert reservations["cli-test"].cores == 2
     assert abs(reservations["cli-test"].start - int(start)) <= 1

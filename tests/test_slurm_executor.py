@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from slurm_cluster import LIMITED_ACCOUNT, LIMITED_CORES, ensure_slurm_executor, slurm_cluster  # noqa: F401
+from slurm_cluster import USER as UNIX_USER
 from test_hosted_support import DATA, eventually, request_document
 
 from execplanner_widgets.core.platform import PlatformContext, SessionConflict
@@ -167,7 +168,7 @@ async def test_accept_reserves_the_slot_and_the_job_runs_inside_it_to_completed(
     reservation = f"{PREFIX}-{uuid}"
     assert own_reservations(slurm_cluster) == [reservation]
     line = slurm_cluster.run("scontrol", "--oneliner", "show", "reservation", reservation).stdout
-    assert "CoreCnt=2" in line and "Users=root" in line
+    assert "CoreCnt=2" in line and f"Users={UNIX_USER}" in line
 
     done = await finished(hpc, uuid)
     assert done.phase is SessionPhase.COMPLETED, texts(done)
