@@ -406,6 +406,8 @@ def bookings_html(bookings: Sequence[Any], now: datetime | None = None, *, stati
                 "phase": phase,
                 "start": session.start,
                 "end": session.end,
+                "start_text": _at(session.start, now),
+                "end_text": _at(session.end, now),
                 "timing": _timing(session, now),
                 "open_url": safe_href(connectors[0].location) if connectors and phase == "AVAILABLE" else None,
                 "cancellable": phase in ("ACCEPTED", "WAITING", "PREPARING", "AVAILABLE", "RUNNING"),
@@ -413,6 +415,13 @@ def bookings_html(bookings: Sequence[Any], now: datetime | None = None, *, stati
             }
         )
     return render("bookings.html.j2", rows=rows, now=now, static=static, error=error)
+
+
+def _at(moment: datetime | None, now: datetime) -> str:
+    """A future moment as people say it (``today 14:00 CET``); a past one as a date and time."""
+    if moment is None:
+        return "-"
+    return when(moment, now) if moment > now else full_time(moment)
 
 
 def _timing(session: Any, now: datetime) -> str:
@@ -425,8 +434,8 @@ def _timing(session: Any, now: datetime) -> str:
         return f"{span(end - now)} left" if end > now else "ending now"
     if phase in ("RUNNING", "PREPARING") and start is not None:
         return f"{phase.lower()} for {span(now - start)}" if now > start else phase.lower()
-    if phase in ("COMPLETED", "FAILED", "CANCELLED", "REJECTED", "EXPIRED") and end is not None and end <= now:
-        return f"ended {relative(end, now)}"
+    if phase in ("COMPLETED", "FAILED", "CANCELLED", "REJECTED", "EXPIRED"):
+        return f"ended {relative(end, now)}" if end is not None and end <= now else "ended before its slot's end"
     return ""
 
 
@@ -458,8 +467,8 @@ def job_view(
         phase=phase,
         tone=PHASE_TONES.get(phase, "info"),
         timing=_timing(session, now),
-        start_text=(when(session.start, now) if session.start and session.start > now else full_time(session.start)) if session.start else "",
-        end_text=(when(session.end, now) if session.end and session.end > now else full_time(session.end)) if session.end else "",
+        start_text=_at(session.start, now),
+        end_text=_at(session.end, now),
         open_url=safe_href(connectors[0].location) if connectors and phase == "AVAILABLE" else None,
         results=list(getattr(session, "results", None) or []),
         steps=steps,

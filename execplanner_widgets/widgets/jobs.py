@@ -313,6 +313,10 @@ class JobMonitor(widgets.VBox):
             self.details.value = details
         final = session.phase in FINAL_PHASES
         self.cancel_button.disabled = final or self._canceller.busy
+        if final:  # nothing left to cancel: the button goes (it comes back with the next booking)
+            self.cancel_button.layout.display = "none"
+        elif self.confirm_button.layout.display == "none":
+            self.cancel_button.layout.display = ""
 
     def _repr_html_(self) -> str:
         from ..html import session_html
