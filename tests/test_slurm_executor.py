@@ -134,6 +134,23 @@ async def test_a_plain_sbatch_job_outside_the_platform_pushes_offers_later(slurm
     after = await hpc.offers(request, user=USER)
     assert after.result == "YES"
     assert after.offers[0].start >= utcnow() + timedelta(minutes=9), after.offers[0].start
+    await hpc.reject(after.offers[0].meta.uuid, user=USER)
+
+    # a second one waits behind it: Slurm's backfill scheduler expects it to start when the first
+    # ends, and the platform's offers move behind that expected run too
+    pending = slurm_cluster.sbatch("--cpus-per-task=4", "--time=10", "--output=/dev/null", "--wrap", "sleep 600")
+    deadline = time.monotonic() + 30
+    while True:
+        squeue = json.loads(slurm_cluster.run("squeue", "--json").stdout)
+        expected = next(job["start_time"] for job in squeue["jobs"] if str(job["job_id"]) == pending)
+        if expected:
+            break
+        assert time.monotonic() < deadline, "Slurm gave the pending job no expected start"
+        await asyncio.sleep(0.5)
+    await asyncio.sleep(1.1)
+    behind = await hpc.offers(request, user=USER)
+    assert behind.result == "YES"
+    assert behind.offers[0].start >= utcnow() + timedelta(minutes=19), behind.offers[0].start
 
 
 @pytest.mark.asyncio
