@@ -290,3 +290,50 @@ def test_a_caller_the_server_cannot_name_owns_nothing_on_a_multi_user_platform(t
         assert answer.status_code == 403, (name, answer.status_code, text)
         assert "cannot tell who you are" in text, (name, text)
     assert "Traceback" not in log
+
+
+def test_a_uws_job_whose_notebook_failed_with_colour_codes_is_valid_xml(tmp_path: Path) -> None:
+    """nbclient colours a failed cell's traceback (ANSI codes); the job's XML, JSON and error route
+    must still be answered 200 with well-formed documents, not a 500."""
+    import nbformat
+    from lxml import etree
+
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell("raise ValueError('\\x1b[31mred\\x1b[0m failure \\x07')")]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, inputs / "failing.ipynb")
+    platforms = tmp_path / "platforms.yaml"
+    hosted = {"cores": 1, "memory": 1, "local_roots": [str(inputs)]}
+    platforms.write_text(yaml.safe_dump({"platforms": [{"name": "p", "title": "P", "hosted": hosted}]}))
+    document = {
+        "executable": {"kind": "jupyter-notebook", "location": str(inputs / "failing.ipynb")},
+        "schedule": {"requested": {"duration": "PT2M"}},
+    }
+    with run_jupyter_server(tmp_path / "server", platforms) as live:
+        submitted = live.post("execplanner/platforms/p/jobs", json=document, allow_redirects=False)
+        assert submitted.status_code == 303, submitted.text
+        job = submitted.headers["Location"].rstrip("/").rsplit("/", 1)[1]
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            phase = live.get(f"execplanner/platforms/p/jobs/{job}/phase").text
+            if phase in ("COMPLETED", "ERROR", "ABORTED"):
+                break
+            time.sleep(0.5)
+        assert phase == "ERROR", phase
+
+        def fetch(path: str, accept: str) -> requests.Response:
+            headers = {"Authorization": f"token {live.token}", "Accept": accept}
+            return requests.get(live.url + path, headers=headers, timeout=30)
+
+        xml = fetch(f"execplanner/platforms/p/jobs/{job}", "application/xml")
+        assert xml.status_code == 200, xml.text
+        etree.fromstring(xml.content)  # well-formed
+        assert b"\x1b" not in xml.content
+        as_json = fetch(f"execplanner/platforms/p/jobs/{job}", "application/json")
+        assert as_json.status_code == 200 and "\x1b" not in as_json.text
+        error = live.get(f"execplanner/platforms/p/jobs/{job}/error")
+        assert error.status_code == 200 and "\x1b" not in error.text
+        log = live.log()
+    assert "Traceback" not in log, log[-3000:]

@@ -14,6 +14,7 @@ A job is never PENDING or HELD: ``POST jobs`` books the earliest offer at once (
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Literal
@@ -123,7 +124,7 @@ class UwsJob(BaseModel):
         root.append(results_element(self.results))
         if self.error_summary is not None:
             summary = etree.SubElement(root, _uws("errorSummary"))
-            summary.set("type", self.error_summary.type)
+            summary.set("type", xml_text(self.error_summary.type))
             summary.set("hasDetail", "true" if self.error_summary.has_detail else "false")
             _text(summary, "message", self.error_summary.message)
         if self.messages:
@@ -133,8 +134,8 @@ class UwsJob(BaseModel):
                 message = etree.SubElement(history, f"{{{INFO_NS}}}message")
                 for key in ("time", "level", "phase"):
                     if item.get(key):
-                        message.set(key, str(item[key]))
-                message.text = item.get("message") or ""
+                        message.set(key, xml_text(str(item[key])))
+                message.text = xml_text(item.get("message") or "")
         return root
 
     def to_xml(self) -> bytes:
@@ -169,13 +170,27 @@ class UwsJob(BaseModel):
         return document
 
 
+#: ANSI terminal sequences (a failed notebook's traceback is coloured) and what XML 1.0 cannot hold.
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_text(value: str | None) -> str:
+    """``value`` as XML 1.0 can carry it: colour codes removed, other control characters (and lone
+    surrogates) written as ``\\xNN`` so the text stays readable and the document valid."""
+    if value is None:
+        return ""
+    text = _ANSI.sub("", str(value))
+    return _NOT_XML.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+
+
 def _uws(name: str) -> str:
     return f"{{{UWS_NS}}}{name}"
 
 
 def _text(parent: etree._Element, name: str, value: str) -> etree._Element:
     element = etree.SubElement(parent, _uws(name))
-    element.text = value
+    element.text = xml_text(value)
     return element
 
 
@@ -184,7 +199,7 @@ def _nillable(parent: etree._Element, name: str, value: str | None) -> None:
     if value is None:
         element.set(f"{{{XSI_NS}}}nil", "true")
     else:
-        element.text = value
+        element.text = xml_text(value)
 
 
 def _instant(value: datetime | None) -> str | None:
@@ -204,10 +219,10 @@ def parameters_element(parameters: Iterable[UwsParameter]) -> etree._Element:
     element = etree.Element(_uws("parameters"), nsmap=_NSMAP)
     for parameter in parameters:
         item = etree.SubElement(element, _uws("parameter"))
-        item.set("id", parameter.id)
+        item.set("id", xml_text(parameter.id))
         if parameter.by_reference:
             item.set("byReference", "true")
-        item.text = parameter.value
+        item.text = xml_text(parameter.value)
     return element
 
 
@@ -216,13 +231,13 @@ def results_element(results: Iterable[UwsResult]) -> etree._Element:
     element = etree.Element(_uws("results"), nsmap=_NSMAP)
     for result in results:
         item = etree.SubElement(element, _uws("result"))
-        item.set("id", result.id)
+        item.set("id", xml_text(result.id))
         item.set(f"{{{XLINK_NS}}}type", "simple")
-        item.set(f"{{{XLINK_NS}}}href", result.href)
+        item.set(f"{{{XLINK_NS}}}href", xml_text(result.href))
         if result.size is not None:
             item.set("size", str(result.size))
         if result.mime_type:
-            item.set("mime-type", result.mime_type)
+            item.set("mime-type", xml_text(result.mime_type))
     return element
 
 
@@ -248,10 +263,10 @@ def job_list_xml(refs: Iterable[UwsJobRef]) -> bytes:
     root.set("version", UWS_VERSION)
     for ref in refs:
         item = etree.SubElement(root, _uws("jobref"))
-        item.set("id", ref.id)
+        item.set("id", xml_text(ref.id))
         if ref.href:
             item.set(f"{{{XLINK_NS}}}type", "simple")
-            item.set(f"{{{XLINK_NS}}}href", ref.href)
+            item.set(f"{{{XLINK_NS}}}href", xml_text(ref.href))
         _text(item, "phase", ref.phase.value)
         if ref.run_id is not None:
             _text(item, "runId", ref.run_id)

@@ -22,6 +22,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import signal
 import time
 from datetime import datetime, timezone
@@ -39,6 +40,16 @@ __all__ = ["SubprocessExecutor", "describe_exit", "last_error_line"]
 GIB = 1024**3
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _printable(text: str) -> str:
+    """A line of a run's output fit for the database and every document: colour codes and other
+    control characters (a NUL cannot be stored in PostgreSQL) removed."""
+    return _CONTROL.sub("", _ANSI.sub("", text))
+
+
 def last_error_line(path: Path, limit: int = 8192) -> str | None:
     """The last meaningful line a run wrote to ``path`` (its stderr), for the failure message."""
     try:
@@ -50,7 +61,7 @@ def last_error_line(path: Path, limit: int = 8192) -> str | None:
     except OSError:
         return None
     for line in reversed(tail.splitlines()):
-        text = line.strip()
+        text = _printable(line).strip()
         if text and not text.startswith("[") and not text.startswith("execplanner:") and set(text) != {"-"}:
             return text[:300]
     return None
