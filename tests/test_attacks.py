@@ -239,7 +239,7 @@ def test_the_log_holds_no_traceback(server: LiveServer) -> None:
     assert "Uncaught exception" not in server.log()
 
 
-def test_a_broken_platforms_file_is_answered_503_naming_every_problem(tmp_path: Path) -> None:
+def test_a_broken_platforms_file_is_answered_503_naming_every_problem(tmp_path: Path, monkeypatch) -> None:
     """Two mistakes in the file: the extension still loads, every call is a 503 naming both, and the
     server stops cleanly (``stop_extension`` does not raise)."""
     platforms = tmp_path / "platforms.yaml"
@@ -262,6 +262,28 @@ def test_a_broken_platforms_file_is_answered_503_naming_every_problem(tmp_path: 
         assert requests.get(live.url + "execplanner/api/platforms", timeout=10).status_code == 403  # no token
         posted = live.post("execplanner/api/offers", json=base_request())
         assert posted.status_code == 503
+        # the kernel client: finds the server, does not fall back to the demo, and shows every problem
+        from execplanner_widgets import Planner
+        from execplanner_widgets.client.errors import PlannerError
+
+        planner = Planner(url=live.url, token=live.token)
+        try:
+            assert planner.mode == "server"
+            with pytest.raises(PlannerError) as shown:
+                planner.platforms()
+            assert "cores" in str(shown.value) and "offerz" in str(shown.value)
+        finally:
+            planner.close()
+        monkeypatch.setenv("EXECPLANNER_URL", live.url)  # found the way a kernel finds its server
+        monkeypatch.setenv("EXECPLANNER_TOKEN", live.token)
+        monkeypatch.delenv("EXECPLANNER_MODE", raising=False)
+        found = Planner()
+        try:
+            assert found.mode == "server", found.describe_mode()  # not the demo federation in-process
+            with pytest.raises(PlannerError, match="offerz"):
+                found.platforms()
+        finally:
+            found.close()
     log = live.log()
     assert "Traceback" not in log and "AttributeError" not in log, log[-3000:]
 

@@ -29,6 +29,9 @@ class ServerInfo:
     token: str | None
     source: str
     platforms: int | None = field(default=None, compare=False)
+    #: The server's configuration error (it runs the extension, but its platforms file is broken): the
+    #: planner uses this server anyway, so every call shows the error instead of quietly going local.
+    config_error: str | None = field(default=None, compare=False)
 
     @property
     def api_url(self) -> str:
@@ -167,6 +170,14 @@ def probe(server: ServerInfo, http: httpx.Client) -> str | None:
         return f"{server.url} ({server.source}) refused the token"
     if answer.status_code == 404:
         return f"{server.url} ({server.source}) does not run the ExecPlanner extension"
+    if answer.status_code == 503:  # the extension runs, its configuration does not: say so, do not go local
+        try:
+            message = str(answer.json().get("message") or "")
+        except (ValueError, TypeError, AttributeError):
+            message = ""
+        server.platforms = 0
+        server.config_error = message or f"{server.url} answered 503: its ExecPlanner configuration is broken"
+        return None
     if answer.status_code != 200:
         return f"{server.url} ({server.source}) answered HTTP {answer.status_code}"
     try:
