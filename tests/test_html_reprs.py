@@ -9,11 +9,11 @@ from html import escape
 from html.parser import HTMLParser
 
 import pytest
+from widget_support import DATA, HOSTILE_REASON, HOSTILE_TITLE, platforms  # noqa: F401 - fixture
 
 from execplanner_widgets import html as reprs
 from execplanner_widgets.model import ExecutionSession, OfferSetResponse, parse_request
 from execplanner_widgets.ossr import read_record
-from widget_support import DATA, HOSTILE_REASON, HOSTILE_TITLE, platforms  # noqa: F401 - fixture
 
 NOTEBOOK_REQUEST = {
     "executable": {"kind": "jupyter-notebook", "location": "analysis.ipynb", "meta": {"name": "Analysis"}},
@@ -202,3 +202,25 @@ def test_file_paths_are_text_and_web_urls_are_links():
     assert web_link("record/analysis.ipynb") == "record/analysis.ipynb"
     assert web_link("https://example.org/a.ipynb").startswith('<a href="https://example.org/a.ipynb"')
     assert "<a" not in web_link("javascript:alert(1)")
+
+
+def test_times_are_shown_in_the_users_zone_with_utc_on_hover(monkeypatch):
+    """Issue 15.5: no UTC ISO strings in the UI; the local zone, with the UTC instant on hover."""
+    import time
+
+    monkeypatch.setenv("TZ", "Europe/Paris")
+    time.tzset()
+    try:
+        now = datetime(2026, 11, 22, 10, 0, tzinfo=timezone.utc)
+        assert reprs.when(now.replace(hour=14), now) == "today 15:00 CET"
+        assert reprs.when(now + timedelta(days=1, hours=-2), now) == "tomorrow 09:00 CET"
+        shown = reprs.moment_html(now.replace(hour=14), now)
+        assert shown == '<time datetime="2026-11-22T14:00:00+00:00" title="2026-11-22 14:00:00 UTC">today 15:00 CET</time>'
+        offer = session()
+        rows = dict(reprs.session_rows(offer))
+        assert "CET" in rows["Start"] and "UTC" in rows["Start"] and "T" not in rows["Start"].split(">")[1][:12]
+        assert reprs.relative(now + timedelta(hours=2, minutes=10, seconds=40), now) == "in 2 h 10 min"
+        assert reprs.relative(now - timedelta(minutes=3, seconds=5), now) == "3 min ago"
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()

@@ -115,3 +115,4 @@ def test_when_can_i_do_this_offers_later_times_books_and_shows_the_calendar(work
     again = [line for line in output.splitlines() if line.startswith("now offered:")]
     assert again and lines[0].split("starts ")[1][:9] not in again[0]  # the booked slot is gone
     assert output.rstrip().endswith("CANCELLED")
+    assert 'aria-label="Offers on a time axis"' in output and "cores taken" in output  # the timeline, calendar shaded

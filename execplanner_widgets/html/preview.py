@@ -18,7 +18,14 @@ __all__ = ["MAX_BYTES", "preview_html"]
 
 MAX_BYTES = 2 * 1024 * 1024
 ROWS = 20
-_IMAGES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif", ".svg": "image/svg+xml", ".webp": "image/webp"}
+_IMAGES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".svg": "image/svg+xml",
+    ".webp": "image/webp",
+}
 
 
 def preview_html(path: Path, name: str, *, open_url: str | None = None) -> str:
@@ -34,7 +41,10 @@ def preview_html(path: Path, name: str, *, open_url: str | None = None) -> str:
     data = path.read_bytes()
     if suffix in _IMAGES:
         encoded = base64.b64encode(data).decode("ascii")
-        return head + f'<img alt="{esc(name)}" style="max-width:100%;height:auto" src="data:{_IMAGES[suffix]};base64,{encoded}">'
+        return (
+            head
+            + f'<img alt="{esc(name)}" style="max-width:100%;height:auto" src="data:{_IMAGES[suffix]};base64,{encoded}">'
+        )
     text = data.decode("utf-8", "replace")
     if suffix in (".csv", ".tsv"):
         rows = list(csv.reader(io.StringIO(text), delimiter="\t" if suffix == ".tsv" else ","))
@@ -43,9 +53,19 @@ def preview_html(path: Path, name: str, *, open_url: str | None = None) -> str:
             more = len(rows) - 1 - len(body)
             table = (
                 '<table class="ep-preview" style="border-collapse:collapse;font-size:0.9em"><thead><tr>'
-                + "".join(f'<th style="border-bottom:2px solid #8c959f;padding:1px 6px;text-align:left">{esc(cell)}</th>' for cell in header)
+                + "".join(
+                    f'<th style="border-bottom:2px solid #8c959f;padding:1px 6px;text-align:left">{esc(cell)}</th>'
+                    for cell in header
+                )
                 + "</tr></thead><tbody>"
-                + "".join("<tr>" + "".join(f'<td style="border-bottom:1px solid #d0d7de;padding:1px 6px">{esc(cell)}</td>' for cell in row) + "</tr>" for row in body)
+                + "".join(
+                    "<tr>"
+                    + "".join(
+                        f'<td style="border-bottom:1px solid #d0d7de;padding:1px 6px">{esc(cell)}</td>' for cell in row
+                    )
+                    + "</tr>"
+                    for row in body
+                )
                 + "</tbody></table>"
             )
             note = f"<div><small>{more} more row(s) in <code>{esc(path)}</code></small></div>" if more > 0 else ""
@@ -53,7 +73,10 @@ def preview_html(path: Path, name: str, *, open_url: str | None = None) -> str:
     lines = text.splitlines()
     shown = "\n".join(lines[:40])
     note = f"<small>{len(lines) - 40} more line(s)</small>" if len(lines) > 40 else ""
-    return head + f'<pre style="font-size:0.85em;max-height:20em;overflow:auto;white-space:pre-wrap">{esc(shown)}</pre>{note}'
+    return (
+        head
+        + f'<pre style="font-size:0.85em;max-height:20em;overflow:auto;white-space:pre-wrap">{esc(shown)}</pre>{note}'
+    )
 
 
 def _size(size: int) -> str:

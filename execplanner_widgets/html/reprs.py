@@ -67,7 +67,11 @@ def _range(minimum: Any, maximum: Any, unit: str = "") -> str:
         return "-"
     suffix = f" {unit}" if unit else ""
     if maximum is None or maximum == minimum:
-        return f"{minimum if minimum is not None else maximum}{suffix}" if minimum is not None else f"up to {maximum}{suffix}"
+        return (
+            f"{minimum if minimum is not None else maximum}{suffix}"
+            if minimum is not None
+            else f"up to {maximum}{suffix}"
+        )
     if minimum is None:
         return f"up to {maximum}{suffix}"
     return f"{minimum}-{maximum}{suffix}"
@@ -123,7 +127,12 @@ def data_status(item: Any) -> str:
 
 def data_table(items: Sequence[Any]) -> str:
     rows = [
-        (esc(item.name or item.uuid or f"item {index + 1}"), esc(item.description), data_status(item), web_link(item.location_hint) if item.location_hint else "-")
+        (
+            esc(item.name or item.uuid or f"item {index + 1}"),
+            esc(item.description),
+            data_status(item),
+            web_link(item.location_hint) if item.location_hint else "-",
+        )
         for index, item in enumerate(items)
     ]
     return _table(("Data", "Description", "Status", "Location"), rows)
@@ -179,8 +188,16 @@ def session_rows(session: Any, now: datetime | None = None) -> list[tuple[str, s
         location = executable_location(session.executable)
         rows.append(("Executable", esc(kind) + (f": {web_link(location)}" if location else "")))
     if session.start is not None:
-        end = f" until {moment_html(session.end, now, text=when(session.end, now) if session.end > _clock_now(now) else full_time(session.end))}" if session.end else ""
-        start = moment_html(session.start, now) if phase_name(session.phase) in _BEFORE_START else moment_html(session.start, now, text=full_time(session.start))
+        end = (
+            f" until {moment_html(session.end, now, text=when(session.end, now) if session.end > _clock_now(now) else full_time(session.end))}"
+            if session.end
+            else ""
+        )
+        start = (
+            moment_html(session.start, now)
+            if phase_name(session.phase) in _BEFORE_START
+            else moment_html(session.start, now, text=full_time(session.start))
+        )
         rows.append(("Start", f"{start}{end}"))
     if session.schedule and session.schedule.available and session.schedule.available.duration is not None:
         rows.append(("Duration", esc(human_duration(session.schedule.available.duration))))
@@ -192,18 +209,33 @@ def session_rows(session: Any, now: datetime | None = None) -> list[tuple[str, s
         size = _range(storage.size.min, storage.size.max, "GiB") if storage.size else "-"
         rows.append(("Storage" if len(session.storage) == 1 else f"Storage {index + 1}", esc(size)))
     if session.data:
-        rows.append(("Data", ", ".join(esc(item.name or item.location_hint or item.uuid or "item") for item in session.data)))
+        rows.append(
+            ("Data", ", ".join(esc(item.name or item.location_hint or item.uuid or "item") for item in session.data))
+        )
     if phase_name(session.phase) == "OFFERED" and session.expires is not None:
-        rows.append(("Expires", f"in {esc(countdown(session.expires, now))} ({moment_html(session.expires, now, text=clock(session.expires, seconds=True))})"))
+        rows.append(
+            (
+                "Expires",
+                f"in {esc(countdown(session.expires, now))} ({moment_html(session.expires, now, text=clock(session.expires, seconds=True))})",
+            )
+        )
     if session.connectors:
         links = [
-            link(connector.location, f"{connector.protocol or 'link'}: {connector.location}") + (f" ({esc(connector.status)})" if connector.status else "")
+            link(connector.location, f"{connector.protocol or 'link'}: {connector.location}")
+            + (f" ({esc(connector.status)})" if connector.status else "")
             for connector in session.connectors
             if connector.location
         ]
         rows.append(("Connectors", "<br>".join(links) or "-"))
     if session.results:
-        rows.append(("Results", "<br>".join(link(result.url, result.id) if result.url else esc(result.id) for result in session.results)))
+        rows.append(
+            (
+                "Results",
+                "<br>".join(
+                    link(result.url, result.id) if result.url else esc(result.id) for result in session.results
+                ),
+            )
+        )
     if session.messages:
         rows.append(("Messages", _messages(session.messages)))
     return rows
@@ -301,7 +333,10 @@ def results_html(results: Sequence[Any], now: datetime | None = None) -> str:
                 )
         else:
             rows.append((platform, answer_badge(result.status), reasons_html(result.reasons) or "-", "", "", ""))
-    return _wrap(f"<strong>Offers</strong> ({len(results)} answers)" + _table(("Platform", "Answer", "Start", "Cores", "Memory", "Expires in"), rows))
+    return _wrap(
+        f"<strong>Offers</strong> ({len(results)} answers)"
+        + _table(("Platform", "Answer", "Start", "Cores", "Memory", "Expires in"), rows)
+    )
 
 
 # ------------------------------------------------------------------------------------ planner
@@ -348,7 +383,10 @@ def executables_html(entries: Sequence[Any], record: Any | None = None) -> str:
     parts = []
     if record is not None and record.title:
         parts.append(f"<strong>{esc(record.title)}</strong>")
-    rows = [(f"<strong>{esc(entry.name)}</strong>", esc(entry.short_kind), esc(entry.description or "")) for entry in entries]
+    rows = [
+        (f"<strong>{esc(entry.name)}</strong>", esc(entry.short_kind), esc(entry.description or ""))
+        for entry in entries
+    ]
     parts.append(_table(("Executable", "Kind", "Description"), rows) if rows else "<div>No executables.</div>")
     return _wrap("".join(parts))
 

@@ -248,7 +248,9 @@ def relative(moment: datetime | None, now: datetime | None = None) -> str:
     return f"in {span(delta)}" if delta.total_seconds() > 0 else f"{span(-delta)} ago"
 
 
-def moment_html(moment: datetime | None, now: datetime | None = None, zone: tzinfo | None = None, text: str | None = None) -> str:
+def moment_html(
+    moment: datetime | None, now: datetime | None = None, zone: tzinfo | None = None, text: str | None = None
+) -> str:
     """A ``<time>`` element: local text, the UTC instant on hover and in ``datetime``."""
     if moment is None:
         return "-"

@@ -112,8 +112,12 @@ def _environment() -> Environment:
     environment.filters.update(
         moment=lambda value, now=None, text=None: Markup(moment_html(value, now, text=text)),
         badge=lambda value, tone="info": Markup(f'<span class="ep-b ep-t-{tone}">{esc(value)}</span>'),
-        phase_badge=lambda value: Markup(f'<span class="ep-b ep-t-{PHASE_TONES.get(str(value), "info")}">{esc(value)}</span>'),
-        answer_badge=lambda value: Markup(f'<span class="ep-b ep-t-{ANSWER_TONES.get(str(value), "info")}">{esc(value)}</span>'),
+        phase_badge=lambda value: Markup(
+            f'<span class="ep-b ep-t-{PHASE_TONES.get(str(value), "info")}">{esc(value)}</span>'
+        ),
+        answer_badge=lambda value: Markup(
+            f'<span class="ep-b ep-t-{ANSWER_TONES.get(str(value), "info")}">{esc(value)}</span>'
+        ),
         size=format_size,
         link=lambda url, text=None: Markup(link(url, text)),
         utc=utc_text,
@@ -173,7 +177,9 @@ class OfferRow:
     open: bool = False
 
 
-def offers_view(rows: Sequence[OfferRow], now: datetime | None = None, *, static: bool = False, details_key: str = "") -> str:
+def offers_view(
+    rows: Sequence[OfferRow], now: datetime | None = None, *, static: bool = False, details_key: str = ""
+) -> str:
     """The offers table (one HTML value for any number of rows)."""
     now = now or datetime.now(timezone.utc)
     items = []
@@ -252,7 +258,11 @@ def _ticks(low: datetime, high: datetime, width: float, left: float) -> list[dic
     while value <= high.timestamp():
         moment = datetime.fromtimestamp(value, timezone.utc)
         there = local(moment)
-        label = there.strftime("%a %d %b") if step >= 86400 or (there.hour == 0 and there.minute == 0) else there.strftime("%H:%M")
+        label = (
+            there.strftime("%a %d %b")
+            if step >= 86400 or (there.hour == 0 and there.minute == 0)
+            else there.strftime("%H:%M")
+        )
         ticks.append({"x": left + (value - low.timestamp()) / seconds * width, "label": label, "utc": utc_text(moment)})
         value += step
     return ticks
@@ -372,20 +382,26 @@ def _bar_tip(bar: TimelineBar, now: datetime) -> str:
 # -------------------------------------------------------------------------------- executables
 
 
-def executables_view(entries: Sequence[Any], selected: int | None = None, *, limit: int = 200, static: bool = False) -> str:
+def executables_view(
+    entries: Sequence[Any], selected: int | None = None, *, limit: int = 200, static: bool = False
+) -> str:
     """The executables of a record as one table: name, kind, description and a Select button.
 
     ``entries`` are ``(index, entry)`` pairs (the index is what Select sends back); at most
     ``limit`` rows are drawn, with a line saying how many more the filter would show.
     """
     shown = list(entries)[:limit]
-    return render("executables.html.j2", rows=shown, selected=selected, more=max(0, len(entries) - len(shown)), static=static)
+    return render(
+        "executables.html.j2", rows=shown, selected=selected, more=max(0, len(entries) - len(shown)), static=static
+    )
 
 
 # ----------------------------------------------------------------------------------- bookings
 
 
-def bookings_html(bookings: Sequence[Any], now: datetime | None = None, *, static: bool = False, error: str = "") -> str:
+def bookings_html(
+    bookings: Sequence[Any], now: datetime | None = None, *, static: bool = False, error: str = ""
+) -> str:
     """My bookings: one row per session on any platform, with phase, start, end and actions.
 
     Each booking has ``platform``, ``title`` (of the platform), ``session`` (phase, start, end, uuid,
@@ -396,7 +412,9 @@ def bookings_html(bookings: Sequence[Any], now: datetime | None = None, *, stati
     for number, booking in enumerate(bookings):
         session = booking.session
         phase = phase_name(session.phase)
-        connectors = [c for c in (getattr(session, "connectors", None) or []) if safe_href(getattr(c, "location", None))]
+        connectors = [
+            c for c in (getattr(session, "connectors", None) or []) if safe_href(getattr(c, "location", None))
+        ]
         rows.append(
             {
                 "key": getattr(booking, "key", "") or str(number),
@@ -457,7 +475,12 @@ def job_view(
     phase = phase_name(session.phase)
     connectors = [c for c in (getattr(session, "connectors", None) or []) if safe_href(getattr(c, "location", None))]
     steps = [
-        {"phase": item["phase"], "time": item["time"], "clock": clock(item["time"], seconds=True), "ago": relative(item["time"], now)}
+        {
+            "phase": item["phase"],
+            "time": item["time"],
+            "clock": clock(item["time"], seconds=True),
+            "ago": relative(item["time"], now),
+        }
         for item in history
     ]
     return render(

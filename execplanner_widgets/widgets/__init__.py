@@ -21,6 +21,7 @@ from .jobs import JobMonitor
 from .offers import OfferBrowser
 from .resources import ResourceForm
 from .shopping import BasketItem, ShoppingList, basket_item
+from .timeline import Timeline, timeline
 
 __all__ = [
     "SIDEBAR_TITLE",
@@ -33,6 +34,8 @@ __all__ = [
     "PlannerApp",
     "ResourceForm",
     "ShoppingList",
+    "Timeline",
     "basket_item",
+    "timeline",
     "widgets_available",
 ]

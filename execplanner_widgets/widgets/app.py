@@ -171,7 +171,12 @@ class PlannerApp(widgets.VBox):
             self._title(1, "")
         else:
             self._title(1, f"{len(shopping.missing)} still to find" if shopping.missing else "complete")
-        self._title(2, resources.request.summary() if resources.request is not None else ("needs attention" if resources.errors and shopping.request is not None else ""))
+        self._title(
+            2,
+            resources.request.summary()
+            if resources.request is not None
+            else ("needs attention" if resources.errors and shopping.request is not None else ""),
+        )
 
     def _offers_changed(self, change: dict[str, Any]) -> None:
         offers = self.offers
@@ -190,7 +195,9 @@ class PlannerApp(widgets.VBox):
         if session is not None:
             platform = self.offers.accepted_platform
             self.job.watch(session, platform)
-            self.bookings.remember(platform, session, next((r.title for r in self.offers.results if r.platform == platform), platform))
+            self.bookings.remember(
+                platform, session, next((r.title for r in self.offers.results if r.platform == platform), platform)
+            )
             self.steps.selected_index = 4
 
     def _job_changed(self, change: dict[str, Any]) -> None:
@@ -255,7 +262,11 @@ class PlannerApp(widgets.VBox):
             from ..html import planner_html
 
             self._platforms_html = planner_html(self.planner)
-        parts = ['<div class="execplanner-snapshot">', '<div style="font-size:1.15em;font-weight:600">ExecPlanner (snapshot)</div>', self._platforms_html]
+        parts = [
+            '<div class="execplanner-snapshot">',
+            '<div style="font-size:1.15em;font-weight:600">ExecPlanner (snapshot)</div>',
+            self._platforms_html,
+        ]
         request = self.offers.request or self.shopping.request
         if request is not None:
             parts.append(request._repr_html_())

@@ -67,7 +67,9 @@ class BookingsView(widgets.VBox):
         self._lock = threading.RLock()
         self._reader = Worker("execplanner-bookings", on_error=self._failed)
         super().__init__(**kwargs)
-        self.channel = EventChannel(self, {"follow": self._follow, "cancel": self._ask_cancel, "results": self._results})
+        self.channel = EventChannel(
+            self, {"follow": self._follow, "cancel": self._ask_cancel, "results": self._results}
+        )
         self.children = [self.refresh_button, self.status, self.table, self.confirm, self.details, self.channel.box]
         self._render()
 
@@ -93,11 +95,17 @@ class BookingsView(widgets.VBox):
         if reader is None:
             rows = list(self.local.values())
             self.bookings = [_as_booking(row, number) for number, row in enumerate(rows)]
-            self.status.value = status("This planner keeps no list of bookings; showing the ones made from this kernel.", "muted")
+            self.status.value = status(
+                "This planner keeps no list of bookings; showing the ones made from this kernel.", "muted"
+            )
         else:
             everything = list(reader())
             rows = [row for row in everything if getattr(row, "session", None) is not None]
-            unreadable = [f"{getattr(row, 'title', '') or row.platform}: {getattr(row, 'error', '')}" for row in everything if row not in rows]
+            unreadable = [
+                f"{getattr(row, 'title', '') or row.platform}: {getattr(row, 'error', '')}"
+                for row in everything
+                if row not in rows
+            ]
             self.bookings = [_as_booking(row, number) for number, row in enumerate(rows)]
             text = f"{len(rows)} booking{'s' if len(rows) != 1 else ''} on all platforms."
             if unreadable:

@@ -45,7 +45,9 @@ def status_widget() -> widgets.HTML:
 
 def cell(value: str = "", width: str = "auto", **layout: Any) -> widgets.HTML:
     """An HTML table cell of a widget row; rows wrap in narrow places such as the sidebar."""
-    return widgets.HTML(compact(value), layout=widgets.Layout(width=width, margin="0 4px 0 0", overflow="hidden", **layout))
+    return widgets.HTML(
+        compact(value), layout=widgets.Layout(width=width, margin="0 4px 0 0", overflow="hidden", **layout)
+    )
 
 
 def describe_error(error: BaseException) -> str:

@@ -40,7 +40,9 @@ def read_any(source: Any) -> OssrRecord:
         if not path.is_absolute():
             path = Path.cwd() / path
         if path.is_dir() and not (path / "codemeta.json").is_file():
-            files = sorted(p for p in path.iterdir() if p.suffix in _RUNNABLE and p.is_file() and not p.name.startswith("."))
+            files = sorted(
+                p for p in path.iterdir() if p.suffix in _RUNNABLE and p.is_file() and not p.name.startswith(".")
+            )
             if not files:
                 raise ValueError(f"{path} has no codemeta.json and no notebooks (.ipynb) or scripts (.py) to run")
             return _plain_record(path.name, files, path)
@@ -55,7 +57,12 @@ _RUNNABLE = {".ipynb": "jupyter-notebook", ".py": "python-script"}
 
 def _plain_record(name: str, files: list[Path], folder: Path) -> OssrRecord:
     executables = [
-        {"name": file.stem, "description": f"{file.name} in {folder}", "type": _RUNNABLE[file.suffix], "content": {"location": str(file)}}
+        {
+            "name": file.stem,
+            "description": f"{file.name} in {folder}",
+            "type": _RUNNABLE[file.suffix],
+            "content": {"location": str(file)},
+        }
         for file in files
     ]
     record = read_record({"@type": "SoftwareSourceCode", "name": name, "executables": executables}, base=str(folder))
@@ -93,7 +100,9 @@ class ExecutableList(widgets.VBox):
         self.load_button = widgets.Button(description="Load", icon="folder-open", layout=widgets.Layout(width="7em"))
         self.load_button.on_click(lambda _: self.load(self.source_box.value))
         self.filter_box = widgets.Text(
-            placeholder="Filter by name, kind or description", layout=widgets.Layout(width="100%"), continuous_update=True
+            placeholder="Filter by name, kind or description",
+            layout=widgets.Layout(width="100%"),
+            continuous_update=True,
         )
         self.filter_box.observe(lambda change: setattr(self, "filter", change["new"]), "value")
         self.title = widgets.HTML("")
@@ -154,7 +163,8 @@ class ExecutableList(widgets.VBox):
     @observe("entries")
     def _entries_changed(self, change: dict[str, Any]) -> None:
         self._haystacks = [
-            " ".join(filter(None, (entry.name, entry.short_kind, entry.type, entry.description))).lower() for entry in change["new"]
+            " ".join(filter(None, (entry.name, entry.short_kind, entry.type, entry.description))).lower()
+            for entry in change["new"]
         ]
         self._render()
 
@@ -190,7 +200,11 @@ class ExecutableList(widgets.VBox):
             self.title.value = f"<div><strong>{esc(name)}</strong> &mdash; {len(self.entries)} executable(s)</div>"
         visible = self._visible_indices()
         entries = self.entries
-        self.table.value = executables_view([(index, entries[index]) for index in visible], self._selected_index(), limit=SHOWN) if visible else ""
+        self.table.value = (
+            executables_view([(index, entries[index]) for index in visible], self._selected_index(), limit=SHOWN)
+            if visible
+            else ""
+        )
         self.table.layout.display = "" if visible else "none"
         self.filter_box.layout.display = "" if len(entries) > 1 else "none"
         if record is not None and not entries:
@@ -210,7 +224,9 @@ class ExecutableList(widgets.VBox):
                     key = index
                     break
             else:
-                raise KeyError(f"no executable named {key!r}; listed: {', '.join(e.name for e in self.entries) or 'none'}")
+                raise KeyError(
+                    f"no executable named {key!r}; listed: {', '.join(e.name for e in self.entries) or 'none'}"
+                )
         self._pick(key)
         return self.request
 

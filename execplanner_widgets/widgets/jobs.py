@@ -64,9 +64,13 @@ class JobMonitor(widgets.VBox):
         self.max_poll = max_poll
         self.view = widgets.HTML(layout=widgets.Layout(width="100%"))
         self.details = widgets.HTML()
-        self.cancel_button = widgets.Button(description="Cancel", icon="stop", button_style="danger", disabled=True, layout=widgets.Layout(width="8em"))
+        self.cancel_button = widgets.Button(
+            description="Cancel", icon="stop", button_style="danger", disabled=True, layout=widgets.Layout(width="8em")
+        )
         self.cancel_button.on_click(lambda _: self.ask_cancel())
-        self.confirm_button = widgets.Button(description="Yes, cancel", button_style="danger", layout=widgets.Layout(width="9em", display="none"))
+        self.confirm_button = widgets.Button(
+            description="Yes, cancel", button_style="danger", layout=widgets.Layout(width="9em", display="none")
+        )
         self.confirm_button.on_click(lambda _: self._confirmed())
         self.keep_button = widgets.Button(description="Keep it", layout=widgets.Layout(width="7em", display="none"))
         self.keep_button.on_click(lambda _: self._kept())
@@ -237,7 +241,9 @@ class JobMonitor(widgets.VBox):
         if session is None or session.phase in FINAL_PHASES:
             self.status.value = status("There is no running session to cancel.", "muted")
             return
-        self.confirm_text.value = status(f"Cancel the session on {self.platform or 'its platform'}? Its work stops and the slot is released.", "no")
+        self.confirm_text.value = status(
+            f"Cancel the session on {self.platform or 'its platform'}? Its work stops and the slot is released.", "no"
+        )
         for widget in (self.confirm_text, self.confirm_button, self.keep_button):
             widget.layout.display = ""
         self.cancel_button.layout.display = "none"
@@ -269,7 +275,9 @@ class JobMonitor(widgets.VBox):
             cancelled = self.planner.cancel(session, platform=self.platform or None)
             with self._lock:
                 self.session = cancelled
-                self.status.value = status(f"The session is {cancelled.phase}.", "ok" if cancelled.phase in FINAL_PHASES else "wait")
+                self.status.value = status(
+                    f"The session is {cancelled.phase}.", "ok" if cancelled.phase in FINAL_PHASES else "wait"
+                )
 
         return self._canceller.start(work)
 
@@ -305,7 +313,12 @@ class JobMonitor(widgets.VBox):
             self.cancel_button.disabled = True
             return
         started = str(session.phase) not in ("OFFERED", "ACCEPTED", "WAITING", "REJECTED", "EXPIRED")
-        html = job_view(session, self.platform, self.history, log=self.output if self._log_reader is not None and (self.output or started) else None)
+        html = job_view(
+            session,
+            self.platform,
+            self.history,
+            log=self.output if self._log_reader is not None and (self.output or started) else None,
+        )
         if html != self.view.value:
             self.view.value = html
         details = pairs_table([row for row in session_rows(session) if row[0] not in ("Phase", "Identifier")])

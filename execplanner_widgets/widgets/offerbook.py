@@ -125,7 +125,10 @@ class OfferBook:
         return [
             entry
             for entry in self.entries
-            if entry.offer is not None and entry.state == OPEN and entry.key != self.accepted and not offer_expired(entry.offer.expires, now)
+            if entry.offer is not None
+            and entry.state == OPEN
+            and entry.key != self.accepted
+            and not offer_expired(entry.offer.expires, now)
         ]
 
     def next_expiry(self, now: datetime | None = None) -> datetime | None:

@@ -40,7 +40,15 @@ __all__ = ["OfferBrowser"]
 log = logging.getLogger(__name__)
 
 #: Words in NO reasons that point at the data rather than at the resources asked for.
-_DATA_WORDS = ("no such file", "cannot copy", "not found", "data item", "cannot read", "cannot reach the data", "permission denied")
+_DATA_WORDS = (
+    "no such file",
+    "cannot copy",
+    "not found",
+    "data item",
+    "cannot read",
+    "cannot reach the data",
+    "permission denied",
+)
 
 #: Every live browser, so that a kernel that ends releases their offers.
 _LIVE: weakref.WeakSet[OfferBrowser] = weakref.WeakSet()
@@ -84,13 +92,23 @@ class OfferBrowser(widgets.VBox):
     ) -> None:
         self.planner = planner
         self.release_others = release_others
-        self.find_button = widgets.Button(description="Find offers", icon="search", button_style="primary", layout=widgets.Layout(width="10em"))
+        self.find_button = widgets.Button(
+            description="Find offers", icon="search", button_style="primary", layout=widgets.Layout(width="10em")
+        )
         self.find_button.on_click(lambda _: self.find())
-        self.accept_button = widgets.Button(description="Accept", icon="check", button_style="success", disabled=True, layout=widgets.Layout(width="8em"))
+        self.accept_button = widgets.Button(
+            description="Accept",
+            icon="check",
+            button_style="success",
+            disabled=True,
+            layout=widgets.Layout(width="8em"),
+        )
         self.accept_button.on_click(lambda _: self.accept())
         self.progress = widgets.IntProgress(value=0, min=0, max=1, layout=widgets.Layout(width="8em", display="none"))
         self.progress_text = widgets.HTML(layout=widgets.Layout(flex="1 1 12em"))
-        self.view_toggle = widgets.ToggleButtons(options=["Table", "Timeline"], value="Table", layout=widgets.Layout(display="none"))
+        self.view_toggle = widgets.ToggleButtons(
+            options=["Table", "Timeline"], value="Table", layout=widgets.Layout(display="none")
+        )
         self.view_toggle.style.button_width = "6.5em"
         self.view_toggle.observe(lambda change: setattr(self, "view", change["new"]), "value")
         self.table = widgets.HTML(layout=widgets.Layout(display="none", width="100%"))
@@ -110,9 +128,14 @@ class OfferBrowser(widgets.VBox):
         self._calendar_reader = Worker("execplanner-calendars")
         self._clock = Repeater("execplanner-offer-clock", self._tick, tick)
         super().__init__(**kwargs)
-        self.channel = EventChannel(self, {"select": self._on_select, "accept": self._on_accept, "details": self._on_details})
+        self.channel = EventChannel(
+            self, {"select": self._on_select, "accept": self._on_accept, "details": self._on_details}
+        )
         self.children = [
-            widgets.HBox([self.find_button, self.accept_button, self.progress], layout=widgets.Layout(align_items="center", flex_flow="row wrap")),
+            widgets.HBox(
+                [self.find_button, self.accept_button, self.progress],
+                layout=widgets.Layout(align_items="center", flex_flow="row wrap"),
+            ),
             self.progress_text,
             self.status,
             self.view_toggle,
@@ -136,7 +159,9 @@ class OfferBrowser(widgets.VBox):
             self.status.value = status(self.blocked, "no")
             return False
         if self.request is None:
-            self.status.value = status("There is nothing to ask yet: pick an executable and fill in the resources.", "no")
+            self.status.value = status(
+                "There is nothing to ask yet: pick an executable and fill in the resources.", "no"
+            )
             return False
         with self._lock:
             if self._search.busy:
@@ -279,7 +304,9 @@ class OfferBrowser(widgets.VBox):
     def _update_find_button(self) -> None:
         """Find offers is live only when there is a complete request and no search running."""
         self.find_button.disabled = self.busy or bool(self.blocked) or self.request is None
-        self.find_button.tooltip = self.blocked or ("Asking the platforms ..." if self.busy else "Ask every platform for offers")
+        self.find_button.tooltip = self.blocked or (
+            "Asking the platforms ..." if self.busy else "Ask every platform for offers"
+        )
 
     @observe("blocked")
     def _blocked_changed(self, change: dict[str, Any]) -> None:
@@ -402,12 +429,16 @@ class OfferBrowser(widgets.VBox):
             entry = self.book.entry(key)
             left = countdown(entry.offer.expires, now)
             self.status.value = status(
-                f"Selected: {entry.title}, starting {when(entry.offer.start, now)}; open for {left}. Accept to book it.", "info"
+                f"Selected: {entry.title}, starting {when(entry.offer.start, now)}; open for {left}. Accept to book it.",
+                "info",
             )
             return
         soonest = self.book.next_expiry(now)
         if soonest is not None:
-            self.status.value = status(f"Select an offer, then Accept to book it; the first offers expire in {countdown(soonest, now)}.", "muted")
+            self.status.value = status(
+                f"Select an offer, then Accept to book it; the first offers expire in {countdown(soonest, now)}.",
+                "muted",
+            )
         elif self.book.entries and any(entry.offer is not None for entry in self.book.entries):
             self.status.value = status("Every offer has expired; Find offers again for new ones.", "no")
 
@@ -462,7 +493,14 @@ class OfferBrowser(widgets.VBox):
             self._draw()
             others = book.open_offers() if self.release_others else []
         # the platform rejects its own sibling offers; the other platforms' offers are rejected here
-        siblings = [other for other in book.entries if other.offer is not None and other.platform == entry.platform and other.key != entry.key and other.state == "OFFERED"]
+        siblings = [
+            other
+            for other in book.entries
+            if other.offer is not None
+            and other.platform == entry.platform
+            and other.key != entry.key
+            and other.state == "OFFERED"
+        ]
         foreign = [other for other in others if other.platform != entry.platform]
         self._reject_all(foreign, book)
         for sibling in siblings:
@@ -531,17 +569,35 @@ class OfferBrowser(widgets.VBox):
         bars = []
         for number, (platform, title, session) in enumerate(self.bookings):
             if session.start is not None and session.end is not None:
-                bars.append(TimelineBar(key=f"b{number}", platform=platform, title=title, start=session.start, end=session.end, state=str(session.phase), mine=True))
+                bars.append(
+                    TimelineBar(
+                        key=f"b{number}",
+                        platform=platform,
+                        title=title,
+                        start=session.start,
+                        end=session.end,
+                        state=str(session.phase),
+                        mine=True,
+                    )
+                )
         return bars
 
     def _read_calendars(self) -> None:
         """Once per search, in the background: the calendars of the platforms that made offers
         (hosted platforms keep one; the others say they do not, and get no shading)."""
-        wanted = sorted({entry.platform for entry in self.book.entries if entry.offer is not None} - set(self.calendars))
+        wanted = sorted(
+            {entry.platform for entry in self.book.entries if entry.offer is not None} - set(self.calendars)
+        )
         if not wanted or self._calendar_reader.busy or not hasattr(self.planner, "calendar"):
             return
-        ends = [entry.offer.end for entry in self.book.entries if entry.offer is not None and entry.offer.end is not None]
-        hours = min(24 * 14, max(1.0, ((max(ends) - datetime.now(timezone.utc)).total_seconds() / 3600) + 1)) if ends else 24
+        ends = [
+            entry.offer.end for entry in self.book.entries if entry.offer is not None and entry.offer.end is not None
+        ]
+        hours = (
+            min(24 * 14, max(1.0, ((max(ends) - datetime.now(timezone.utc)).total_seconds() / 3600) + 1))
+            if ends
+            else 24
+        )
 
         def work() -> None:
             for name in wanted:
@@ -574,4 +630,6 @@ class OfferBrowser(widgets.VBox):
             return ""
         now = datetime.now(timezone.utc)
         calendars = [calendar for calendar in self.calendars.values() if calendar is not None]
-        return offers_view(self.book.rows(now), now, static=True) + timeline_svg(self.book.bars() + self._booking_bars(), calendars, now=now, static=True)
+        return offers_view(self.book.rows(now), now, static=True) + timeline_svg(
+            self.book.bars() + self._booking_bars(), calendars, now=now, static=True
+        )

@@ -149,7 +149,12 @@ class TextField:
 
     @classmethod
     def create(cls, key: str, label: str, placeholder: str) -> TextField:
-        return cls(key, label, widgets.Text(placeholder=placeholder, continuous_update=False, layout=widgets.Layout(flex="1 1 12em")), widgets.HTML())
+        return cls(
+            key,
+            label,
+            widgets.Text(placeholder=placeholder, continuous_update=False, layout=widgets.Layout(flex="1 1 12em")),
+            widgets.HTML(),
+        )
 
     def inputs(self) -> list[widgets.Widget]:
         return [self.text]
@@ -178,7 +183,9 @@ class ResourceForm(widgets.VBox):
     def __init__(self, request: ExecutionRequest | None = None, **kwargs: Any) -> None:
         self.cores = RangeField.create("compute.cores", "Cores", "4", sized=False)
         self.memory = RangeField.create("compute.memory", "Memory", "8", sized=True)
-        self.duration = TextField.create("schedule.requested.duration", "Duration", "how long, e.g. 2 hours, 90m or PT2H")
+        self.duration = TextField.create(
+            "schedule.requested.duration", "Duration", "how long, e.g. 2 hours, 90m or PT2H"
+        )
         self.start = TextField.create(
             "schedule.requested.start", "Start", "any time, or e.g. 2026-11-22T14:00Z or 2026-11-22T14:00Z/PT6H"
         )
@@ -221,7 +228,12 @@ class ResourceForm(widgets.VBox):
             widget.observe(lambda _change: self._validate(), "value")
 
     def _layout_fields(self) -> None:
-        rows: list[widgets.Widget] = [self.cores.widget(), self.memory.widget(), self.duration.widget(), self.start.widget()]
+        rows: list[widgets.Widget] = [
+            self.cores.widget(),
+            self.memory.widget(),
+            self.duration.widget(),
+            self.start.widget(),
+        ]
         for size, lifetime in self.storage:
             rows += [size.widget(), lifetime.widget()]
         self.fields_box.children = tuple(rows)
@@ -229,7 +241,9 @@ class ResourceForm(widgets.VBox):
     def _storage_row(self, index: int, count: int) -> tuple[RangeField, TextField]:
         suffix = f" {index + 1}" if count > 1 else ""
         size = RangeField.create(f"storage[{index}].size", f"Storage{suffix}", "20", sized=True)
-        lifetime = TextField.create(f"storage[{index}].lifetime", f"Kept for{suffix}", "how long results stay, e.g. 4h or P7D")
+        lifetime = TextField.create(
+            f"storage[{index}].lifetime", f"Kept for{suffix}", "how long results stay, e.g. 4h or P7D"
+        )
         self._watch(size)
         self._watch(lifetime)
         return size, lifetime
@@ -247,7 +261,7 @@ class ResourceForm(widgets.VBox):
             self.start.text.value = str(window) if window is not None else ""
             count = max(1, len(request.storage))
             self.storage = [self._storage_row(index, count) for index in range(count)]
-            for (size, lifetime), item in zip(self.storage, request.storage):
+            for (size, lifetime), item in zip(self.storage, request.storage, strict=False):  # one empty row when none
                 size.fill(item.size.min if item.size else None, item.size.max if item.size else None)
                 lifetime.text.value = human_duration(item.lifetime) if item.lifetime is not None else ""
             self._layout_fields()
@@ -277,7 +291,9 @@ class ResourceForm(widgets.VBox):
         attempt(self.cores.key, self.cores.read)
         attempt(self.memory.key, self.memory.read)
         attempt(self.duration.key, lambda: read_duration(self.duration.text.value))
-        attempt(self.start.key, lambda: TimeInterval.parse(self.start.text.value) if self.start.text.value.strip() else None)
+        attempt(
+            self.start.key, lambda: TimeInterval.parse(self.start.text.value) if self.start.text.value.strip() else None
+        )
         for size, lifetime in self.storage:
             attempt(size.key, size.read)
             attempt(lifetime.key, lambda lifetime=lifetime: read_duration(lifetime.text.value))
@@ -305,7 +321,11 @@ class ResourceForm(widgets.VBox):
             given_size, given_lifetime = values.get(size.key), values.get(lifetime.key)
             if index >= len(written) and not given_size and given_lifetime is None:
                 continue  # the spare row, left empty: no storage asked for
-            item = dict(written[index]) if index < len(written) else {"kind": kind_uri("storage", "simple-storage-resource")}
+            item = (
+                dict(written[index])
+                if index < len(written)
+                else {"kind": kind_uri("storage", "simple-storage-resource")}
+            )
             _put(item, "size", given_size)
             schedule = dict(item.get("schedule") or {})
             available = dict(schedule.get("available") or {})
@@ -341,7 +361,9 @@ class ResourceForm(widgets.VBox):
             field.message.value = field_message(errors.get(field.key))
         general = errors.get("request")
         if general:
-            self.summary.value = status(general[:1].upper() + general[1:] + ".", "no" if self.source is not None else "muted")
+            self.summary.value = status(
+                general[:1].upper() + general[1:] + ".", "no" if self.source is not None else "muted"
+            )
         elif errors:
             self.summary.value = status("Correct the fields marked \u26a0 before asking for offers.", "no")
         elif request is not None:

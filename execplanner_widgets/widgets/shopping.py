@@ -80,7 +80,7 @@ def basket_item(item: Any) -> BasketItem:
             raise ValueError("an empty string is not a location")
         return BasketItem(location, {"kind": _SIMPLE, "location": location})
     if isinstance(item, Mapping) or (hasattr(item, "keys") and hasattr(item, "__getitem__")):
-        values = {str(key): item[key] for key in item.keys()}
+        values = {str(key): item[key] for key in item.keys()}  # noqa: SIM118 - a query row iterates over its values
         label = next((_text(values[key]) for key in _NAME_KEYS if _text(values.get(key))), None)
         if values.get("kind"):
             try:
@@ -133,7 +133,9 @@ class _Row(widgets.VBox):
             layout=widgets.Layout(flex="1 1 auto", min_width="12em"),
             continuous_update=False,
         )
-        self.basket = widgets.Dropdown(options=[("pick from basket ...", -1)], value=-1, layout=widgets.Layout(width="14em"))
+        self.basket = widgets.Dropdown(
+            options=[("pick from basket ...", -1)], value=-1, layout=widgets.Layout(width="14em")
+        )
         self.message = widgets.HTML()
         self._syncing = False
         self.location.observe(self._typed, "value")
@@ -159,7 +161,9 @@ class _Row(widgets.VBox):
             hint = item.location_hint or ""
             if self.location.value != hint:
                 self.location.value = hint
-            self.basket.options = [("pick from basket ...", -1)] + [(entry.label, number) for number, entry in enumerate(basket)]
+            self.basket.options = [("pick from basket ...", -1)] + [
+                (entry.label, number) for number, entry in enumerate(basket)
+            ]
             self.basket.value = -1
             self.basket.layout.display = "" if basket else "none"
         finally:
@@ -314,7 +318,7 @@ class ShoppingList(widgets.VBox):
             self.missing = []
             self.complete = False
             return
-        for row, item in zip(self.rows, request.data):
+        for row, item in zip(self.rows, request.data, strict=True):
             row.show(item, self._basket_items)
         missing = [_label(item, i) for i, item in enumerate(request.data) if item.is_required and not item.is_located]
         if not request.data:
