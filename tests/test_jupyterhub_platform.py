@@ -167,6 +167,7 @@ async def test_booking_waits_then_is_available_then_the_saved_notebook_comes_bac
         + json.dumps((await hub_platform.job(uuid, user="ada")).model_dump(mode="json"))
     )
     assert live_hub.token not in everything
+    assert live_hub.token not in live_hub.log()  # nor in the hub's own log
 
 
 @pytest.mark.asyncio
