@@ -211,6 +211,11 @@ class HostedOptions(BaseModel):
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
             raise ValueError(f"reservation names must be unique; repeated: {', '.join(repeated)}")
+        if self.executor == "dask" and self.serves_many and self.isolation.mode != "none":
+            raise ValueError(
+                "the dask executor runs user code in Dask workers as the server's user, without isolation; "
+                "a platform for several people must say 'isolation: none' to accept that (or use executor: subprocess)"
+            )
         return self
 
     @property
