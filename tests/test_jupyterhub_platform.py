@@ -94,10 +94,6 @@ async def test_no_without_a_hub_account_or_a_fitting_profile(hub_platform: Hoste
     assert any("largest server profile here, large" in reason for reason in too_big.reasons)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the platform does not yet ask the executor to shape a request (Executor.fit(need) in HostedPlatform.offers)",
-)
 @pytest.mark.asyncio
 async def test_offers_are_rounded_up_to_a_profile(hub_platform: HostedPlatform, tmp_path: Path):
     """2 cores and 1 GiB asked: the smallest profile that fits is 'large' (2 cores, 2 GiB), and that is

@@ -299,6 +299,8 @@ class HostedPlatform(Platform):
         capacity = await self.capacity()
         problems = checks.problems(request, self.options, capacity, self.allocation(user), self.executor, self.title)
         plan, timing = plan_request(request, self.options, precise_now())
+        if plan is not None:
+            plan.need = self.executor.fit(plan.need)
         problems.extend((checks.message(text, requirement="schedule.requested.start"), None) for text in timing)
         if plan is not None and not problems:
             refusals = await self.service.refusals(plan, user)

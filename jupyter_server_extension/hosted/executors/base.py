@@ -202,6 +202,11 @@ class Executor:
         """NO reasons from the engine's own limits for ``need`` by ``user`` (none by default)."""
         return []
 
+    def fit(self, need: Need) -> Need:
+        """``need`` in the shapes this engine really gives (a hub's server profiles, say): what is
+        offered and booked. Unchanged by default; a need no shape fits is left for :meth:`refusals`."""
+        return need
+
     # ------------------------------------------------------------------------ booking
 
     async def booked(self, slot: BookedSlot) -> None:
