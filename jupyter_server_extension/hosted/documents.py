@@ -99,7 +99,7 @@ def _connectors(row: SessionRow, phase: SessionPhase, links: Links, session_dir:
     )
     job = links.job(row.uuid)
     if job is not None:
-        found = [{"kind": UWS_CONNECTOR, "status": status, "protocol": "HTTP", "location": job}]
+        found = [{"kind": UWS_CONNECTOR, "status": status, "protocol": _protocol(job), "location": job}]
     else:
         found = [
             {
@@ -115,11 +115,16 @@ def _connectors(row: SessionRow, phase: SessionPhase, links: Links, session_dir:
             {
                 "kind": WEB_CONNECTOR,
                 "status": "FINISHED" if finished else "AVAILABLE",
-                "protocol": "HTTP",
+                "protocol": _protocol(web["url"]),
                 "location": web["url"],
             }
         )
     return found
+
+
+def _protocol(url: str) -> str:
+    """The connector's protocol as the schema names it: HTTPS for an https URL, else HTTP."""
+    return "HTTPS" if url.lower().startswith("https:") else "HTTP"
 
 
 def _results(row: SessionRow, links: Links, session_dir: Path) -> list[dict[str, Any]]:
