@@ -11,8 +11,10 @@ hosted platform's ExecutionBroker ``POST execplanner/platforms/{name}/requests``
 
 from __future__ import annotations
 
+import http.server
 import json
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -23,7 +25,7 @@ import psutil
 import pytest
 import requests
 import yaml
-from jupyter_live import LiveServer, run_jupyter_server
+from jupyter_live import LiveServer, free_port, run_jupyter_server
 
 from execplanner_widgets.model import format_instant, utcnow
 
@@ -359,3 +361,55 @@ def test_a_uws_job_whose_notebook_failed_with_colour_codes_is_valid_xml(tmp_path
         assert error.status_code == 200 and "\x1b" not in error.text
         log = live.log()
     assert "Traceback" not in log, log[-3000:]
+
+
+class _Garbage(http.server.BaseHTTPRequestHandler):
+    """A broker platform that fails every way: 500 with HTML, truncated JSON, a YAML alias bomb."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        kind = self.path.strip("/").split("/")[0]
+        if kind == "html500":
+            body, status, content_type = b"<html>Internal Server Error</html>", 500, "text/html"
+        elif kind == "truncated":
+            body, status, content_type = b'{"result": "YES", "offers": [', 200, "application/json"
+        else:
+            body, status, content_type = ALIAS_BOMB.encode(), 200, "application/yaml"
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_failing_broker_platforms_are_error_results_without_tracebacks(tmp_path: Path) -> None:
+    garbage = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Garbage)
+    thread = threading.Thread(target=garbage.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{garbage.server_address[1]}"
+    closed = free_port()
+    entries = [
+        {"name": "html500", "broker": {"url": f"{base}/html500/"}},
+        {"name": "truncated", "broker": {"url": f"{base}/truncated/"}},
+        {"name": "bomb", "broker": {"url": f"{base}/bomb/"}},
+        {"name": "closed", "broker": {"url": f"http://127.0.0.1:{closed}/"}},
+    ]
+    platforms = tmp_path / "platforms.yaml"
+    platforms.write_text(yaml.safe_dump({"timeout": 10, "platforms": entries}))
+    try:
+        with run_jupyter_server(tmp_path / "server", platforms) as live:
+            before = rss(live)
+            answer = live.post("execplanner/api/offers", json=base_request())
+            growth = rss(live) - before
+            log = live.log()
+    finally:
+        garbage.shutdown()
+        garbage.server_close()
+    assert answer.status_code == 200, answer.text
+    statuses = {item["platform"]: item["status"] for item in answer.json()}
+    assert statuses == dict.fromkeys(("html500", "truncated", "bomb", "closed"), "ERROR"), answer.text
+    assert growth < MAX_GROWTH
+    assert "Traceback" not in log, log[-4000:]
