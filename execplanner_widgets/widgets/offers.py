@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -49,6 +50,9 @@ _DATA_WORDS = (
     "cannot reach the data",
     "permission denied",
 )
+
+#: Seconds between redraws of the table while answers stream in (it is drawn again when all are in).
+DRAW_EVERY = 0.25
 
 #: Every live browser, so that a kernel that ends releases their offers.
 _LIVE: weakref.WeakSet[OfferBrowser] = weakref.WeakSet()
@@ -120,6 +124,9 @@ class OfferBrowser(widgets.VBox):
         self._generation = 0
         self._details_key = ""
         self._drawn: tuple[str, str] = ("", "")
+        self._drawn_at = 0.0
+        self._pending_draw: threading.Timer | None = None
+        self._closing = False
         self._search = Worker("execplanner-find-offers", on_error=self._search_failed)
         self._booking = Worker("execplanner-accept", on_error=self._booking_failed)
         self._releases: list[threading.Thread] = []
@@ -216,7 +223,12 @@ class OfferBrowser(widgets.VBox):
         self.results = [*self.results, result]
         self.answered = len(self.results)  # after results: observers of the count see every answer
         self._show_progress()
-        self._draw()
+        if time.monotonic() - self._drawn_at >= DRAW_EVERY:  # many answers at once: one table, not one per answer
+            self._draw()
+        elif self._pending_draw is None:  # drawn a moment ago: draw again soon, so no answer waits for the next
+            self._pending_draw = threading.Timer(DRAW_EVERY, self._draw_later, args=(self._generation,))
+            self._pending_draw.daemon = True
+            self._pending_draw.start()
         if any(entry.offer is not None for entry in added):
             self._clock.start()
 
@@ -539,8 +551,17 @@ class OfferBrowser(widgets.VBox):
 
     # -------------------------------------------------------------------------------- drawing
 
+    def _draw_later(self, generation: int) -> None:
+        with self._lock:
+            self._pending_draw = None
+            if generation == self._generation:
+                self._draw()
+
     def _draw(self, now: datetime | None = None) -> None:
         """Render the current view from the book; send it only if it changed."""
+        if self._closing:
+            return
+        self._drawn_at = time.monotonic()
         now = now or datetime.now(timezone.utc)
         has_rows = bool(self.book.entries)
         self.view_toggle.layout.display = "" if has_rows else "none"
@@ -612,9 +633,12 @@ class OfferBrowser(widgets.VBox):
 
     def close(self) -> None:
         self._generation += 1
+        self._closing = True
         self._clock.stop(timeout=1.0)
         try:
             self.release(timeout=10.0)
+        except Exception:  # closing (also at garbage collection) must not fail; unreleased offers expire
+            log.debug("releasing offers on close failed", exc_info=True)
         finally:
             _LIVE.discard(self)
             super().close()
