@@ -468,3 +468,18 @@ async def test_user_code_in_the_slurm_job_is_isolated(slurm_platforms, tmp_path,
         assert "uid 0" not in lines, lines
     job = next(line.split()[1] for line in lines if line.startswith("job "))
     assert job.isdigit() and f"Slurm job {job}" in texts(done)
+
+
+@pytest.mark.asyncio
+async def test_memory_beyond_the_booking_fails_the_job_with_the_reason(slurm_platforms):
+    """Slurm gives the job --mem of the booking, and the run cannot allocate past it; a failing
+    script's own error line is the session's reason, as on the subprocess executor."""
+    hpc = slurm_platforms()
+    session = await book(hpc, request_document(DATA / "allocate.py", memory=1, duration="PT2M"))
+    done = await finished(hpc, session.meta.uuid)
+    assert done.phase is SessionPhase.FAILED, texts(done)
+    last = done.messages[-1].text
+    assert "MemoryError" in last and "booked memory limit is 1 GiB" in last and "FAILED" in last, last
+    failing = await book(hpc, request_document(DATA / "failing.py", duration="PT2M"))
+    done = await finished(hpc, failing.meta.uuid)
+    assert done.phase is SessionPhase.FAILED and "exit code" in done.messages[-1].text, texts(done)
