@@ -205,6 +205,8 @@ async def test_accept_reserves_the_slot_and_the_job_runs_inside_it_to_completed(
         1024,
         "COMPLETED",
     )
+    job = await hpc.job(uuid, user=USER)  # the UWS view of the same session
+    assert job.phase.value == "COMPLETED"
     # released once it ended
     await eventually(lambda: _async(not own_reservations(slurm_cluster)), 30)
 
@@ -480,6 +482,8 @@ async def test_memory_beyond_the_booking_fails_the_job_with_the_reason(slurm_pla
     assert done.phase is SessionPhase.FAILED, texts(done)
     last = done.messages[-1].text
     assert "MemoryError" in last and "booked memory limit is 1 GiB" in last and "FAILED" in last, last
+    job = await hpc.job(session.meta.uuid, user=USER)
+    assert job.phase.value == "ERROR" and job.error_summary and "MemoryError" in job.error_summary.message
     failing = await book(hpc, request_document(DATA / "failing.py", duration="PT2M"))
     done = await finished(hpc, failing.meta.uuid)
     assert done.phase is SessionPhase.FAILED and "exit code" in done.messages[-1].text, texts(done)
