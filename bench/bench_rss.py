@@ -32,6 +32,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument(
+        "--skip",
+        default="",
+        help="leave out parts of the mix (to find what grows): " + "status,platforms,offers,calendar,federation,bad",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch) / "server"
@@ -48,30 +53,37 @@ def main() -> None:
             broker = base + "execplanner/platforms/bench/"
             reject = {"kind": "uri:enum-value-update", "path": "phase", "value": "REJECTED"}
 
-            def mix(session: requests.Session) -> None:
-                checked(session.get(base + "api/status", headers=headers, timeout=60))
-                checked(session.get(base + "execplanner/api/platforms", headers=headers, timeout=60))
+            def offers_flow(session: requests.Session) -> None:
                 answer = checked(session.post(broker + "requests", json=request, headers=headers, timeout=60)).json()
                 checked(session.get(broker + f"offersets/{answer['meta']['uuid']}", headers=headers, timeout=60))
                 for offer in answer.get("offers", [])[:1]:
-                    checked(
-                        session.post(
-                            broker + f"sessions/{offer['meta']['uuid']}", json=reject, headers=headers, timeout=60
-                        )
-                    )
-                checked(
+                    url = broker + f"sessions/{offer['meta']['uuid']}"
+                    checked(session.post(url, json=reject, headers=headers, timeout=60))
+
+            calls = {
+                "status": lambda session: checked(session.get(base + "api/status", headers=headers, timeout=60)),
+                "platforms": lambda session: checked(
+                    session.get(base + "execplanner/api/platforms", headers=headers, timeout=60)
+                ),
+                "offers": offers_flow,  # three requests (four with the reject)
+                "calendar": lambda session: checked(
                     session.get(base + "execplanner/api/platforms/bench/calendar?hours=6", headers=headers, timeout=60)
-                )
-                checked(
-                    session.post(base + "execplanner/api/offers", json=request, headers=headers, timeout=60),
-                    200,
-                )
-                checked(
+                ),
+                "federation": lambda session: checked(
+                    session.post(base + "execplanner/api/offers", json=request, headers=headers, timeout=60)
+                ),
+                "bad": lambda session: checked(
                     session.post(broker + "requests", json={"executable": {"kind": 7}}, headers=headers, timeout=60),
                     400,
-                )
+                ),
+            }
+            chosen = [calls[name] for name in calls if name not in args.skip.split(",")]
 
-            per_mix = 8 + 1  # requests per mix (one reject)
+            def mix(session: requests.Session) -> None:
+                for call in chosen:
+                    call(session)
+
+            per_mix = len(chosen) + (3 if offers_flow in chosen else 0)  # requests per mix
             mixes = max(1, args.requests // per_mix)
             counter = itertools.count()
             samples: list[tuple[int, float]] = []

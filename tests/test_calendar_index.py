@@ -209,3 +209,15 @@ def test_a_need_above_the_capacity_finds_nothing():
         cores=9, memory=1, storage=0, cores_max=9, memory_max=1, storage_max=0, duration=10, storage_duration=10
     )
     assert calendar.find_slots(wanted, Capacity(8, 8, None), 0, 1000, 3) == []
+
+
+def test_replacing_entries_many_times_keeps_the_heaps_small_and_expiry_right():
+    calendar = BookingCalendar()
+    for round_ in range(3000):  # one offer changed again and again (as flushes replace a session's holds)
+        calendar.put("offer", [Hold(1000, 2000, 1, 1, 0)], owner="ann", expires=500 + round_ % 3)
+    calendar.put("booking", [Hold(0, 3000, 2, 0, 0)])
+    assert len(calendar._expiry) <= 2 * len(calendar.entries) + 1030
+    assert len(calendar._ends) <= 2 * len(calendar.entries) + 1030
+    assert calendar.peak(1000, 1001) == (3, 1, 0)
+    calendar.expire(502)  # the last expiry written (500 + 2999 % 3) is the one that counts
+    assert calendar.peak(1000, 1001) == (2, 0, 0)

@@ -464,10 +464,28 @@ class BookingCalendar:
     def _schedule(self, key: Hashable, entry: _Entry) -> None:
         """Remember when ``key`` lapses (an offer) and when it is over (so the past is dropped)."""
         self._sequence += 1
+        if len(self._ends) > 2 * len(self.entries) + 1024:  # replaced entries leave stale items: compact
+            self._compact()
         if entry.expires is not None:
             heapq.heappush(self._expiry, (entry.expires, self._sequence, key))
         if entry.holds:
             heapq.heappush(self._ends, (max(hold.end for hold in entry.holds), self._sequence, key))
+
+    def _compact(self) -> None:
+        """Rebuild both heaps from the live entries (stale items of replaced entries are dropped)."""
+        self._expiry = [
+            (entry.expires, index, key)
+            for index, (key, entry) in enumerate(self.entries.items())
+            if entry.expires is not None
+        ]
+        self._ends = [
+            (max(hold.end for hold in entry.holds), index, key)
+            for index, (key, entry) in enumerate(self.entries.items())
+            if entry.holds
+        ]
+        heapq.heapify(self._expiry)
+        heapq.heapify(self._ends)
+        self._sequence = len(self.entries)
 
     def _owner(self, owner: Hashable) -> Usage:
         usage = self.owners.get(owner)
