@@ -15,7 +15,7 @@ Everything here is done on behalf of a user the server does not trust, with the 
   user's ``0600`` file is theirs, not the caller's);
 * without ``local_roots``, a platform that serves several people copies no local file at all (the
   provider names the folders); a single-user platform copies from anywhere but the system folders
-  (``/etc``, ``/proc``, ``/dev``, ``/root`` ...);
+  (``/etc``, ``/proc``, ``/dev``, ``/var`` ...);
 * bytes are counted while copying, and the copy stops at the item's limit and at the session's total
   (its booked storage): the session fails with that reason and the partial copy is removed;
 * ``http(s)`` URLs whose host resolves to a loopback, private, link-local or otherwise special
@@ -75,12 +75,9 @@ def safe_name(name: str, default: str = "item") -> str:
     return cleaned or default
 
 
-#: Never copied from when no roots are named: the system's folders.
-SYSTEM_FOLDERS = tuple(
-    Path(name)
-    for name in ("/proc", "/sys", "/dev", "/run", "/etc", "/boot", "/var", "/usr", "/bin", "/sbin", "/lib",
-                 "/lib32", "/lib64", "/libx32", "/root", "/srv", "/snap")
-)  # fmt: skip
+#: Never copied from when no roots are named: the system's state, devices and configuration.
+#: (Home folders are not listed: their secrets live under hidden names, which are always refused.)
+SYSTEM_FOLDERS = tuple(Path(name) for name in ("/proc", "/sys", "/dev", "/run", "/etc", "/boot", "/var"))
 
 _ANYWHERE = Path("/")
 
