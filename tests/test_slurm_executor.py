@@ -425,7 +425,7 @@ def test_slurm_options_are_checked_and_named(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(
         "platforms:\n  - name: hpc\n    hosted:\n      executor: slurm\n"
-        "      slurm: {poll_interval: -1, sbatch_args: [--wrap=rm], colour: blue}\n"
+        "      slurm: {poll_interval: -1, sbatch_args: [--wrap=rm], colour: blue, account: 'a b'}\n"
     )
     with pytest.raises(ConfigError) as caught:
         build_federation(load_platforms_file(bad), default_context(tmp_path / "state"))
@@ -435,6 +435,7 @@ def test_slurm_options_are_checked_and_named(tmp_path):
         "hosted.slurm.poll_interval",
         "hosted.slurm.sbatch_args",
         "hosted.slurm.colour",
+        "hosted.slurm.account",
     ):
         assert field in text, text
 

@@ -62,14 +62,22 @@ FINAL_JOB_STATES = {
 }
 
 
+#: Partition and account names: one word (they become ``Key=Value`` arguments of Slurm commands).
+SLURM_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,63}$"
+
+
 class SlurmOptions(BaseModel):
     """``hosted: {executor: slurm, slurm: {...}}``: which part of the cluster, as whom, and how."""
 
     model_config = ConfigDict(extra="forbid")
 
-    partition: str = Field(description="The Slurm partition sessions run in (its nodes are the platform's capacity)")
+    partition: str = Field(
+        pattern=SLURM_NAME, description="The Slurm partition sessions run in (its nodes are the platform's capacity)"
+    )
     account: str | None = Field(
-        default=None, description="Slurm account jobs are charged to; none means the Unix user's default account"
+        default=None,
+        pattern=SLURM_NAME,
+        description="Slurm account jobs are charged to; none means the Unix user's default account",
     )
     accounts: dict[str, str] = Field(
         default_factory=dict, description="Per platform user, the Slurm account their sessions are charged to"
@@ -96,6 +104,16 @@ class SlurmOptions(BaseModel):
         default_factory=dict, description="Variables for the Slurm commands the server runs (e.g. SLURM_CONF)"
     )
     pending_estimates: bool = Field(default=True, description="Count pending jobs at the start Slurm expects for them")
+
+    @field_validator("accounts")
+    @classmethod
+    def _account_names(cls, value: dict[str, str]) -> dict[str, str]:
+        import re
+
+        for user, account in value.items():
+            if not re.match(SLURM_NAME, account):
+                raise ValueError(f"the account of {user!r} ({account!r}) is not a Slurm account name")
+        return value
 
     @field_validator("sbatch_args")
     @classmethod
