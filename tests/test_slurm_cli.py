@@ -56,10 +56,8 @@ def test_parse_test_only_line() -> None:
 
 
 def test_missing_command_is_a_clear_error() -> None:
-    cli = SlurmCLI(bin_dir="/nonexistent")
-    cli._program  # noqa: B018 - the lookup itself is what is tested below
-    with pytest.raises(SlurmError, match="not installed"):
-        asyncio.run(SlurmCLI(environment={"PATH": "/nonexistent"}).run("no-such-slurm-command"))
+    with pytest.raises(SlurmError, match="'no-such-slurm-command' is not installed"):
+        asyncio.run(SlurmCLI(bin_dir="/nonexistent").run("no-such-slurm-command"))
 
 
 def test_cluster_node_idle_and_a_plain_job_runs(slurm_cluster) -> None:  # noqa: F811
