@@ -109,7 +109,7 @@ class OfferBrowser(widgets.VBox):
         )
         self.accept_button.on_click(lambda _: self.accept())
         self.progress = widgets.IntProgress(value=0, min=0, max=1, layout=widgets.Layout(width="8em", display="none"))
-        self.progress_text = widgets.HTML(layout=widgets.Layout(flex="1 1 12em"))
+        self.progress_text = widgets.HTML()
         self.view_toggle = widgets.ToggleButtons(
             options=["Table", "Timeline"], value="Table", layout=widgets.Layout(display="none")
         )
