@@ -488,3 +488,20 @@ async def test_memory_beyond_the_booking_fails_the_job_with_the_reason(slurm_pla
     failing = await book(hpc, request_document(DATA / "failing.py", duration="PT2M"))
     done = await finished(hpc, failing.meta.uuid)
     assert done.phase is SessionPhase.FAILED and "exit code" in done.messages[-1].text, texts(done)
+
+
+@pytest.mark.asyncio
+async def test_a_reservation_slurm_refuses_is_an_executor_refusal_with_slurms_reason(slurm_platforms, slurm_cluster):  # noqa: F811
+    from datetime import timezone
+
+    from jupyter_server_extension.hosted.executors import BookedSlot, ExecutorRefused
+
+    hpc = slurm_platforms()
+    start = utcnow().astimezone(timezone.utc) + timedelta(hours=1)
+    too_big = BookedSlot("refused-session", USER, start, start + timedelta(minutes=10), 64, 1, 0)
+    with pytest.raises(ExecutorRefused, match="Slurm would not reserve 64 cores then: .+") as refused:
+        await hpc.executor.booked(too_big)
+    assert too_big.handle is None and "scontrol" in refused.value.reason
+    assert own_reservations(slurm_cluster) == []
+    # releasing a slot whose reservation is already gone is quiet
+    await hpc.executor.released(too_big)
