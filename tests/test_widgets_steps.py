@@ -724,3 +724,16 @@ def test_the_timeline_shades_hosted_calendars_and_hatches_the_users_bookings(tmp
         browser.close()
     finally:
         planner.close()
+
+
+def test_the_end_of_a_job_is_announced_once_in_the_browser(platforms):  # noqa: F811 - fixture
+    """A job that ends while watched adds a one-time notifier (browser notification where allowed);
+    its text is JSON in an escaped attribute; a session seen already ended gets none."""
+    monitor = JobMonitor(platforms.planner, booked(platforms, "remote"), platform="remote", poll=0.1)
+    assert "ep-notify" not in monitor.view.value
+    wait_for(lambda: monitor.phase == "COMPLETED", RUN_FOR + WAIT, "the session to complete")
+    notifier = re.search(r'<img alt="" src="data:," style="display:none" class="ep-notify" onerror="([^"]*)">', monitor.view.value)
+    assert notifier and "has ended: COMPLETED" in notifier.group(1) and "sessionStorage" in notifier.group(1)
+    monitor.close()
+    seen_ended = JobMonitor(platforms.planner, platforms.planner.session(monitor.session, platform="remote"), platform="remote")
+    assert "ep-notify" not in seen_ended.view.value

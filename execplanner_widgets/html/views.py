@@ -134,6 +134,8 @@ def render(template: str, **values: Any) -> str:
 #: kernel through the hosting widget's hidden text box; a timestamp makes every click a change.
 DISPATCH = Markup(
     "var b=event.target.closest('[data-ep]');if(!b||b.disabled)return;"
+    "if(window.Notification&&Notification.permission==='default'&&/^accept/.test(b.getAttribute('data-ep')))"
+    "Notification.requestPermission();"
     "var h=this.closest('.ep-host'),i=h&&h.querySelector(':scope>.ep-events input');"
     "if(i){i.value=b.getAttribute('data-ep')+'|'+Date.now();i.dispatchEvent(new Event('input',{bubbles:true}));}"
 )
@@ -460,6 +462,22 @@ def _timing(session: Any, now: datetime) -> str:
 # ------------------------------------------------------------------------------------- the job
 
 
+def _notifier(key: str, title: str, body: str) -> Markup:
+    """A one-time browser notification (where the user allowed them; asked on Accept) and a mark in
+    the tab's title, fired by the element's load error. ``sessionStorage`` keeps it to once per
+    session and tab, however often the view is drawn again. ``key``, ``title`` and ``body`` are
+    passed as JSON inside an escaped attribute, so no text can break out of the script."""
+    import json
+
+    code = (
+        f"var k={json.dumps('execplanner-ended-' + key)},t={json.dumps(title)},m={json.dumps(body)};"
+        "try{if(!sessionStorage.getItem(k)){sessionStorage.setItem(k,'1');"
+        "if(window.Notification&&Notification.permission==='granted'){new Notification(t,{body:m});}"
+        "if(!document.hasFocus()){document.title='\u2713 '+document.title;}}}catch(e){}this.remove();"
+    )
+    return Markup(f'<img alt="" src="data:," style="display:none" class="ep-notify" onerror="{esc(code)}">')
+
+
 def job_view(
     session: Any,
     platform: str,
@@ -469,8 +487,10 @@ def job_view(
     log: str | None = None,
     progress: str = "",
     static: bool = False,
+    notify: bool = False,
 ) -> str:
-    """The live job: phase, when (relative and local), phase history, Open button, output tail."""
+    """The live job: phase, when (relative and local), phase history, Open button, output tail;
+    ``notify`` adds a one-time browser notification that the job ended."""
     now = now or datetime.now(timezone.utc)
     phase = phase_name(session.phase)
     connectors = [c for c in (getattr(session, "connectors", None) or []) if safe_href(getattr(c, "location", None))]
@@ -494,6 +514,11 @@ def job_view(
         end_text=_at(session.end, now),
         open_url=safe_href(connectors[0].location) if connectors and phase == "AVAILABLE" else None,
         results=list(getattr(session, "results", None) or []),
+        notify=_notifier(
+            str(session.uuid), "ExecPlanner", f"The session on {platform or 'its platform'} has ended: {phase}"
+        )
+        if notify and not static
+        else "",
         steps=steps,
         log=log,
         progress=progress,

@@ -79,6 +79,7 @@ class JobMonitor(widgets.VBox):
         self.preview = widgets.HTML(layout=widgets.Layout(display="none", border="1px solid #d0d7de", padding="4px"))
         self._lock = threading.RLock()
         self._interval = poll
+        self._ended_here = False  # the job ended while this view watched it: say so in the browser too
         self._log_reader = getattr(planner, "log", None)
         self._poller = Repeater("execplanner-session-poll", self._poll_step, poll)
         self._clock = Repeater("execplanner-job-clock", self._tick, tick)
@@ -124,6 +125,7 @@ class JobMonitor(widgets.VBox):
             else:
                 same = old is not None and old.uuid == new.uuid
                 if not same:  # a new booking: nothing of the previous one may show
+                    self._ended_here = False
                     self.history = []
                     self.error = ""
                     self.output = ""
@@ -195,6 +197,7 @@ class JobMonitor(widgets.VBox):
 
     def _announce_end(self, session: ExecutionSession) -> None:
         """Say that the job ended, loud enough to notice (the view's status line, coloured)."""
+        self._ended_here = True
         phase = str(session.phase)
         results = len(session.results)
         extra = f"; {results} result{'s' if results != 1 else ''} below" if results else ""
@@ -318,6 +321,7 @@ class JobMonitor(widgets.VBox):
             self.platform,
             self.history,
             log=self.output if self._log_reader is not None and (self.output or started) else None,
+            notify=self._ended_here,
         )
         if html != self.view.value:
             self.view.value = html

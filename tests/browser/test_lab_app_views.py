@@ -5,7 +5,8 @@ a user sees it.
   offers were released before the second asked).
 * The timeline renders, and a click on a bar selects that offer (an event back to the kernel).
 * After a booking, a new search's expiry countdown ticks.
-* A running script's output tail shows in the job view (served by the platform through the server).
+* A running script's output tail shows in the job view (served by the platform through the server),
+  and its end is announced once as a browser notification.
 * My bookings, in another notebook (another kernel), lists the booking.
 
 Screenshots for the README (``app-timeline.png``, ``app-job-live.png``, ``app-bookings.png``) are
@@ -130,6 +131,13 @@ def test_a_running_script_shows_its_output_and_my_bookings_lists_it_in_another_k
     lab_server: Any, context: Any, tmp_path: Path, images: Path
 ) -> None:
     page = context.new_page()
+    # Headless Chromium has no desktop to show notifications on, and nobody to click "Allow": this
+    # stand-in records them with permission granted (the only part of the test that is not real).
+    page.add_init_script(
+        "window.__notes = []; window.Notification = class { constructor(title, options) {"
+        " window.__notes.push(title + ': ' + ((options && options.body) || '')); }"
+        " static get permission() { return 'granted'; } static requestPermission() { return Promise.resolve('granted'); } };"
+    )
     with evidence_on_failure(page, lab_server, tmp_path, "bookings"):
         lab, app = quickstart_app(page, lab_server)
         choose(app, "Moving-group clustering")
@@ -142,6 +150,9 @@ def test_a_running_script_shows_its_output_and_my_bookings_lists_it_in_another_k
         expect(job).to_contain_text("on laptop")
         expect(job.locator(".ep-log")).to_contain_text("nearby stars", timeout=JOB_MS)  # the script's stdout
         uuid = job.locator(".ep-job code").first.inner_text().strip()
+        app.final_phase(JOB_MS)
+        page.wait_for_function("() => window.__notes.some(note => note.includes('has ended: COMPLETED'))", timeout=30_000)
+        assert sum("has ended" in note for note in page.evaluate("() => window.__notes")) == 1  # once
         app.screenshot(images / "app-job-live.png")
 
         other = LabPage.open(context.new_page(), lab_server, "when-can-i-do-this.ipynb")  # another notebook, another kernel
