@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 
-from execplanner_widgets.widgets.background import Repeater, Worker
 from widget_support import WAIT, wait_for
+
+from execplanner_widgets.widgets.background import Repeater, Worker
 
 
 def test_a_worker_runs_one_job_at_a_time_and_reports_failures():

@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jupyter_client.manager import start_new_kernel
-
 from brokers import answer_yes, run_broker, static_entry, write_platforms
+from jupyter_client.manager import start_new_kernel
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -4,11 +4,11 @@ the extension, platforms behind it on 127.0.0.1, the kernel client calling it wi
 from __future__ import annotations
 
 import pytest
-
 from brokers import answer_no, answer_yes, run_broker, static_entry, write_platforms
-from execplanner_widgets.widgets import PlannerApp
 from jupyter_live import run_jupyter_server
 from widget_support import HOSTILE_REASON, HOSTILE_TITLE, RUN_FOR, WAIT, book_and_cancel, row_of, wait_for
+
+from execplanner_widgets.widgets import PlannerApp
 
 pytestmark = pytest.mark.timeout(240)
 
