@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -169,3 +170,55 @@ async def test_redirects_are_followed_only_within_the_origin(tmp_path, web):
     with pytest.raises(StagingError, match="redirects to another origin"):
         await run_stage(tmp_path / "s2", f"{web}/away", private_urls=True)
     assert left_behind(tmp_path / "s2") == []
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 3 MiB file system (tmpfs) for the platform's database and session folders."""
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(folder)], capture_output=True, check=False
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small file system here: {mounted.stderr.decode(errors='replace').strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+@pytest.mark.asyncio
+async def test_a_full_disk_fails_the_session_with_a_reason_and_the_database_goes_on(tmp_path, small_disk):
+    from test_hosted_support import eventually, request_document
+
+    from execplanner_widgets.core.platform import PlatformContext
+    from execplanner_widgets.model import SessionPhase, parse_request
+    from jupyter_server_extension.hosted.platform import HostedPlatform
+
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "big.bin").write_bytes(os.urandom(5 * 1024 * 1024))  # more than the whole disk
+    (inputs / "hello.py").write_text("print('hello')\n")
+    options = {"cores": 1, "memory": 1, "offers": 1, "local_roots": [str(inputs)], "isolation": "none"}
+    platform = HostedPlatform.from_config("small", "Small", options, PlatformContext(data_dir=small_disk))
+
+    async def run(document: dict) -> object:
+        answer = await platform.offers(parse_request(document), user=None)
+        assert answer.result == "YES", answer.reasons
+        booked = await platform.accept(answer.offers[0].meta.uuid, user=None)
+
+        async def final() -> object:
+            session = await platform.session(booked.meta.uuid, user=None)
+            return session if session.is_final else None
+
+        return await eventually(final, 60)
+
+    try:
+        full = await run(request_document(inputs / "hello.py", data=[inputs / "big.bin"], duration="PT1M"))
+        assert full.phase is SessionPhase.FAILED
+        assert any("disk is full" in message.text for message in full.messages), [m.text for m in full.messages]
+        after = await run(request_document(inputs / "hello.py", duration="PT1M"))  # the database still writes
+        assert after.phase is SessionPhase.COMPLETED, [m.text for m in after.messages]
+    finally:
+        await platform.aclose()
