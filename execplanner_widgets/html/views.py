@@ -248,7 +248,23 @@ class _Lane:
 
 def _ticks(low: datetime, high: datetime, width: float, left: float) -> list[dict[str, Any]]:
     seconds = max((high - low).total_seconds(), 1.0)
-    for step in (900, 1800, 3600, 2 * 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 2 * 86400, 7 * 86400, 30 * 86400):
+    for step in (
+        60,
+        120,
+        300,
+        600,
+        900,
+        1800,
+        3600,
+        2 * 3600,
+        3 * 3600,
+        6 * 3600,
+        12 * 3600,
+        86400,
+        2 * 86400,
+        7 * 86400,
+        30 * 86400,
+    ):
         if seconds / step <= 6:
             break
     low_local = local(low)
