@@ -45,6 +45,10 @@ def test_final_phases_go_nowhere_and_every_other_phase_can_end():
         ("WAITING", "OFFERED", False),
         ("RUNNING", "COMPLETED", True),
         ("ACCEPTED", "CANCELLED", True),
+        ("PREPARING", "WAITING", True),  # the engine queues the staged job (Slurm PENDING)
+        ("RUNNING", "WAITING", True),  # the engine requeued it
+        ("RELEASING", "WAITING", False),
+        ("WAITING", "RELEASING", True),  # a short job the engine ran between two looks
     ],
 )
 def test_allowed_moves(current, target, allowed):

@@ -18,6 +18,11 @@ any final phase, after ``destruction``     ARCHIVED      results deleted, the re
 INITIAL, OFFERED, REJECTED, EXPIRED        (no job)      offers only become jobs once accepted
 =========================================  ============  ===========================================
 
+A platform whose engine queues the job itself (Slurm) may move a session from PREPARING back to
+WAITING while the engine's queue holds it: the session and its UWS job (QUEUED) say what the engine
+says. Such a session is still booked time not yet used; the hosted engine tells it from a session
+that has not started by its run having begun (``run_started``), not by its phase.
+
 This module imports nothing of the project: it is the bottom of the model layer.
 """
 
@@ -121,9 +126,11 @@ TRANSITIONS: dict[SessionPhase, frozenset[SessionPhase]] = {
     _P.OFFERED: frozenset({_P.ACCEPTED, _P.REJECTED, _P.EXPIRED, _P.CANCELLED}),
     _P.ACCEPTED: frozenset({_P.WAITING, *RUNNING_PHASES, *FINISHED_PHASES, _P.REJECTED}),
     _P.WAITING: frozenset({*RUNNING_PHASES, *FINISHED_PHASES}),
-    _P.PREPARING: frozenset({_P.AVAILABLE, _P.RUNNING, _P.RELEASING, *FINISHED_PHASES}),
+    # PREPARING -> WAITING: the data is staged and the engine queues the job (a Slurm job PENDING);
+    # RUNNING -> WAITING: the engine put a started job back in its queue (a Slurm requeue)
+    _P.PREPARING: frozenset({_P.WAITING, _P.AVAILABLE, _P.RUNNING, _P.RELEASING, *FINISHED_PHASES}),
     _P.AVAILABLE: frozenset({_P.RUNNING, _P.RELEASING, *FINISHED_PHASES}),
-    _P.RUNNING: frozenset({_P.AVAILABLE, _P.RELEASING, *FINISHED_PHASES}),
+    _P.RUNNING: frozenset({_P.WAITING, _P.AVAILABLE, _P.RELEASING, *FINISHED_PHASES}),
     _P.RELEASING: FINISHED_PHASES,
     **{phase: frozenset() for phase in FINAL_PHASES},
 }
