@@ -737,3 +737,10 @@ def test_the_end_of_a_job_is_announced_once_in_the_browser(platforms):  # noqa: 
     monitor.close()
     seen_ended = JobMonitor(platforms.planner, platforms.planner.session(monitor.session, platform="remote"), platform="remote")
     assert "ep-notify" not in seen_ended.view.value
+
+
+def test_a_platform_that_serves_no_output_shows_no_output_section(platforms):  # noqa: F811 - fixture
+    monitor = JobMonitor(platforms.planner, booked(platforms, "remote"), platform="remote", poll=0.1)
+    wait_for(lambda: monitor.phase == "COMPLETED", RUN_FOR + WAIT, "the session to complete")
+    assert monitor._log_reader is None and "Output (last lines)" not in monitor.view.value  # a broker: no output route
+    monitor.close()

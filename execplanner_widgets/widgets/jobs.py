@@ -167,7 +167,10 @@ class JobMonitor(widgets.VBox):
             return
         try:
             text = self._log_reader(session, platform=self.platform or None, tail=TAIL)
-        except Exception:
+        except Exception as error:  # the output is a bonus; the phase still shows
+            if getattr(error, "status", None) == 404:  # this platform serves no output: stop asking, show none
+                self._log_reader = None
+                self._render()
             return
         if isinstance(text, str) and text != self.output:
             self.output = text
