@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from brokers import answer_yes, hang, run_broker, write_platforms  # noqa: E402
+from brokers import answer_yes, hang, run_broker, write_platforms
 
 from execplanner_widgets.core.config import build_federation, load_platforms_file
 from execplanner_widgets.core.platform import PlatformContext
@@ -105,15 +105,27 @@ def main(argv: list[str] | None = None) -> None:
 
     slowest, fastest, total_latency = max(delays), min(delays), sum(delays)
     median = statistics.median
-    print(f"{args.platforms} platforms, latencies {fastest:g}..{slowest:g} s (sum {total_latency:.2f} s), {args.rounds} round(s), medians:")
-    print(f"  in-process offers:    total {median(local['total']):.3f} s = {median(local['total']) / slowest:.2f} x slowest, "
-          f"{median(local['total']) / total_latency:.2f} x sum")
-    print(f"  in-process stream:    first answer {median(local['first']):.3f} s = {median(local['first']) / fastest:.2f} x fastest")
-    print(f"  hanging platform:     call held {median(local['hung']):.3f} s = {median(local['hung']) / HANG_TIMEOUT:.2f} x its timeout")
+    print(
+        f"{args.platforms} platforms, latencies {fastest:g}..{slowest:g} s (sum {total_latency:.2f} s), {args.rounds} round(s), medians:"
+    )
+    print(
+        f"  in-process offers:    total {median(local['total']):.3f} s = {median(local['total']) / slowest:.2f} x slowest, "
+        f"{median(local['total']) / total_latency:.2f} x sum"
+    )
+    print(
+        f"  in-process stream:    first answer {median(local['first']):.3f} s = {median(local['first']) / fastest:.2f} x fastest"
+    )
+    print(
+        f"  hanging platform:     call held {median(local['hung']):.3f} s = {median(local['hung']) / HANG_TIMEOUT:.2f} x its timeout"
+    )
     if proxy is not None:
-        print(f"  proxy + Planner:      total {median(proxy['total']):.3f} s = {median(proxy['total']) / slowest:.2f} x slowest, "
-              f"{median(proxy['total']) / total_latency:.2f} x sum")
-        print(f"  proxy stream:         first answer {median(proxy['first']):.3f} s = {median(proxy['first']) / fastest:.2f} x fastest")
+        print(
+            f"  proxy + Planner:      total {median(proxy['total']):.3f} s = {median(proxy['total']) / slowest:.2f} x slowest, "
+            f"{median(proxy['total']) / total_latency:.2f} x sum"
+        )
+        print(
+            f"  proxy stream:         first answer {median(proxy['first']):.3f} s = {median(proxy['first']) / fastest:.2f} x fastest"
+        )
 
 
 if __name__ == "__main__":

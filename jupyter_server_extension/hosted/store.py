@@ -17,6 +17,7 @@ servers, two processes or two threads can never both see the same free capacity:
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,6 +50,20 @@ __all__ = [
 ]
 
 _WRITE = "execplanner_write"
+#: One lock per SQLite file in this process: writers queue here, first come first served, instead
+#: of in SQLite's busy handler, which sleeps and retries (up to 100 ms a time) and so gives
+#: seconds-long tails when a few threads want the write lock at once. Other processes still
+#: queue on the database's own lock (BEGIN IMMEDIATE).
+_FILE_LOCKS: dict[str, threading.Lock] = {}
+_FILE_LOCKS_GUARD = threading.Lock()
+
+
+def _file_lock(path: str) -> threading.Lock:
+    key = str(Path(path).expanduser().resolve())
+    with _FILE_LOCKS_GUARD:
+        return _FILE_LOCKS.setdefault(key, threading.Lock())
+
+
 _PLATFORM = "execplanner_platform"
 
 
@@ -111,6 +126,7 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         kwargs: dict[str, Any] = {}
+        self._queue: threading.Lock | None = None  # writers of this process queue here first (SQLite)
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
             if ":memory:" in url or url in ("sqlite://", "sqlite:///"):
@@ -118,6 +134,7 @@ class Store:
             path = url.split("///", 1)[-1].split("?", 1)[0]
             if path:
                 Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                self._queue = _file_lock(path)
             kwargs["connect_args"] = {"timeout": 60, "check_same_thread": False}
             kwargs["pool_size"] = 16
             kwargs["max_overflow"] = 16
@@ -227,6 +244,9 @@ class Store:
         what queues the other writers on every database), so a watcher can tell its own writes
         from another process's."""
         watcher = self._watchers.get(platform)
+        queue = self._queue
+        if queue is not None:
+            queue.acquire()
         try:
             with self._writer.begin() as session:
                 session.info[_PLATFORM] = platform
@@ -244,6 +264,9 @@ class Store:
             if watcher is not None:
                 watcher.invalidate()
             raise
+        finally:
+            if queue is not None:
+                queue.release()
 
     def dispose(self) -> None:
         self.engine.dispose()
