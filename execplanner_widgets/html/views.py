@@ -180,9 +180,15 @@ class OfferRow:
 
 
 def offers_view(
-    rows: Sequence[OfferRow], now: datetime | None = None, *, static: bool = False, details_key: str = ""
+    rows: Sequence[OfferRow],
+    now: datetime | None = None,
+    *,
+    static: bool = False,
+    details_key: str = "",
+    search: int = 0,
 ) -> str:
-    """The offers table (one HTML value for any number of rows)."""
+    """The offers table (one HTML value for any number of rows); ``search`` numbers the search the
+    rows answer (``data-search``), so a reader can tell a new table from the previous one."""
     now = now or datetime.now(timezone.utc)
     items = []
     for row in rows:
@@ -203,7 +209,7 @@ def offers_view(
                 "details_open": row.key == details_key,
             }
         )
-    return render("offers.html.j2", items=items, now=now, static=static)
+    return render("offers.html.j2", items=items, now=now, static=static, search=search)
 
 
 def _coarse(expires: datetime, now: datetime) -> str:

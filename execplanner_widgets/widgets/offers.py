@@ -579,7 +579,7 @@ class OfferBrowser(widgets.VBox):
                 self._drawn = (self._drawn[0], html)
             self.timeline.layout.display, self.table.layout.display = "", "none"
         else:
-            html = offers_view(self.book.rows(now), now, details_key=self._details_key)
+            html = offers_view(self.book.rows(now), now, details_key=self._details_key, search=self._generation)
             if html != self._drawn[0]:
                 self.table.value = html
                 self._drawn = (html, self._drawn[1])

@@ -75,9 +75,13 @@ def choose(app: AppView, executable: str) -> None:
 
 
 def find(app: AppView) -> Any:
+    """Find offers, and wait for every answer of *this* search (the table names its search)."""
     app.open_step(4, "Offers")
     offers = app.step(4)
+    table = offers.locator(".ep-offers")
+    before = table.get_attribute("data-search") if table.count() else "0"
     app.button("Find offers", offers).click()
+    expect(table).not_to_have_attribute("data-search", before or "0", timeout=OFFERS_MS)
     expect(offers.get_by_text(re.compile(rf"^answered {DEMO_PLATFORMS} of {DEMO_PLATFORMS}: \d+ YES"))).to_be_visible(timeout=OFFERS_MS)
     return offers
 
