@@ -20,12 +20,15 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
+import requests
 import yaml
 from jupyter_live import run_jupyter_server
 
@@ -220,6 +223,45 @@ def test_without_isolation_a_multi_user_platform_refuses_to_start(tmp_path, monk
 # ------------------------------------------------------------------------- through a real server
 
 
+TESTS = Path(__file__).resolve().parent
+
+
+class Named:
+    """A live server called as a named user (``X-Test-User`` through test_hosted_support's identity
+    provider): a platform for several people serves only callers it can name."""
+
+    def __init__(self, live: Any, user: str) -> None:
+        self.live, self.user = live, user
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.live, name)
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"token {self.live.token}", "X-Test-User": self.user}
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.get(self.live.url + path, headers=self._headers(), timeout=30, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.post(self.live.url + path, headers=self._headers(), timeout=30, **kwargs)
+
+
+@contextmanager
+def serve(root: Path, platforms: Path, user: str = "alice") -> Iterator[Named]:
+    """``run_jupyter_server`` with named callers (the identity provider is imported from tests/)."""
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), before]))
+    try:
+        identity = {"ServerApp": {"identity_provider_class": "test_hosted_support.HeaderIdentityProvider"}}
+        with run_jupyter_server(root, platforms, extra_config=identity) as live:
+            yield Named(live, user)
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = before
+
+
 def platforms_file(path: Path, roots: Path, isolation: Any = None) -> Path:
     hosted: dict[str, Any] = {
         "cores": 2,
@@ -286,7 +328,7 @@ def test_a_hosted_run_cannot_read_the_servers_secrets_or_another_runs_files(tmp_
         "import os\nopen(os.path.join(os.environ['EXECPLANNER_OUTPUTS'], 'mine.txt'), 'w').write('first run')\n"
     )
     (tmp_path / "first-outputs").mkdir()
-    with run_jupyter_server(tmp_path / "server", platforms_file(tmp_path / "platforms.yaml", roots)) as server:
+    with serve(tmp_path / "server", platforms_file(tmp_path / "platforms.yaml", roots)) as server:
         first = book(server, script_request(roots / "first.py"))
         done = wait_final(server, first)
         assert done["phase"] == "COMPLETED", done["meta"]["messages"]
@@ -324,7 +366,7 @@ def test_a_symlink_out_of_the_allowed_roots_is_refused(tmp_path):
     (roots / "dataset" / "innocent.csv").symlink_to(secret)
     (roots / "script.py").write_text("print('hello')\n")
     (roots / "linked.py").symlink_to(secret)
-    with run_jupyter_server(tmp_path / "server", platforms_file(tmp_path / "platforms.yaml", roots)) as server:
+    with serve(tmp_path / "server", platforms_file(tmp_path / "platforms.yaml", roots)) as server:
         outcomes = []
         for document in (
             script_request(roots / "script.py", data=[roots / "dataset"]),
@@ -370,7 +412,7 @@ def test_the_orphan_after_kill_9_is_stopped_by_the_restarted_server(tmp_path, is
     (roots / marker).write_text("import time\nprint('running', flush=True)\ntime.sleep(600)\n")
     platforms = platforms_file(tmp_path / "platforms.yaml", roots, isolation)
     server_root = tmp_path / "server"
-    with run_jupyter_server(server_root, platforms) as server:
+    with serve(server_root, platforms) as server:
         uuid = book(server, script_request(roots / marker, duration="PT30M"))
         deadline = time.monotonic() + 60
         while not _run_processes(marker) and time.monotonic() < deadline:
@@ -379,7 +421,7 @@ def test_the_orphan_after_kill_9_is_stopped_by_the_restarted_server(tmp_path, is
         os.kill(server.pid, signal.SIGKILL)
         time.sleep(1.0)
     try:
-        with run_jupyter_server(server_root, platforms) as server:
+        with serve(server_root, platforms) as server:
             session = wait_final(server, uuid, timeout=90)
             assert session["phase"] == "FAILED"
             deadline = time.monotonic() + 30
