@@ -16,12 +16,13 @@ from sqlalchemy.orm import Session
 
 from execplanner_widgets.core.platform import PlatformError, SessionNotFound
 from execplanner_widgets.model import canonical_kind, format_instant, short_kind
-from execplanner_widgets.model.phases import QUEUED_PHASES, RUNNING_PHASES, SessionPhase, UwsPhase, uws_phase
+from execplanner_widgets.model.phases import QUEUED_PHASES, SessionPhase, UwsPhase, uws_phase
 
 from .documents import Links, message_items
 from .plan import precise_now, whole_seconds
 from .service import release_hold
 from .store import EventRow, SessionRow, Store, add_event
+from .tables import run_under_way
 from .uws_documents import UwsError, UwsJob, UwsJobRef, UwsParameter, UwsResult
 
 __all__ = ["ActionNotAllowed", "JobStore", "job_from_row", "jobref_from_row"]
@@ -79,8 +80,8 @@ class JobStore:
         with self.store.write(self.platform) as session:
             row = self._job(session, uuid, user)
             now = precise_now()
-            stop = SessionPhase(row.phase) in RUNNING_PHASES
-            if SessionPhase(row.phase) in QUEUED_PHASES:
+            stop = run_under_way(row)
+            if SessionPhase(row.phase) in QUEUED_PHASES and not stop:
                 row.phase = SessionPhase.CANCELLED.value
             if stop:
                 row.cancel_requested = True
@@ -116,7 +117,7 @@ class JobStore:
             row = self._job(session, uuid, user)
             current = row.available_end - row.available_start
             wanted = whole_seconds(timedelta(seconds=seconds))
-            if SessionPhase(row.phase) not in QUEUED_PHASES:
+            if SessionPhase(row.phase) not in QUEUED_PHASES or run_under_way(row):
                 raise ActionNotAllowed(
                     f"the job {uuid} is {uws_phase(row.phase, row.destroyed).value}: "
                     "the execution duration can only change while it is QUEUED"

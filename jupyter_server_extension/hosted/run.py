@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from execplanner_widgets.model import canonical_kind, format_instant, short_kind
-from execplanner_widgets.model.phases import SessionPhase
+from execplanner_widgets.model.phases import SessionPhase, can_move
 
 from .executors import Executor, RunOutcome, RunReport, RunSpec
 from .options import HostedOptions
@@ -75,6 +75,7 @@ class StoredReport(RunReport):
         self.run = run
 
     async def handle(self, text: str) -> None:
+        self.run.handle = text[:255]
         await self.run.write(None, None, run_handle=text[:255], runner_host=HOST, runner_pid=os.getpid())
 
     async def available(self, url: str, title: str | None = None) -> None:
@@ -83,6 +84,15 @@ class StoredReport(RunReport):
 
     async def progress(self, text: str) -> None:
         await self.run.write(None, text)
+
+    async def phase(self, phase: SessionPhase, text: str) -> None:
+        if SessionPhase(phase) not in REPORTED_PHASES:
+            raise ValueError(f"an executor reports WAITING, RUNNING or RELEASING, not {phase}")
+        await self.run.write(SessionPhase(phase), text, only_if_allowed=True)
+
+
+#: The phases an executor may report (AVAILABLE has its own call, final phases are the run's outcome).
+REPORTED_PHASES = frozenset({SessionPhase.WAITING, SessionPhase.RUNNING, SessionPhase.RELEASING})
 
 
 class SessionRun:
@@ -114,18 +124,42 @@ class SessionRun:
         self._on_change = on_change
         self._closing = closing
         self.report = StoredReport(self)
+        #: the engine's id of the run, once reported (or the earlier server's, when adopting)
+        self.handle: str | None = row.run_handle
+        #: the executor has the run (between handing it over and its outcome)
+        self.in_executor = False
+        #: set by the runner before it cancels the task: the run goes on in the engine without us
+        self.detaching = False
+
+    @property
+    def detachable(self) -> bool:
+        """The run can be left to the engine and taken over by the next server: its executor
+        survives a restart, it is in the executor's hands and the engine's id for it is stored."""
+        return self.executor.survives_restart and self.in_executor and bool(self.handle)
 
     # ----------------------------------------------------------------------- writing
 
-    async def write(self, phase: SessionPhase | None, message: str | None, level: str = "INFO", **fields: Any) -> None:
-        """Move the session to ``phase`` (or keep it), set ``fields`` and record ``message``, in one transaction."""
+    async def write(
+        self,
+        phase: SessionPhase | None,
+        message: str | None,
+        level: str = "INFO",
+        *,
+        only_if_allowed: bool = False,
+        **fields: Any,
+    ) -> None:
+        """Move the session to ``phase`` (or keep it), set ``fields`` and record ``message``, in one
+        transaction; with ``only_if_allowed`` the phase changes only where the phases module allows
+        that move (the message is recorded either way)."""
 
         def write() -> None:
             with self.store.write(self.platform) as session:
                 row = session.get(SessionRow, self.uuid)
                 if row is None:
                     return
-                if phase is not None:
+                if phase is not None and (
+                    not only_if_allowed or row.phase == phase.value or can_move(row.phase, phase)
+                ):
                     row.phase = phase.value
                 for name, value in fields.items():
                     setattr(row, name, value)
@@ -145,6 +179,7 @@ class SessionRun:
     async def adopt(self) -> None:
         """Take over a run an earlier server started (its handle is on the row)."""
         spec = run_spec(self.row, self.folder, self._staged_entry())
+        self.in_executor = True
         work = self.executor.adopt(spec, self.row.run_handle or "", self.stop, self.report)
         await self._guarded(work, ERROR_TRANSIENT)  # a failure here is the restart's, not the user's code's
 
@@ -152,21 +187,40 @@ class SessionRun:
         try:
             outcome = await work
         except StagingError as error:
+            self.in_executor = False
             await self.finish(RunOutcome("failed", f"preparing failed: {error}"), ERROR_FATAL)
             return
         except asyncio.CancelledError:
+            self.in_executor = False
+            if self.detaching:
+                await asyncio.shield(self._detach())
+                raise
             shutdown = RunOutcome("failed", "the platform shut down during the run")
             await asyncio.shield(self.finish(shutdown, ERROR_TRANSIENT))
             raise
         except Exception as error:
+            self.in_executor = False
             log.exception("hosted platform %s: session %s failed", self.platform, self.uuid)
             await self.finish(RunOutcome("failed", f"internal error: {type(error).__name__}: {error}"), ERROR_FATAL)
             return
+        self.in_executor = False
         if outcome.status == "cancelled" and self._closing():
             outcome = RunOutcome("failed", "the platform shut down during the run", outcome.exit_code)
             await self.finish(outcome, ERROR_TRANSIENT)
             return
         await self.finish(outcome, error_type)
+
+    async def _detach(self) -> None:
+        """The server shuts down cleanly and leaves the run to the engine: the session keeps its phase
+        and handle, and has no runner any more, which tells the next server to take it over at once."""
+        await self.write(
+            None,
+            f"this server shut down; the run goes on in the {self.executor.name} executor's engine "
+            f"({self.handle}) and the next server follows it",
+            runner=None,
+            runner_host=None,
+            runner_pid=None,
+        )
 
     def _staged_entry(self) -> Path:
         """The staged executable of an earlier run (the first file in the work folder, else a placeholder)."""
@@ -203,11 +257,15 @@ class SessionRun:
             await self.write(None, note)
         if await self._stopped_before(row):
             return RunOutcome("cancelled", "stopped on request before it ran")
-        await self.write(
-            SessionPhase.RUNNING,
-            f"running on the {self.executor.name} executor with {row.cores} core(s) and at most {row.memory} GiB "
-            f"of memory, until the slot ends at {_short(row.available_end)}",
+        limits = (
+            f"with {row.cores} core(s) and at most {row.memory} GiB of memory, "
+            f"until the slot ends at {_short(row.available_end)}"
         )
+        if self.executor.reports_phases:  # the executor writes RUNNING when the engine starts the job
+            await self.write(None, f"handing the run to the {self.executor.name} executor {limits}")
+        else:
+            await self.write(SessionPhase.RUNNING, f"running on the {self.executor.name} executor {limits}")
+        self.in_executor = True
         return await self.executor.run(run_spec(row, self.folder, staged.entry), self.stop, self.report)
 
     async def _stopped_before(self, row: SessionRow) -> bool:

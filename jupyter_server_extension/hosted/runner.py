@@ -47,7 +47,7 @@ from .plan import precise_now
 from .run import ERROR_TRANSIENT, HOST, SessionRun
 from .service import BookingService, release_hold
 from .store import SessionRow, add_event
-from .tables import SLOT_BOOKED
+from .tables import SLOT_BOOKED, run_under_way, run_under_way_clause
 
 __all__ = ["Runner"]
 
@@ -110,6 +110,7 @@ class Runner:
         self._loop: asyncio.Task[None] | None = None
         self._runs: dict[str, asyncio.Task[None]] = {}
         self._stops: dict[str, asyncio.Event] = {}
+        self._sessions: dict[str, SessionRun] = {}
         self._closing = False
         self._last_heartbeat = datetime.min.replace(tzinfo=precise_now().tzinfo)
 
@@ -140,7 +141,11 @@ class Runner:
         return [uuid for uuid, task in self._runs.items() if not task.done()]
 
     async def aclose(self, grace: float = 15.0) -> None:
-        """Stop the loop and every run (their processes are stopped too); record why."""
+        """Stop the loop and every run (their processes are stopped too); record why.
+
+        A run the engine keeps going without this server (:attr:`Executor.survives_restart`, once it
+        has a handle) is detached instead: its task is cancelled without a stop, the session keeps
+        its phase and handle and loses its runner, and the next server takes it over at once."""
         self._closing = True
         self._wake.set()
         if self._loop is not None:
@@ -151,8 +156,13 @@ class Runner:
                 self._loop.cancel()
                 await asyncio.wait({self._loop}, timeout=10)
             self._loop = None
-        for stop in self._stops.values():
-            stop.set()
+        for uuid, task in self._runs.items():
+            run = self._sessions.get(uuid)
+            if not task.done() and run is not None and run.detachable:
+                run.detaching = True
+                task.cancel()
+            elif uuid in self._stops:
+                self._stops[uuid].set()
         runs = [task for task in self._runs.values() if not task.done()]
         if runs:
             _, pending = await asyncio.wait(runs, timeout=grace)
@@ -188,6 +198,7 @@ class Runner:
             for uuid in [uuid for uuid, task in self._runs.items() if task.done()]:
                 self._runs.pop(uuid)
                 self._stops.pop(uuid, None)
+                self._sessions.pop(uuid, None)
             delay = MAX_SLEEP
             if sweep.next_due is not None:
                 delay = min(delay, max(0.0, (sweep.next_due - precise_now()).total_seconds()))
@@ -213,6 +224,7 @@ class Runner:
             on_change=self._on_change,
             closing=lambda: self._closing,
         )
+        self._sessions[row.uuid] = run
         work = run.adopt() if adopt else run.run()
         self._runs[row.uuid] = asyncio.get_running_loop().create_task(work, name=f"execplanner-session-{row.uuid}")
 
@@ -230,15 +242,18 @@ class Runner:
 
     def _dead_runners(self, session: Session, now: datetime) -> list[str]:
         """Sessions run by another runner that is gone: its heartbeat stopped, or its process on this
-        host no longer exists (a killed server is noticed at once, not after :data:`STALE`)."""
-        query = select(SessionRow.uuid, SessionRow.heartbeat, SessionRow.runner_host, SessionRow.runner_pid).where(
+        host no longer exists (a killed server is noticed at once, not after :data:`STALE`), or it
+        shut down cleanly and left the run to the engine (no runner: taken over at once)."""
+        query = select(
+            SessionRow.uuid, SessionRow.heartbeat, SessionRow.runner, SessionRow.runner_host, SessionRow.runner_pid
+        ).where(
             SessionRow.platform == self.platform,
-            SessionRow.phase.in_(_RUNNING),
+            run_under_way_clause(),
             or_(SessionRow.runner != self.runner_id, SessionRow.runner.is_(None)),
         )
         dead = []
-        for uuid, heartbeat, host, pid in session.execute(query):
-            stale = heartbeat is None or heartbeat < now - STALE
+        for uuid, heartbeat, runner, host, pid in session.execute(query):
+            stale = heartbeat is None or heartbeat < now - STALE or runner is None
             if stale or (host == HOST and pid is not None and pid != os.getpid() and not psutil.pid_exists(pid)):
                 dead.append(uuid)
         return dead
@@ -273,7 +288,8 @@ class Runner:
                         (SessionRow.phase == SessionPhase.ACCEPTED.value) & (SessionRow.slot_state == SLOT_BOOKED),
                         (SessionRow.phase == SessionPhase.WAITING.value)
                         & (SessionRow.start <= now)
-                        & (SessionRow.slot_state == SLOT_BOOKED),
+                        & (SessionRow.slot_state == SLOT_BOOKED)
+                        & SessionRow.run_started.is_(None),
                     ),
                 )
                 .limit(1)
@@ -313,7 +329,7 @@ class Runner:
         return select(SessionRow).where(
             SessionRow.platform == self.platform,
             SessionRow.runner == self.runner_id,
-            SessionRow.phase.in_(_RUNNING),
+            run_under_way_clause(),
         )
 
     def _advance(self, session: Any, now: datetime, sweep: Sweep) -> bool:
@@ -342,6 +358,7 @@ class Runner:
             SessionRow.phase == SessionPhase.WAITING.value,
             SessionRow.start <= now,
             SessionRow.slot_state == SLOT_BOOKED,
+            SessionRow.run_started.is_(None),  # WAITING in the engine's queue is a run under way
         )
         for row in session.scalars(waiting):
             changed = True
@@ -372,7 +389,7 @@ class Runner:
         handle); anything else is failed with a message (book it again)."""
         for uuid in dead:
             row = session.get(SessionRow, uuid)
-            if row is None or SessionPhase(row.phase) not in RUNNING_PHASES:
+            if row is None or not run_under_way(row):
                 continue
             row.modified = now
             if row.run_handle:  # the executor had started the user's code: it takes the run over
@@ -406,7 +423,10 @@ class Runner:
                 .limit(1)
             ),
             session.scalar(
-                base.where(SessionRow.phase.in_((SessionPhase.ACCEPTED.value, SessionPhase.WAITING.value)))
+                base.where(
+                    SessionRow.phase.in_((SessionPhase.ACCEPTED.value, SessionPhase.WAITING.value)),
+                    SessionRow.run_started.is_(None),
+                )
                 .with_only_columns(SessionRow.start)
                 .order_by(SessionRow.start)
                 .limit(1)

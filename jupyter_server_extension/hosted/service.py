@@ -16,6 +16,8 @@ booked slot is over (:meth:`BookingService.release_slot`).
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 import uuid as uuid_module
 from collections.abc import Awaitable, Callable, Coroutine
@@ -27,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from execplanner_widgets.core.platform import SessionConflict, SessionNotFound
 from execplanner_widgets.model import ExecutionRequest
-from execplanner_widgets.model.phases import QUEUED_PHASES, RUNNING_PHASES, SessionPhase, offer_expired
+from execplanner_widgets.model.phases import QUEUED_PHASES, SessionPhase, offer_expired
 
 from . import messages
 from .calendar import Capacity, Hold, Profile, find_slots, from_seconds, to_seconds
@@ -36,7 +38,7 @@ from .executors import BookedSlot, Executor, ExecutorRefused
 from .options import HostedOptions
 from .plan import Plan, ceil_seconds, describe_need, offered_document, precise_now, whole_seconds
 from .store import EventRow, OfferSetRow, ReservationRow, SessionRow, Store, add_event, events_of, select_holds
-from .tables import SLOT_BOOKED, SLOT_RELEASED
+from .tables import SLOT_BOOKED, SLOT_RELEASED, run_under_way
 
 __all__ = ["BookingService", "booked_slot", "release_hold"]
 
@@ -183,7 +185,49 @@ class BookingService:
         """Find up to ``options.offers`` start times and hold them as offers; return the offer set id."""
         low = max(plan.earliest, ceil_seconds(precise_now()))
         external = await self.external_holds(low, plan.latest + timedelta(seconds=plan.need.storage_duration))
-        return await self._db(self._offer, request, plan, capacity, allocation, user, external)  # type: ignore[no-any-return]
+        offerset: str = await self._db(self._offer, request, plan, capacity, allocation, user, external)
+        if self._hooked("offer_note"):
+            await self._offer_notes(offerset, plan, user)
+        return offerset
+
+    async def _offer_notes(self, offerset: str, plan: Plan, user: str | None) -> None:
+        """Each offer gets the executor's sentence about it (e.g. "this start is Slurm's estimate")."""
+        rows = await self._db(self._offer_shapes, offerset)
+        if not rows:
+            return
+        needs = [
+            dataclasses.replace(plan.need, cores=cores, memory=memory, cores_max=cores, memory_max=memory)
+            for _, _, cores, memory in rows
+        ]
+        notes = await asyncio.gather(
+            *(
+                self._engine(self.executor.offer_note(need, start, user))
+                for need, (_, start, _, _) in zip(needs, rows, strict=True)
+            ),
+            return_exceptions=True,
+        )
+        texts: dict[str, str] = {}
+        for (uuid, _, _, _), note in zip(rows, notes, strict=True):
+            if isinstance(note, BaseException):  # a note is extra: the offer stands without it
+                log.warning("hosted platform %s: no offer note for %s: %s", self.platform, uuid, note)
+            elif note:
+                texts[uuid] = str(note)
+        if texts:
+            await self._db(self._add_notes, texts)
+
+    def _offer_shapes(self, offerset: str) -> list[tuple[str, datetime, int, int]]:
+        query = select(SessionRow.uuid, SessionRow.available_start, SessionRow.cores, SessionRow.memory).where(
+            SessionRow.offerset == offerset, SessionRow.phase == SessionPhase.OFFERED.value
+        )
+        with self.store.read() as session:
+            return [tuple(item) for item in session.execute(query.order_by(SessionRow.start))]  # type: ignore[misc]
+
+    def _add_notes(self, texts: dict[str, str]) -> None:
+        with self.store.write(self.platform) as session:
+            for uuid, text in texts.items():
+                row = session.get(SessionRow, uuid)
+                if row is not None:
+                    add_event(session, row, text)
 
     def _offer(
         self,
@@ -471,11 +515,11 @@ class BookingService:
             row = self.owned(session, uuid, user)
             self.expire_if_due(session, row, now)
             phase = SessionPhase(row.phase)
-            if phase is SessionPhase.OFFERED or phase in QUEUED_PHASES:
+            if phase is SessionPhase.OFFERED or (phase in QUEUED_PHASES and not run_under_way(row)):
                 row.phase, row.modified = SessionPhase.CANCELLED.value, now
                 release_hold(row, now, storage_too=True)
                 add_event(session, row, f"{reason} before it started; the booked time is free again")
-            elif phase in RUNNING_PHASES:
+            elif run_under_way(row):  # running, or WAITING in the engine's queue (a Slurm job PENDING)
                 if not row.cancel_requested:
                     row.cancel_requested, row.modified = True, now
                     add_event(session, row, f"{reason}; stopping the run")

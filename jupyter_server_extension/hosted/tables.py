@@ -9,10 +9,35 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ColumnElement,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    or_,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "EventRow", "LockRow", "OfferSetRow", "ReservationRow", "SessionRow", "SLOT_BOOKED", "SLOT_RELEASED"]
+from execplanner_widgets.model.phases import RUNNING_PHASES, SessionPhase, values
+
+__all__ = [
+    "Base",
+    "EventRow",
+    "LockRow",
+    "OfferSetRow",
+    "ReservationRow",
+    "SessionRow",
+    "SLOT_BOOKED",
+    "SLOT_RELEASED",
+    "run_under_way",
+    "run_under_way_clause",
+]
 
 #: ``SessionRow.slot_state`` once the executor holds the slot, and once it gave it back.
 SLOT_BOOKED = "booked"
@@ -124,6 +149,22 @@ class SessionRow(Base):
     runner_host: Mapped[str | None] = mapped_column(String(255))
     runner_pid: Mapped[int | None] = mapped_column(Integer)
     connector: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+def run_under_way(row: SessionRow) -> bool:
+    """A run of the session is under way: a running phase, or WAITING once a runner has handed it
+    to an engine that queues it (a Slurm job PENDING). A WAITING session not claimed yet has no run
+    (``run_started`` is set when a runner claims it)."""
+    phase = SessionPhase(row.phase)
+    return phase in RUNNING_PHASES or (phase is SessionPhase.WAITING and row.run_started is not None)
+
+
+def run_under_way_clause() -> ColumnElement[bool]:
+    """:func:`run_under_way` in SQL."""
+    return or_(
+        SessionRow.phase.in_(values(RUNNING_PHASES)),
+        (SessionRow.phase == SessionPhase.WAITING.value) & SessionRow.run_started.is_not(None),
+    )
 
 
 class EventRow(Base):

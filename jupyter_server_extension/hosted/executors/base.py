@@ -10,8 +10,15 @@ own the calendar and the phases; an executor is asked at a few well-defined mome
   reports itself, added to the calendar for that question);
 * after an accept is committed: :meth:`~Executor.booked` (may refuse with :class:`ExecutorRefused`,
   which undoes the accept), and :meth:`~Executor.released` once that slot is over for any reason;
+* while answering a request: :meth:`~Executor.offer_note` (a sentence added to each offer, such as
+  "this start is Slurm's estimate, not a reservation");
 * at run time: :meth:`~Executor.run`, which reports through :class:`RunReport`, and after a server
   restart :meth:`~Executor.adopt` for a run an earlier server started.
+
+Two class attributes say how the engine behaves: :attr:`~Executor.survives_restart` (a run goes on
+in the engine without this server, so a clean shutdown leaves it for the next server instead of
+stopping it) and :attr:`~Executor.reports_phases` (the executor says when the job waits in the
+engine's queue, runs and is released, through :meth:`RunReport.phase`).
 
 Every hook has a default, so a minimal executor only implements :meth:`~Executor.run`.
 """
@@ -27,6 +34,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
+
+from execplanner_widgets.model.phases import SessionPhase
 
 if TYPE_CHECKING:
     from ..calendar import Hold, Need
@@ -155,6 +164,12 @@ class RunReport:
     async def progress(self, text: str) -> None:
         """Add one sentence to the session's history."""
 
+    async def phase(self, phase: SessionPhase, text: str) -> None:
+        """The engine says where the job is: WAITING (queued in the engine, a Slurm job PENDING),
+        RUNNING, or RELEASING (the engine is cleaning up, a Slurm job COMPLETING). The session moves
+        there when that move is allowed (:mod:`execplanner_widgets.model.phases`); ``text`` goes to its
+        history either way. Only executors with :attr:`Executor.reports_phases` need it."""
+
 
 class Executor:
     """Runs staged executables for one hosted platform; every hook but :meth:`run` has a default."""
@@ -163,6 +178,13 @@ class Executor:
     Options: ClassVar[type[BaseModel]] = NoOptions
     #: A short description for messages ("running on the subprocess executor").
     name: str = "executor"
+    #: A run goes on in the engine when this server stops (a Slurm job, a hub's notebook server) and
+    #: :meth:`adopt` follows it again from its handle: a clean shutdown then detaches such runs
+    #: (the next server takes them over at once) instead of stopping them.
+    survives_restart: ClassVar[bool] = False
+    #: The executor reports the job's phases itself (:meth:`RunReport.phase`): the runner does not
+    #: write RUNNING when it hands the run over, the executor does when the engine starts the job.
+    reports_phases: ClassVar[bool] = False
 
     def __init__(self, options: BaseModel, context: ExecutorContext) -> None:
         self.options = options
@@ -201,6 +223,12 @@ class Executor:
     async def refusals(self, need: Need, user: str | None) -> list[str]:
         """NO reasons from the engine's own limits for ``need`` by ``user`` (none by default)."""
         return []
+
+    async def offer_note(self, need: Need, start: datetime, user: str | None) -> str | None:
+        """A sentence for the messages of an offer of ``need`` starting at ``start`` (what the offer
+        means in this engine, e.g. that its start is an estimate), or ``None``. The booking service
+        asks only executors that override this hook, once per offer, after the offers are made."""
+        return None
 
     def fit(self, need: Need) -> Need:
         """``need`` in the shapes this engine really gives (a hub's server profiles, say): what is

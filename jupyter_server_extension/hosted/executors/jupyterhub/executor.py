@@ -163,6 +163,8 @@ class JupyterHubExecutor(Executor):
 
     Options = JupyterHubOptions
     name = "jupyterhub"
+    #: a notebook server runs on in the hub; a clean shutdown leaves it to the next server (adopt)
+    survives_restart = True
 
     def __init__(self, options: JupyterHubOptions, context: ExecutorContext) -> None:
         super().__init__(options, context)
@@ -281,6 +283,7 @@ class JupyterHubExecutor(Executor):
         hub = await self.hub()
         await report.handle(f"{user}/{server}")
         token: ServerToken | None = None
+        detached = False
         try:
             await report.progress(
                 f"starting the notebook server {server} for hub user {user} with the {profile.name} profile "
@@ -301,8 +304,14 @@ class JupyterHubExecutor(Executor):
                 return RunOutcome("failed", f"the JupyterHub could not start the session: {error}")
             await report.available(self.connector_url(user, server, path), f"JupyterLab on {self.context.platform}")
             return await self._attend(hub, user, server, token, spec, stop)
+        except asyncio.CancelledError:
+            if not stop.is_set():  # detached: this server shuts down, the next one adopts the server
+                token = None
+                detached = True
+            raise
         finally:
-            await self._finish(hub, user, server, token, spec)
+            if not detached:
+                await self._finish(hub, user, server, token, spec)
 
     async def adopt(self, spec: RunSpec, handle: str, stop: asyncio.Event, report: RunReport) -> RunOutcome:
         """After a restart: a server that still runs is kept until the slot ends; else the run failed."""
@@ -312,6 +321,7 @@ class JupyterHubExecutor(Executor):
             return RunOutcome("failed", "the server restarted and the session's notebook server is unknown")
         hub = await self.hub()
         token: ServerToken | None = None
+        detached = False
         if earlier_token:  # the token the earlier server used; its value died with that server
             try:
                 await hub.revoke_token(user, ServerToken(earlier_token, ""))
@@ -345,8 +355,14 @@ class JupyterHubExecutor(Executor):
                 return RunOutcome("failed", f"the platform restarted and could not take the session over: {error}")
             await report.available(self.connector_url(user, server, path), f"JupyterLab on {self.context.platform}")
             return await self._attend(hub, user, server, token, spec, stop)
+        except asyncio.CancelledError:
+            if not stop.is_set():  # detached: this server shuts down, the next one adopts the server
+                token = None
+                detached = True
+            raise
         finally:
-            await self._finish(hub, user, server, token, spec)
+            if not detached:
+                await self._finish(hub, user, server, token, spec)
 
     # -------------------------------------------------------------------------- steps
 

@@ -10,10 +10,14 @@
 * run: ``sbatch`` into the reservation (cores, memory, wall time), the job id is reported as the run's
   handle, and the job is followed with ``squeue``/``sacct`` until it ends; a server that restarts
   :meth:`~SlurmExecutor.adopt`\\ s the job from its id;
-* release: the session's jobs are cancelled and its reservation deleted.
+* release: the session's jobs are cancelled and its reservation deleted;
+* a clean shutdown of the server leaves running jobs to Slurm (:attr:`~SlurmExecutor.survives_restart`):
+  the next server follows them again at once;
+* offers of a platform that may not reserve (``reservations: false``) carry Slurm's own start
+  estimate (``sbatch --test-only``) in their messages, marked as an estimate, not a reservation.
 
-Slurm job states map to the session as: PENDING -> still waiting (reported in the history),
-RUNNING -> RUNNING, COMPLETING -> releasing, COMPLETED -> COMPLETED, FAILED / OUT_OF_MEMORY /
+Slurm job states map to the session's phase (:meth:`~.base.RunReport.phase`): PENDING -> WAITING,
+RUNNING -> RUNNING, COMPLETING -> RELEASING, COMPLETED -> COMPLETED, FAILED / OUT_OF_MEMORY /
 NODE_FAIL -> FAILED, TIMEOUT -> FAILED with the wall-time reason, CANCELLED -> CANCELLED (when this
 platform cancelled it) or FAILED (when someone else did).
 """
@@ -31,11 +35,22 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from execplanner_widgets.model.phases import SessionPhase
+
 from ..base import BookedSlot, Executor, ExecutorContext, ExecutorRefused, RunOutcome, RunReport, RunSpec
 from ..local import describe_exit
 from ..procs import TASK_PROGRAM
 from ..sandbox import Sandbox, choose_sandbox
-from .cli import MIB_PER_GIB, SlurmCLI, SlurmError, SlurmJob, SlurmNode, SlurmPartition, SlurmReservation
+from .cli import (
+    MIB_PER_GIB,
+    SlurmCLI,
+    SlurmError,
+    SlurmJob,
+    SlurmNode,
+    SlurmPartition,
+    SlurmReservation,
+    slurm_timestamp,
+)
 from .holds import ACTIVE_JOB_STATES, job_holds, reservation_holds
 from .jobscript import job_name, job_script, sbatch_arguments, time_limit_minutes
 from .limits import association_reasons, partition_reasons
@@ -158,6 +173,8 @@ class SlurmExecutor(Executor):
 
     Options = SlurmOptions
     name = "slurm"
+    survives_restart = True  # a job runs on in Slurm; adopt() follows it from its id
+    reports_phases = True  # PENDING -> WAITING, RUNNING, COMPLETING -> RELEASING
 
     def __init__(self, options: SlurmOptions, context: ExecutorContext) -> None:
         super().__init__(options, context)
@@ -244,10 +261,10 @@ class SlurmExecutor(Executor):
             return []
         return association_reasons(rows, account, self.unix_user, need.cores, need.memory, need.duration)
 
-    async def estimate(self, need: Need, user: str | None) -> tuple[datetime, str]:
-        """Slurm's own start estimate for a job of this size (``sbatch --test-only``), and the
-        sentence that marks an offer as such: without reservations nothing is held in Slurm, so an
-        offer is what Slurm expects, not a promise."""
+    async def estimate(self, need: Need, user: str | None, begin: datetime | None = None) -> tuple[datetime, str]:
+        """Slurm's own start estimate for a job of this size (``sbatch --test-only``), not before
+        ``begin`` when given, and the sentence that marks an offer as such: without reservations
+        nothing is held in Slurm, so an offer is what Slurm expects, not a promise."""
         arguments = [
             f"--partition={self.options.partition}",
             "--nodes=1",
@@ -257,15 +274,32 @@ class SlurmExecutor(Executor):
         ]
         if need.memory:
             arguments.append(f"--mem={need.memory}G")
-        account = await self.account_for(user)
+        if begin is not None and begin.timestamp() > time.time() + 1:
+            arguments.append(f"--begin={slurm_timestamp(begin)}")
+        account = await self._account_or_none(user)
         if account:
             arguments.append(f"--account={account}")
         moment = datetime.fromtimestamp(await self.cli.estimate(arguments), tz=timezone.utc)
         note = (
-            f"estimate: Slurm expects a job of this size to start at {moment:%Y-%m-%d %H:%M:%S}Z; this platform "
-            "cannot reserve time in Slurm, so the job is submitted at the offered start and may wait for others"
+            f"Slurm's own estimate: a job of this size would start at {moment:%Y-%m-%d %H:%M:%S}Z; "
+            "this is an estimate, not a reservation: this platform cannot reserve time in Slurm, so the job "
+            "is submitted at the offered start and may wait for others"
         )
         return moment, note
+
+    async def offer_note(self, need: Need, start: datetime, user: str | None) -> str | None:
+        """Without reservations every offer is marked as Slurm's estimate (none with reservations:
+        the accepted slot is then held in Slurm)."""
+        if self.options.reservations:
+            return None
+        try:
+            _, note = await self.estimate(need, user, begin=start)
+        except SlurmError as error:
+            return (
+                f"this is an estimate, not a reservation: this platform cannot reserve time in Slurm, "
+                f"and Slurm gave no start estimate ({error})"
+            )
+        return note
 
     # ---------------------------------------------------------------------- booking
 
@@ -418,7 +452,11 @@ class SlurmExecutor(Executor):
             if job is not None:
                 if (job.state, job.reason) != last:
                     last = (job.state, job.reason)
-                    await report.progress(describe_state(job))
+                    phase = JOB_PHASES.get(job.state)
+                    if phase is None:
+                        await report.progress(describe_state(job))
+                    else:
+                        await report.phase(phase, describe_state(job))
                 if job.state in FINAL_JOB_STATES:
                     return outcome_of(job, spec, cancelled=cancelled_at is not None)
                 if job.state == "PENDING" and cancelled_at is None and time.time() > spec.deadline.timestamp():
@@ -448,6 +486,14 @@ class SlurmExecutor(Executor):
         except SlurmError as error:
             self.context.log.warning("cancelling Slurm job %s: %s", job_id, error)
         self.snapshot.invalidate()
+
+
+#: Slurm job states the session's phase follows (others are history lines only).
+JOB_PHASES = {
+    "PENDING": SessionPhase.WAITING,
+    "RUNNING": SessionPhase.RUNNING,
+    "COMPLETING": SessionPhase.RELEASING,
+}
 
 
 def describe_state(job: SlurmJob) -> str:
