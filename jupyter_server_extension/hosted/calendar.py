@@ -190,7 +190,7 @@ class Profile:
             return
         first = self._split(hold.start)
         last = self._split(hold.end)
-        for series, amount in zip(self.usage, hold.amounts()):
+        for series, amount in zip(self.usage, hold.amounts(), strict=True):
             if amount:
                 for index in range(first, last):
                     series[index] += amount
