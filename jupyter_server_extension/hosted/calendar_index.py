@@ -449,16 +449,13 @@ class BookingCalendar:
     def load(cls, entries: Iterable[tuple[Hashable, Sequence[Hold], str | None, float | None]]) -> BookingCalendar:
         """Build from rows (key, holds, owner, expires) in one sort per resource (after a restart)."""
         calendar = cls()
-        by_owner: dict[str | None, list[Hold]] = {}
         every: list[Hold] = []
         for key, holds, owner, expires in entries:
             entry = _Entry(tuple(holds), owner, expires)
             calendar.entries[key] = entry
             every.extend(entry.holds)
-            by_owner.setdefault(owner, []).extend(entry.holds)
             calendar._schedule(key, entry)
         calendar.usage = Usage(every)
-        calendar.owners = {owner: Usage(holds) for owner, holds in by_owner.items()}
         return calendar
 
     def _schedule(self, key: Hashable, entry: _Entry) -> None:
@@ -488,9 +485,12 @@ class BookingCalendar:
         self._sequence = len(self.entries)
 
     def _owner(self, owner: Hashable) -> Usage:
+        """``owner``'s usage, built from the entries the first time an allocation asks for it (most
+        platforms have no allocations: a restart then loads one structure, not two)."""
         usage = self.owners.get(owner)
         if usage is None:
-            usage = self.owners[owner] = Usage()
+            mine = (hold for entry in self.entries.values() if entry.owner == owner for hold in entry.holds)
+            usage = self.owners[owner] = Usage(mine)
         return usage
 
     def put(self, key: Hashable, holds: Sequence[Hold], owner: Hashable = None, expires: float | None = None) -> None:
@@ -499,10 +499,11 @@ class BookingCalendar:
             self.discard(key)
             entry = _Entry(tuple(holds), owner, expires)
             self.entries[key] = entry
-            mine = self._owner(owner)
+            mine = self.owners.get(owner)  # kept up to date only once built
             for hold in entry.holds:
                 self.usage.add(hold)
-                mine.add(hold)
+                if mine is not None:
+                    mine.add(hold)
             self._schedule(key, entry)
 
     def discard(self, key: Hashable) -> None:
@@ -511,11 +512,12 @@ class BookingCalendar:
             entry = self.entries.pop(key, None)
             if entry is None:
                 return
-            mine = self._owner(entry.owner)
+            mine = self.owners.get(entry.owner)
             for hold in entry.holds:
                 self.usage.remove(hold)
-                mine.remove(hold)
-            if mine.empty():
+                if mine is not None:
+                    mine.remove(hold)
+            if mine is not None and mine.empty():
                 self.owners.pop(entry.owner, None)
 
     def expire(self, now: float) -> int:
@@ -585,5 +587,4 @@ class BookingCalendar:
     ) -> tuple[int, int, int]:
         """The most of each resource held at any instant of ``[start, end)``."""
         with self.lock:
-            usage = self.owners.get(owner) if by_owner else self.usage
-            return usage.peak(start, end) if usage is not None else (0, 0, 0)
+            return (self._owner(owner) if by_owner else self.usage).peak(start, end)
