@@ -362,6 +362,7 @@ def test_accept_books_the_selected_offer_and_shows_the_others_as_the_platforms_a
     click(browser, remote["buttons"]["Select"])
     assert browser.selected is remote["entry"].offer and browser.selected_platform == "remote"
     assert row_of(browser, "remote", 1)["data-state"] == "SELECTED" and browser.accept_button.disabled is False
+    assert re.search(r"\b[45] min\b", row_of(browser, "remote", 1)["text"])  # the selected offer still counts down
     assert "open for 4m" in browser.status.value or "open for 5m" in browser.status.value
     click(browser, row_of(browser, "remote", 1)["buttons"]["Accept"])  # the row's own Accept, next to the offer
     assert browser.wait(WAIT)

@@ -193,7 +193,7 @@ def offers_view(
     items = []
     for row in rows:
         reasons = Markup("".join(f"<li>{esc(reason)}</li>" for reason in row.reasons))
-        if row.state in ("", "OFFERED") and row.expires is not None:
+        if row.state in ("", "OFFERED", "SELECTED") and row.expires is not None:
             expiry = _coarse(row.expires, now)
         elif row.state in ("EXPIRED",):
             expiry = "expired"
