@@ -224,3 +224,11 @@ def test_times_are_shown_in_the_users_zone_with_utc_on_hover(monkeypatch):
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
+
+
+def test_a_finished_connector_is_text_not_a_link():
+    """Issue 15.7: the connector link of a finished hosted job opened its raw UWS XML."""
+    done = session(phase="COMPLETED", connectors=[{"protocol": "HTTP", "status": "FINISHED", "location": "/execplanner/platforms/x/jobs/1"}])
+    live = session(phase="AVAILABLE", connectors=[{"protocol": "HTTPS", "status": "AVAILABLE", "location": "https://hub.example.org/user/a/lab"}])
+    assert "<a " not in dict(reprs.session_rows(done))["Connectors"]
+    assert 'href="https://hub.example.org/user/a/lab"' in dict(reprs.session_rows(live))["Connectors"]

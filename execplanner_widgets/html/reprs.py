@@ -221,7 +221,12 @@ def session_rows(session: Any, now: datetime | None = None) -> list[tuple[str, s
         )
     if session.connectors:
         links = [
-            link(connector.location, f"{connector.protocol or 'link'}: {connector.location}")
+            # a finished connector leads nowhere useful (a hosted job's is its UWS record): text, not a link
+            (
+                esc(f"{connector.protocol or 'link'}: {connector.location}")
+                if connector.status == "FINISHED"
+                else link(connector.location, f"{connector.protocol or 'link'}: {connector.location}")
+            )
             + (f" ({esc(connector.status)})" if connector.status else "")
             for connector in session.connectors
             if connector.location
