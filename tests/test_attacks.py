@@ -256,7 +256,7 @@ def test_a_broken_platforms_file_is_answered_503_naming_every_problem(tmp_path: 
         )
     )
     with run_jupyter_server(tmp_path / "server", platforms) as live:
-        for path in ("execplanner/api/platforms", "execplanner/platforms/one", "execplanner/api/openapi.json"):
+        for path in ("execplanner/api/platforms", "execplanner/platforms/one", "execplanner/platforms/one/jobs"):
             answer = live.get(path)
             assert answer.status_code == 503, (path, answer.status_code, answer.text)
             message = answer.json()["message"]

@@ -110,9 +110,6 @@ class ExecPlannerHandler(ExtensionHandlerMixin, APIHandler):
         if declared.isdigit() and int(declared) > limit:
             raise ApiError(413, f"the body is larger than {limit} bytes", field="body")
         await super().prepare()
-        problem = getattr(self.extensionapp, "config_error", None) if self.settings.get(self.name) else None
-        if problem and self.current_user is not None:
-            raise ApiError(503, problem)
 
     def data_received(self, chunk: bytes) -> None:
         """Collect the body up to the limit; it is complete when Content-Length bytes have come."""
@@ -144,7 +141,12 @@ class ExecPlannerHandler(ExtensionHandlerMixin, APIHandler):
 
     @property
     def federation(self) -> Federation:
-        """The configured platforms (built by the extension app at start-up)."""
+        """The configured platforms (built by the extension app at start-up); while the configuration
+        is broken, every use is a 503 naming its problems (raised here, after authentication and after
+        the body was read, so the connection stays usable)."""
+        problem = getattr(self.extensionapp, "config_error", None)
+        if problem:
+            raise ApiError(503, problem)
         return self.extensionapp.federation  # type: ignore[attr-defined,no-any-return]
 
     @property
