@@ -95,3 +95,27 @@ def test_find_offers_leaves_the_kernel_free_and_updates_the_front_end(kernel, tm
         done = run(kernel, "app.offers.wait(30)\nprint(app.offers.answered, [r.platform for r in app.offers.results])")
         assert done["stdout"].split()[0] == "2" and "'slow'" in done["stdout"]
         run(kernel, "app.close(); planner.close()")
+
+
+def test_ending_the_kernel_releases_the_offers_it_holds(tmp_path):
+    """Bug 1: closing the kernel must release the user's unaccepted offers (REJECTED on the platform)."""
+    with run_broker(answer_yes(offers=2)) as remote:
+        path = write_platforms(tmp_path / "platforms.yaml", [remote.entry("remote", title="Remote")], timeout=30)
+        manager, client = start_new_kernel(startup_timeout=BOUND, cwd=str(tmp_path))
+        try:
+            found = run(
+                client,
+                "from execplanner_widgets import Planner\n"
+                "from execplanner_widgets.widgets import PlannerApp\n"
+                f"planner = Planner(platforms_file={str(path)!r}, mode='local', data_dir={str(tmp_path / 'data')!r})\n"
+                "app = PlannerApp(planner, request={'executable': {'kind': 'docker-container', 'image': 'x'}})\n"
+                "app.offers.find(); app.offers.wait(30)\n"
+                "print(len(app.offers.book.open_offers()))\n",
+            )
+            assert found["status"] == "ok", found["errors"]
+            assert found["stdout"].split() == ["2"]
+        finally:
+            client.stop_channels()
+            manager.shutdown_kernel(now=False)  # an ordinary shutdown, as JupyterLab's
+        rejected = [r for r in remote.requests if r.method == "POST" and "/sessions/" in r.path and r.json().get("value") == "REJECTED"]
+        assert len(rejected) == 2
