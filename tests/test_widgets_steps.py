@@ -745,3 +745,14 @@ def test_a_platform_that_serves_no_output_shows_no_output_section(platforms):  #
     wait_for(lambda: monitor.phase == "COMPLETED", RUN_FOR + WAIT, "the session to complete")
     assert monitor._log_reader is None and "Output (last lines)" not in monitor.view.value  # a broker: no output route
     monitor.close()
+
+
+def test_a_running_job_shows_the_platforms_latest_word_as_a_progress_hint():
+    document = _session("RUNNING", timedelta(minutes=-3), timedelta(minutes=57)).to_wire()
+    document["meta"]["messages"] = [{"level": "INFO", "message": "step 3 of 10 <done>"}]
+    running = ExecutionSession.model_validate(document)
+    monitor = JobMonitor(planner=None, session=running, platform="hub")
+    view = text_of(monitor.view.value)
+    assert "running for 3 min" in view and "Latest: step 3 of 10 <done>" in view
+    assert "&lt;done&gt;" in monitor.view.value
+    monitor.stop()

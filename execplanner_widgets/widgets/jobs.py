@@ -325,6 +325,7 @@ class JobMonitor(widgets.VBox):
             self.history,
             log=self.output if self._log_reader is not None and (self.output or started) else None,
             notify=self._ended_here,
+            progress=_progress_hint(session),
         )
         if html != self.view.value:
             self.view.value = html
@@ -367,3 +368,12 @@ def _lab_url(planner: Any, path: Any) -> str | None:
     except ValueError:
         return None
     return server.rstrip("/") + "/lab/tree/" + quote(str(root_relative_folder / inside))
+
+
+def _progress_hint(session: ExecutionSession) -> str:
+    """While a job prepares or runs, the platform's latest word on it (executors add progress
+    messages to the session's history: staging, queue position, steps done)."""
+    if str(session.phase) not in ("PREPARING", "RUNNING", "RELEASING") or not session.messages:
+        return ""
+    latest = session.messages[-1]
+    return f"Latest: {getattr(latest, 'text', None) or latest}"
