@@ -123,9 +123,16 @@ class SlurmCluster:
         return environment
 
     def run(self, *command: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
-        """Run a Slurm command of this cluster; return its completed process (text)."""
+        """Run a Slurm command of this cluster; return its completed process (text).
+
+        Commands run in the cluster's ``jobs`` folder: a job submitted without ``--output`` or
+        ``--chdir`` writes its ``slurm-N.out`` there, never into the caller's folder (the
+        repository, when pytest runs from its root).
+        """
+        jobs = self.root / "jobs"
+        jobs.mkdir(parents=True, exist_ok=True)
         return subprocess.run(
-            list(command), env=self.env(), capture_output=True, text=True, check=check, timeout=timeout
+            list(command), env=self.env(), capture_output=True, text=True, check=check, timeout=timeout, cwd=jobs
         )
 
     def sacctmgr(self, *arguments: str) -> str:
@@ -272,6 +279,7 @@ class SlurmCluster:
         process = subprocess.Popen(
             command,
             env=self.env(),
+            cwd=self.root,  # never the caller's folder: nothing a daemon writes lands in the repository
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import pytest
 from slurm_cluster import LIMITED_ACCOUNT, LIMITED_CORES, MAX_TIME_MINUTES, USER, slurm_cluster  # noqa: F401
@@ -70,6 +71,18 @@ def test_cluster_node_idle_and_a_plain_job_runs(slurm_cluster) -> None:  # noqa:
         assert time.monotonic() < deadline, slurm_cluster.logs("slurmctld")
         time.sleep(0.3)
     assert out.read_text().strip() == "plain job ran"
+
+
+def test_a_job_without_output_writes_into_the_clusters_folder_not_the_callers(slurm_cluster) -> None:  # noqa: F811
+    """Slurm writes ``slurm-N.out`` into the submitting folder; the fixture submits from its own."""
+    job = slurm_cluster.sbatch("--time=1", "--wrap", "echo no output option")
+    out = slurm_cluster.root / "jobs" / f"slurm-{job}.out"
+    deadline = time.monotonic() + 30
+    while job in slurm_cluster.squeue_ids() or not out.exists():
+        assert time.monotonic() < deadline, slurm_cluster.logs("slurmctld")
+        time.sleep(0.3)
+    assert out.read_text().strip() == "no output option"
+    assert not (Path.cwd() / f"slurm-{job}.out").exists()
 
 
 @pytest.mark.asyncio
