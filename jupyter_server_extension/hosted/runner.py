@@ -7,6 +7,9 @@ conditional update in a serialised transaction, so when two servers share a data
 runs exactly once; a heartbeat marks the sessions this runner is running. A session whose runner
 died (its heartbeat stopped, or its process on this host is gone) is handed to the executor's
 ``adopt`` when the run had reported a handle, else failed with a message instead of hanging forever.
+On a clean shutdown, runs of an executor whose engine keeps them going (``survives_restart``) are
+detached rather than stopped: the session loses its runner, which the next server takes as a sign
+to adopt it at once.
 
 The runner also keeps the executor's slots in step with the calendar: a booked session runs only
 once the executor holds its slot (``booked``; retried here if the server died right after an
