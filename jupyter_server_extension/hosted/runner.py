@@ -69,6 +69,16 @@ _RUNNING = values(RUNNING_PHASES)
 _FINAL = values(FINAL_PHASES)
 
 
+def _runner_gone(
+    heartbeat: datetime | None, runner: str | None, host: str | None, pid: int | None, now: datetime
+) -> bool:
+    """The runner of a session under way is gone: it detached on a clean shutdown (no runner), its
+    heartbeat stopped, or its process on this host no longer exists."""
+    if runner is None or heartbeat is None or heartbeat < now - STALE:
+        return True
+    return host == HOST and pid is not None and pid != os.getpid() and not psutil.pid_exists(pid)
+
+
 def _short(value: datetime) -> str:
     return format_instant(value.replace(microsecond=0))
 
@@ -254,12 +264,7 @@ class Runner:
             run_under_way_clause(),
             or_(SessionRow.runner != self.runner_id, SessionRow.runner.is_(None)),
         )
-        dead = []
-        for uuid, heartbeat, runner, host, pid in session.execute(query):
-            stale = heartbeat is None or heartbeat < now - STALE or runner is None
-            if stale or (host == HOST and pid is not None and pid != os.getpid() and not psutil.pid_exists(pid)):
-                dead.append(uuid)
-        return dead
+        return [uuid for uuid, *runner in session.execute(query) if _runner_gone(*runner, now)]
 
     def _slot_work(self, session: Session, now: datetime) -> tuple[list[str], list[str]]:
         """Booked sessions whose executor slot was never confirmed (older than :data:`STALE`), and
@@ -392,8 +397,10 @@ class Runner:
         handle); anything else is failed with a message (book it again)."""
         for uuid in dead:
             row = session.get(SessionRow, uuid)
-            if row is None or not run_under_way(row):
+            if row is None or not run_under_way(row) or row.runner == self.runner_id:
                 continue
+            if not _runner_gone(row.heartbeat, row.runner, row.runner_host, row.runner_pid, now):
+                continue  # another server took it over since this one looked
             row.modified = now
             if row.run_handle:  # the executor had started the user's code: it takes the run over
                 row.runner, row.heartbeat, row.runner_host, row.runner_pid = self.runner_id, now, HOST, os.getpid()
