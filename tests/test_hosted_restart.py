@@ -17,7 +17,11 @@ import psutil
 import pytest
 import requests
 from jupyter_live import run_jupyter_server
-from test_hosted_support import DATA, request_document, write_platforms
+from test_hosted_support import DATA, eventually, request_document, write_platforms
+
+from execplanner_widgets.core.platform import PlatformContext
+from execplanner_widgets.model import SessionPhase, parse_request
+from jupyter_server_extension.hosted.platform import HostedPlatform
 
 pytestmark = pytest.mark.slow
 
@@ -82,3 +86,39 @@ def test_a_run_orphaned_by_a_killed_server_is_stopped_by_the_next_one(tmp_path):
         job = requests.get(f"{second.url}execplanner/platforms/local/jobs/{uuid}", headers=headers, timeout=30).json()
         assert job["phase"] == "ERROR" and "server restarted" in job["errorSummary"]["message"]
         assert job["errorSummary"]["type"] == "transient"  # not the user's code's fault: booking again may work
+
+
+@pytest.mark.asyncio
+async def test_a_clean_shutdown_still_stops_subprocess_runs(tmp_path):
+    """The subprocess executor's runs cannot outlive the server (no ``survives_restart``): a clean
+    shutdown stops them and ends their sessions FAILED, unlike Slurm's and JupyterHub's runs
+    (tests/test_slurm_phases.py, tests/test_jupyterhub_restart.py), which are detached."""
+    options = {"cores": 2, "memory": 2, "offers": 1, "executor": "subprocess", "isolation": "none"}
+    options["local_roots"] = [str(DATA)]
+
+    def platform() -> HostedPlatform:
+        return HostedPlatform.from_config("local", "local", options, PlatformContext(data_dir=tmp_path / "state"))
+
+    first = platform()
+    try:
+        answer = await first.offers(parse_request(request_document(DATA / "sleep_long.py", duration="PT5M")))
+        uuid = answer.offers[0].meta.uuid
+        await first.accept(uuid)
+        pid_file = first.session_dir(uuid) / "work" / "outputs" / "pid.txt"
+
+        async def started() -> bool:
+            return pid_file.exists() and bool(pid_file.read_text().strip())
+
+        await eventually(started, 60)
+        pid = int(pid_file.read_text())
+    finally:
+        await first.aclose()
+    assert not _running(pid), "a clean shutdown stops the subprocess run"
+    second = platform()
+    try:
+        session = await second.session(uuid)
+        assert session.phase is SessionPhase.FAILED
+        assert any("the platform shut down during the run" in item.text for item in session.messages)
+        assert not any("the run goes on" in item.text for item in session.messages)
+    finally:
+        await second.aclose()
