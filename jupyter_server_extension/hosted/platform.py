@@ -201,7 +201,10 @@ class HostedPlatform(Platform):
         await self._ensure_started()
 
     async def aclose(self) -> None:
-        """Stop the scheduler and every run (no process is left behind), then the database."""
+        """Stop the scheduler and every run (no process is left behind), then the database.
+
+        Runs whose engine keeps them going (Slurm jobs, hub servers: ``Executor.survives_restart``)
+        are detached instead of stopped; the next server on the same database takes them over."""
         with self._start_lock:
             self._closed = True
             started, self._started = self._started, False
