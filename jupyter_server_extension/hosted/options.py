@@ -128,8 +128,9 @@ class HostedOptions(BaseModel):
     download_limit: GiB = Field(default=10, description="Largest data item (GiB) fetched while preparing")
     local_roots: list[Path] | None = Field(
         default=None,
-        description="Folders local data and executables may be copied from (symlinks must stay inside); "
-        "none means the server's working folder, never the whole disk",
+        description="Folders local data and executables may be copied from (symlinks must stay inside; "
+        "relative ones count from the server's working folder); none means nowhere on a platform for several "
+        "people, and anywhere but the system folders on a single user's platform",
     )
     private_urls: bool = Field(
         default=False,
