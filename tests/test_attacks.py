@@ -282,6 +282,7 @@ def test_a_broken_platforms_file_is_answered_503_naming_every_problem(tmp_path: 
         found = Planner()
         try:
             assert found.mode == "server", found.describe_mode()  # not the demo federation in-process
+            assert "offerz" in found.describe_mode() and "cores" in found.describe_mode()  # said up front too
             with pytest.raises(PlannerError, match="offerz"):
                 found.platforms()
         finally:

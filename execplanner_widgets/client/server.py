@@ -160,7 +160,13 @@ class ServerBackend:
 
     def describe(self) -> str:
         count = f", {self.server.platforms} platform(s)" if self.server.platforms is not None else ""
-        return f"server mode: the ExecPlanner proxy of the Jupyter server at {self.server.url} (found via {self.server.source}{count})"
+        described = (
+            f"server mode: the ExecPlanner proxy of the Jupyter server at {self.server.url} "
+            f"(found via {self.server.source}{count})"
+        )
+        if self.server.config_error:  # every call will fail with it: say so before the first one
+            described += f"; its platforms configuration is broken: {self.server.config_error}"
+        return described
 
     def fetch(self, url: str, target: Path) -> Path:
         """Stream a result from the server to ``target``; the token goes only to the server's origin."""
