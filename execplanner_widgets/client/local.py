@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import queue
 import threading
@@ -147,6 +148,11 @@ class LocalBackend:
             raise PlannerError(
                 f"{platform or 'the platform'} did not answer in time", status=504, platform=platform
             ) from None
+        finally:
+            # A call refused before it started (the planner was closed) never ran its coroutine:
+            # close it, or Python warns at garbage collection that it was never awaited.
+            if inspect.getcoroutinestate(coroutine) == inspect.CORO_CREATED:
+                coroutine.close()
 
     def _timed(self, platform: str, make: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
         async def call() -> T:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import sys
 import threading
 import time
 import weakref
@@ -632,6 +633,11 @@ class OfferBrowser(widgets.VBox):
         self._calendar_reader.start(work)
 
     def close(self) -> None:
+        if self._closing or sys.is_finalizing():
+            # Closed already (ipywidgets closes again from __del__), or the interpreter is tearing
+            # down its modules: nothing can be asked any more, and unreleased offers expire.
+            super().close()
+            return
         self._generation += 1
         self._closing = True
         self._clock.stop(timeout=1.0)
