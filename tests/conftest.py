@@ -3,6 +3,7 @@ in strict mode (see pyproject.toml) so that the two do not fight over the event 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -25,3 +26,20 @@ def reference_dir() -> Path:
     """The IVOA reference material (ExecutionBroker schema, 2022 note examples, UWS XSD)."""
     assert REFERENCE.is_dir(), f"{REFERENCE} is missing: it is part of the repository"
     return REFERENCE
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """In CI no test may skip: CI installs every part the tests need (Chromium, PostgreSQL, Slurm,
+    JupyterHub, bubblewrap), so a skip there means a part is missing and the test proved nothing.
+    Elsewhere a test skips, with its reason, for a user who lacks such a part."""
+    outcome = yield
+    report = outcome.get_result()
+    if _in_ci() and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, where nothing may skip: {reason}"
