@@ -300,7 +300,7 @@ async def test_2022_clients_send_the_wrapper_and_accept_a_lease_by_sending_it_ba
 
 def test_behind_a_tls_proxy_links_keep_the_public_scheme_and_host(tmp_path):
     """A real ``jupyter server`` process with ``trust_xheaders``, asked as a TLS-terminating proxy
-    forwards a request: the links say https and the public host (PUBLIC_URL.md)."""
+    forwards a request: the links say https and the public host (the provider's guide, on public URLs)."""
     platforms = write_platforms(tmp_path / "platforms.yaml", [{"name": "gaia", "hosted": {"cores": 2, "memory": 4}}])
     extra = {"ServerApp": {"trust_xheaders": True, "local_hostnames": ["localhost", "science.example.org"]}}
     with run_jupyter_server(tmp_path / "server", platforms, extra_config=extra) as server:
