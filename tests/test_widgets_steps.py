@@ -633,6 +633,9 @@ def test_waiting_says_when_it_starts_and_available_has_open_and_the_time_left():
     assert "starts in 2 h 10 min" in text_of(waiting.view.value)
     assert "Open" not in text_of(waiting.view.value)
     waiting.stop()
+    queued = JobMonitor(planner=None, session=_session("WAITING", timedelta(minutes=-7, seconds=-10), timedelta(hours=1)), platform="hpc")
+    assert "waiting in the platform's queue for 7 min" in text_of(queued.view.value)  # a pending Slurm job, say
+    queued.stop()
     available = _session(
         "AVAILABLE",
         timedelta(minutes=-5),

@@ -471,7 +471,11 @@ def _timing(session: Any, now: datetime) -> str:
     phase = phase_name(session.phase)
     start, end = session.start, session.end
     if phase in ("ACCEPTED", "WAITING", "INITIAL") and start is not None:
-        return f"starts {relative(start, now)}" if start > now else "starting now"
+        if start > now:
+            return f"starts {relative(start, now)}"
+        late = now - start
+        # Past its start and still waiting: the engine's queue holds it (a pending Slurm job, say).
+        return "starting now" if late < timedelta(minutes=1) else f"waiting in the platform's queue for {span(late)}"
     if phase == "AVAILABLE" and end is not None:
         return f"{span(end - now)} left" if end > now else "ending now"
     if phase in ("RUNNING", "PREPARING") and start is not None:
