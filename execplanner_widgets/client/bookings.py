@@ -8,16 +8,14 @@ session lives is remembered; its phase, times and results are read from its plat
 
 from __future__ import annotations
 
-import json
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..model import ExecutionSession
 
-__all__ = ["BookingEntry", "BookingList", "LocalLedger"]
+__all__ = ["BookingEntry", "BookingList"]
 
 
 @dataclass
@@ -56,38 +54,6 @@ class BookingList(list):
         if problems:
             html += "".join(f"<div>{esc(entry.title)} {esc(entry.uuid)}: {esc(entry.error)}</div>" for entry in problems)
         return html
-
-
-class LocalLedger:
-    """Where a local-mode planner remembers its bookings (a JSON file; newest :attr:`KEEP` per user)."""
-
-    KEEP = 200
-    _lock = threading.Lock()
-
-    def __init__(self, folder: str | os.PathLike[str]) -> None:
-        self.path = Path(folder) / "bookings.json"
-
-    def _read(self) -> dict[str, list[dict[str, str]]]:
-        try:
-            document = json.loads(self.path.read_text("utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return document if isinstance(document, dict) else {}
-
-    def add(self, user: str | None, platform: str, uuid: str, booked: str) -> None:
-        with self._lock:
-            document = self._read()
-            entries = [e for e in document.get(user or "", []) if e.get("uuid") != uuid]
-            entries.append({"platform": platform, "uuid": uuid, "booked": booked})
-            document[user or ""] = entries[-self.KEEP :]
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = self.path.with_suffix(".json.tmp")
-            temporary.write_text(json.dumps(document), "utf-8")
-            temporary.replace(self.path)
-
-    def of(self, user: str | None) -> list[dict[str, str]]:
-        with self._lock:
-            return [e for e in self._read().get(user or "", []) if isinstance(e, dict)]
 
 
 def read_tail(path: Path, lines: int, max_bytes: int = 64 * 1024) -> str:

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from ..model.status import JobStatus
 
 
-from .bookings import BookingEntry, LocalLedger, join_output, read_tail
+from ..core.ledger import BookingLedger
+from .bookings import BookingEntry, join_output, read_tail
 from .discovery import Mode
 from .errors import PlannerError
 
@@ -121,7 +122,7 @@ class LocalBackend:
         config = load_platforms_file(path)
         context = default_context(data_dir)
         context.config_dir = path.parent
-        self.ledger = LocalLedger(context.data_dir)
+        self.ledger = BookingLedger(context.data_dir)
         self.federation = build_federation(config, context)
         self.source = "the built-in demo federation" if is_demo else str(path)
         self.user = user if user is not None else _local_user()

@@ -30,10 +30,8 @@ answers garbage becomes an ERROR result or a 502/504 naming the platform, never 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import stat
-import threading
 from collections.abc import Awaitable
 from datetime import timedelta
 from pathlib import Path
@@ -44,6 +42,7 @@ from tornado import web
 from tornado.iostream import StreamClosedError
 
 from execplanner_widgets.core.jobs import follow_job
+from execplanner_widgets.core.ledger import BookingLedger
 from execplanner_widgets.core.platform import Platform, PlatformError
 from execplanner_widgets.model import InvalidRequest, parse_request, utcnow
 from execplanner_widgets.model.errors import FieldError
@@ -279,40 +278,6 @@ class SessionLogHandler(ProxyHandler):
             asyncio.to_thread(tail_of, folder / "stderr.txt", int(text)),
         )
         self.write_document({"uuid": uuid, "phase": str(session.phase), "tail": int(text), "stdout": stdout or "", "stderr": stderr or ""})
-
-
-class BookingLedger:
-    """Which sessions each user booked through this server (platform and uuid), in a JSON file in
-    the extension's data folder: the list survives kernel and server restarts and shows bookings
-    made from any kernel. The platforms stay the source of truth for each session's state; the
-    ledger only remembers where to ask. At most :attr:`KEEP` entries per user (the newest)."""
-
-    KEEP = 200
-    _lock = threading.Lock()
-
-    def __init__(self, folder: str | os.PathLike[str]) -> None:
-        self.path = Path(folder) / "bookings.json"
-
-    def _read(self) -> dict[str, list[dict[str, str]]]:
-        try:
-            document = json.loads(self.path.read_text("utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return document if isinstance(document, dict) else {}
-
-    def add(self, user: str | None, platform: str, uuid: str, booked: str) -> None:
-        with self._lock:
-            document = self._read()
-            entries = [e for e in document.get(user or "", []) if e.get("uuid") != uuid]
-            entries.append({"platform": platform, "uuid": uuid, "booked": booked})
-            document[user or ""] = entries[-self.KEEP :]
-            temporary = self.path.with_suffix(".json.tmp")
-            temporary.write_text(json.dumps(document), "utf-8")
-            temporary.replace(self.path)
-
-    def of(self, user: str | None) -> list[dict[str, str]]:
-        with self._lock:
-            return [e for e in self._read().get(user or "", []) if isinstance(e, dict)]
 
 
 def ledger_of(handler: ExecPlannerHandler) -> BookingLedger:
