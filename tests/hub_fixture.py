@@ -33,9 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 import pytest
-import requests
 from jupyter_live import free_port
 
 __all__ = [
@@ -101,15 +101,18 @@ class LiveHub:
     users: list[str]
     pid: int
     log_path: Path
+    #: the login sessions handed out; closed when the hub stops
+    sessions: list[httpx.Client] = field(default_factory=list, repr=False)
 
     def home(self, user: str) -> Path:
         """The user's home folder: the root of each of their servers' file browser."""
         return self.root / "home" / user
 
-    def api(self, method: str, path: str, *, token: str | None = None, **kwargs: Any) -> requests.Response:
-        """A hub API call with the inspector token (or ``token``)."""
+    def api(self, method: str, path: str, *, token: str | None = None, **kwargs: Any) -> httpx.Response:
+        """A hub API call with the inspector token (or ``token``); redirects are followed."""
         headers = {"Authorization": f"token {token or self.inspector_token}"}
-        return requests.request(method, self.url + "hub/api/" + path, headers=headers, timeout=30, **kwargs)
+        kwargs.setdefault("follow_redirects", True)
+        return httpx.request(method, self.url + "hub/api/" + path, headers=headers, timeout=30, **kwargs)
 
     def servers(self, user: str) -> dict[str, Any]:
         """The user's servers as the hub reports them, with their state."""
@@ -132,17 +135,18 @@ class LiveHub:
             time.sleep(0.3)
         return False
 
-    def login(self, user: str) -> requests.Session:
-        """A browser-like session logged in to the hub as ``user`` (form login, cookies)."""
-        session = requests.Session()
-        page = session.get(self.url + "hub/login", timeout=30)
+    def login(self, user: str) -> httpx.Client:
+        """A browser-like session logged in to the hub as ``user`` (form login, cookies, redirects
+        followed as a browser would). It is closed when the hub stops."""
+        session = httpx.Client(follow_redirects=True, timeout=30)
+        self.sessions.append(session)
+        page = session.get(self.url + "hub/login")
         page.raise_for_status()
         xsrf = session.cookies.get("_xsrf", "")
         answer = session.post(
             self.url + "hub/login",
             data={"username": user, "password": self.password, "_xsrf": xsrf},
-            allow_redirects=False,
-            timeout=30,
+            follow_redirects=False,
         )
         if answer.status_code not in (302, 303):
             raise RuntimeError(f"login as {user} failed: {answer.status_code}")
@@ -287,7 +291,7 @@ def run_hub(root: Path, users: list[str] | None = None) -> Iterator[LiveHub]:
             try:
                 if hub.api("GET", "").status_code == 200:
                     break
-            except requests.ConnectionError:
+            except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"jupyterhub did not start within {START_TIMEOUT:g} s:\n{hub.log()[-4000:]}")
@@ -300,8 +304,10 @@ def run_hub(root: Path, users: list[str] | None = None) -> Iterator[LiveHub]:
     finally:
         try:
             _track_servers(hub, started)
-        except (requests.RequestException, ValueError) as error:  # the hub may already be gone
+        except (httpx.HTTPError, ValueError) as error:  # the hub may already be gone
             print(f"hub_fixture: could not list the servers before stopping the hub: {error}", file=sys.stderr)
+        for session in hub.sessions:
+            session.close()
         _stop(process)
         for pid in started:  # a single-user server the hub failed to stop
             _kill(pid)

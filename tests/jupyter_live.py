@@ -1,5 +1,5 @@
 """A real ``jupyter server`` subprocess with the ExecPlanner extension, for tests that need a server
-in another process (the kernel client's server mode uses blocking ``requests``, which would stall a
+in another process (the kernel client's server mode uses blocking ``httpx`` calls, which would stall a
 server running on the test's own event loop).
 
 ::
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import requests
+import httpx
 
 __all__ = ["DISCOVERY_VARIABLES", "LiveServer", "free_port", "no_discovery_hints", "run_jupyter_server"]
 
@@ -66,11 +66,15 @@ class LiveServer:
     log_path: Path
     env: dict[str, str]
 
-    def get(self, path: str, **kwargs: Any) -> requests.Response:
-        return requests.get(self.url + path, headers={"Authorization": f"token {self.token}"}, timeout=30, **kwargs)
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        """GET with the server's token; redirects are followed unless ``follow_redirects=False``."""
+        kwargs.setdefault("follow_redirects", True)
+        return httpx.get(self.url + path, headers={"Authorization": f"token {self.token}"}, timeout=30, **kwargs)
 
-    def post(self, path: str, **kwargs: Any) -> requests.Response:
-        return requests.post(self.url + path, headers={"Authorization": f"token {self.token}"}, timeout=30, **kwargs)
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        """POST with the server's token; redirects are followed unless ``follow_redirects=False``."""
+        kwargs.setdefault("follow_redirects", True)
+        return httpx.post(self.url + path, headers={"Authorization": f"token {self.token}"}, timeout=30, **kwargs)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -161,7 +165,7 @@ def run_jupyter_server(
             try:
                 if server.get("api/status").status_code == 200 and any((root / "runtime").glob("jpserver-*.json")):
                     break
-            except requests.ConnectionError:
+            except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"jupyter server did not start within {START_TIMEOUT:g} s:\n{server.log()[-3000:]}")

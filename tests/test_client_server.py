@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 
+import httpx
 import pytest
 from brokers import answer_yes, hang, run_broker, static_entry, write_platforms
 from jupyter_client import BlockingKernelClient
@@ -111,7 +112,7 @@ def test_runtime_files_match_by_kernel_id(server, clean_env):
             assert client.mode == "server"
             assert f"lists kernel {kernel['id'][:8]}" in client.describe_mode()
     finally:
-        requests_delete(server, f"api/kernels/{kernel['id']}")
+        delete(server, f"api/kernels/{kernel['id']}")
 
 
 def test_jupyterhub_environment(server, clean_env):
@@ -169,13 +170,11 @@ def test_the_client_inside_a_real_kernel_finds_its_server(server):
         assert f"runtime file of server pid {server.pid}" in text
     finally:
         client.stop_channels()
-        requests_delete(server, f"api/kernels/{kernel['id']}")
+        delete(server, f"api/kernels/{kernel['id']}")
 
 
-def requests_delete(server, path):
-    import requests
-
-    requests.delete(server.url + path, headers={"Authorization": f"token {server.token}"}, timeout=30)
+def delete(server, path):
+    httpx.delete(server.url + path, headers={"Authorization": f"token {server.token}"}, timeout=30)
 
 
 # --------------------------------------------------------------------------------------- the API
@@ -212,7 +211,9 @@ def test_wait_times_out_with_the_phase_it_saw(planner):
 
 def test_stream_yields_answers_as_they_arrive(planner):
     started = time.monotonic()
-    arrivals = [(result.platform, result.status, time.monotonic() - started) for result in planner.stream_offers(REQUEST)]
+    arrivals = [
+        (result.platform, result.status, time.monotonic() - started) for result in planner.stream_offers(REQUEST)
+    ]
     names = [name for name, _, _ in arrivals]
     assert sorted(names) == ["big", "remote", "small", "stuck"]
     assert names[-1] == "stuck" and arrivals[-1][1] == "ERROR"
@@ -255,7 +256,9 @@ def test_the_server_answers_match_local_mode(planner, platforms_file, clean_env,
         request = {**REQUEST, "compute": {"cores": {"min": 2, "max": 4}, "memory": {"min": 4}}}
         mine = local.offers(request, platforms=["big", "small", "remote"])
         theirs = planner.offers(request, platforms=["big", "small", "remote"])
-        assert [(r.platform, r.status, len(r.offers)) for r in mine] == [(r.platform, r.status, len(r.offers)) for r in theirs]
+        assert [(r.platform, r.status, len(r.offers)) for r in mine] == [
+            (r.platform, r.status, len(r.offers)) for r in theirs
+        ]
         assert [r.reasons for r in mine][1] == [r.reasons for r in theirs][1]
         assert mine[0].offers[0].compute.to_wire() == theirs[0].offers[0].compute.to_wire()
         for client in (local, planner):

@@ -13,9 +13,9 @@ import os
 import signal
 import time
 
+import httpx
 import psutil
 import pytest
-import requests
 from jupyter_live import run_jupyter_server
 from test_hosted_support import DATA, eventually, request_document, write_platforms
 
@@ -83,7 +83,7 @@ def test_a_run_orphaned_by_a_killed_server_is_stopped_by_the_next_one(tmp_path):
         )
         _wait(lambda: not _running(orphan), 10, "the orphan to be stopped")
         headers = {"Authorization": f"token {second.token}", "Accept": "application/json"}
-        job = requests.get(f"{second.url}execplanner/platforms/local/jobs/{uuid}", headers=headers, timeout=30).json()
+        job = httpx.get(f"{second.url}execplanner/platforms/local/jobs/{uuid}", headers=headers, timeout=30).json()
         assert job["phase"] == "ERROR" and "server restarted" in job["errorSummary"]["message"]
         assert job["errorSummary"]["type"] == "transient"  # not the user's code's fault: booking again may work
 

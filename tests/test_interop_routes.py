@@ -16,8 +16,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-import requests
 import yaml
 from jupyter_live import run_jupyter_server
 from test_hosted_support import DATA, extension_config, request_document, write_platforms
@@ -311,8 +311,8 @@ def test_behind_a_tls_proxy_links_keep_the_public_scheme_and_host(tmp_path):
             "Content-Type": "application/json",
         }
         body = json.dumps(request_document(DATA / "sum_numbers.py", start=later()))
-        answer = requests.post(
-            server.url + "execplanner/platforms/gaia/requests", data=body, headers=headers, timeout=30
+        answer = httpx.post(
+            server.url + "execplanner/platforms/gaia/requests", content=body, headers=headers, timeout=30
         )
         answer = answer.json()
     prefix = "https://science.example.org/jupyter/user/ada/execplanner/platforms/gaia/"

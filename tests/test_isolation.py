@@ -26,9 +26,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 import pytest
-import requests
 import yaml
 from jupyter_live import run_jupyter_server
 
@@ -239,11 +239,13 @@ class Named:
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"token {self.live.token}", "X-Test-User": self.user}
 
-    def get(self, path: str, **kwargs: Any) -> requests.Response:
-        return requests.get(self.live.url + path, headers=self._headers(), timeout=30, **kwargs)
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        kwargs.setdefault("follow_redirects", True)  # as LiveServer.get
+        return httpx.get(self.live.url + path, headers=self._headers(), timeout=30, **kwargs)
 
-    def post(self, path: str, **kwargs: Any) -> requests.Response:
-        return requests.post(self.live.url + path, headers=self._headers(), timeout=30, **kwargs)
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        kwargs.setdefault("follow_redirects", True)  # as LiveServer.post
+        return httpx.post(self.live.url + path, headers=self._headers(), timeout=30, **kwargs)
 
 
 @contextmanager
