@@ -1,5 +1,5 @@
 """The same app through the Jupyter server's proxy (server mode): a real ``jupyter server`` process with
-the extension, platforms behind it on 127.0.0.1, the kernel client calling it with ``requests``."""
+the extension, platforms behind it on 127.0.0.1, the kernel client calling it with ``httpx``."""
 
 from __future__ import annotations
 
