@@ -647,6 +647,18 @@ def test_waiting_says_when_it_starts_and_available_has_open_and_the_time_left():
     assert re.search(r"55 min left", text_of(view))
     assert re.search(r'<a class="ep-btn ep-primary ep-open" href="https://hub.example.org/user/a/lab/tree/x.ipynb"[^>]*>Open</a>', view)
     monitor.stop()
+    hosted = _session(  # a hosted session lists its UWS job first: Open leads to the hub's notebook
+        "AVAILABLE",
+        timedelta(minutes=-1),
+        timedelta(hours=1),
+        connectors=[
+            {"kind": "http://www.ivoa.net/xml/UWS/v1.0", "protocol": "HTTP", "status": "AVAILABLE", "location": "http://127.0.0.1:8888/execplanner/platforms/hub/jobs/x"},
+            {"kind": "urn:execplanner:connector:web", "protocol": "HTTPS", "status": "AVAILABLE", "location": "https://hub.example.org/user/a/ep-x/lab/tree/x.ipynb"},
+        ],
+    )
+    opened = JobMonitor(planner=None, session=hosted, platform="hub")
+    assert re.search(r'class="ep-btn ep-primary ep-open" href="https://hub.example.org/user/a/ep-x/lab/tree/x.ipynb"', opened.view.value)
+    opened.stop()
     bad = _session("AVAILABLE", timedelta(0), timedelta(hours=1), connectors=[{"location": "javascript:alert(1)"}])
     assert "ep-open" not in JobMonitor(planner=None, session=bad, platform="hub").view.value
 

@@ -451,7 +451,7 @@ def bookings_html(
                 "start_text": _at(session.start, now),
                 "end_text": _at(session.end, now),
                 "timing": _timing(session, now),
-                "open_url": safe_href(connectors[0].location) if connectors and phase == "AVAILABLE" else None,
+                "open_url": _open_url(connectors, phase),
                 "cancellable": phase in ("ACCEPTED", "WAITING", "PREPARING", "AVAILABLE", "RUNNING"),
                 "results": len(getattr(session, "results", None) or []),
             }
@@ -464,6 +464,24 @@ def _at(moment: datetime | None, now: datetime) -> str:
     if moment is None:
         return "-"
     return when(moment, now) if moment > now else full_time(moment)
+
+
+#: Connector kinds that are a job's UWS record: every hosted session carries one, and it is nothing to open.
+_UWS_KINDS = "http://www.ivoa.net/xml/UWS/"
+
+
+def _open_url(connectors: Sequence[Any], phase: str) -> str | None:
+    """Where **Open** leads for an AVAILABLE session: its interactive connector (a hub server's
+    JupyterLab), never the UWS job record that a hosted session lists first, nor a local folder."""
+    if phase != "AVAILABLE":
+        return None
+    for connector in connectors:
+        if str(getattr(connector, "kind", None) or "").startswith(_UWS_KINDS):
+            continue
+        href = safe_href(getattr(connector, "location", None))
+        if href is not None:
+            return href
+    return None
 
 
 def _timing(session: Any, now: datetime) -> str:
@@ -538,7 +556,7 @@ def job_view(
         timing=_timing(session, now),
         start_text=_at(session.start, now),
         end_text=_at(session.end, now),
-        open_url=safe_href(connectors[0].location) if connectors and phase == "AVAILABLE" else None,
+        open_url=_open_url(connectors, phase),
         results=list(getattr(session, "results", None) or []),
         notify=_notifier(
             str(session.uuid), "ExecPlanner", f"The session on {platform or 'its platform'} has ended: {phase}"
