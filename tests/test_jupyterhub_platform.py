@@ -25,6 +25,7 @@ from execplanner_widgets.model import ExecutionSession, SessionPhase, format_ins
 from jupyter_server_extension.hosted.documents import WEB_CONNECTOR
 from jupyter_server_extension.hosted.executors.jupyterhub.executor import server_name
 from jupyter_server_extension.hosted.platform import HostedPlatform
+from jupyter_server_extension.hosted.store import events_of
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -127,6 +128,10 @@ async def test_booking_waits_then_is_available_then_the_saved_notebook_comes_bac
     assert connector.status == "AVAILABLE" and connector.protocol == "HTTP"
     assert connector.location == f"{live_hub.url}user/ada/{server}/lab/tree/execplanner/{uuid}/analysis.ipynb"
     assert any("available" in message.text for message in available.messages)
+    with hub_platform.store.read() as db:  # the phases it went through: PREPARING -> AVAILABLE, never RUNNING
+        history = [event.phase for event in events_of(db, [uuid])[uuid]]
+    seen = [phase for index, phase in enumerate(history) if index == 0 or history[index - 1] != phase]
+    assert seen[seen.index("PREPARING") :] == ["PREPARING", "AVAILABLE"], seen
 
     token = await user_token(live_hub, "ada")
     async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"token {token}"}) as client:

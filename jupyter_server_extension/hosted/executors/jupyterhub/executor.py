@@ -165,6 +165,9 @@ class JupyterHubExecutor(Executor):
     name = "jupyterhub"
     #: a notebook server runs on in the hub; a clean shutdown leaves it to the next server (adopt)
     survives_restart = True
+    #: the session stays PREPARING while the hub starts the server and the files go in; the run
+    #: reports AVAILABLE when the notebook can be opened (a hub session is never "RUNNING")
+    reports_phases = True
 
     def __init__(self, options: JupyterHubOptions, context: ExecutorContext) -> None:
         super().__init__(options, context)
