@@ -319,6 +319,8 @@ class JobMonitor(widgets.VBox):
             self.cancel_button.disabled = True
             return
         started = str(session.phase) not in ("OFFERED", "ACCEPTED", "WAITING", "REJECTED", "EXPIRED")
+        if _interactive(session):  # the user works in it: there is no batch output to wait for
+            started = False
         html = job_view(
             session,
             self.platform,
@@ -377,3 +379,15 @@ def _progress_hint(session: ExecutionSession) -> str:
         return ""
     latest = session.messages[-1]
     return f"Latest: {getattr(latest, 'text', None) or latest}"
+
+
+#: The connector kind of an interactive session a user opens (a hub's JupyterLab).
+WEB_CONNECTOR = "urn:execplanner:connector:web"
+
+
+def _interactive(session: Any) -> bool:
+    """Whether ``session`` is one the user opens and works in, rather than a batch run with output."""
+    if str(session.phase) == "AVAILABLE":
+        return True
+    return any(str(getattr(connector, "kind", "")) == WEB_CONNECTOR for connector in session.connectors or [])
+
