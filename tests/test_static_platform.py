@@ -150,17 +150,51 @@ def test_bad_options_are_refused():
         StaticOptions.model_validate({"memory": "lots"})
 
 
-def test_offers_that_ended_long_ago_are_forgotten():
+def test_offers_that_ended_long_ago_are_forgotten(monkeypatch):
     from execplanner_widgets.platforms import static
 
     cloud = platform(offer_ttl="PT0S")
 
     async def scenario():
+        kept = (await cloud.offers(request())).offers[0]
+        assert (await cloud.session(kept.uuid)).phase is SessionPhase.EXPIRED
+        monkeypatch.setattr(static, "FORGET_AFTER", timedelta(0))  # offers made from now on end at once
         old = (await cloud.offers(request())).offers[0]
-        assert (await cloud.session(old.uuid)).phase is SessionPhase.EXPIRED
-        cloud._sessions[old.uuid].expires -= static.FORGET_AFTER * 2  # it ended long ago
-        (await cloud.offers(request())).offers[0]
+        (await cloud.offers(request())).offers[0]  # the next question forgets the one that ended
         with pytest.raises(SessionNotFound):
             await cloud.session(old.uuid)
+        assert (await cloud.session(kept.uuid)).phase is SessionPhase.EXPIRED  # its hour is not over
+
+    run(scenario())
+
+
+def test_accepted_sessions_are_kept_and_cancelled_ones_forgotten(monkeypatch):
+    from execplanner_widgets.platforms import static
+
+    monkeypatch.setattr(static, "FORGET_AFTER", timedelta(0))
+    cloud = platform()
+
+    async def scenario():
+        offer = (await cloud.offers(request())).offers[0]
+        await cloud.accept(offer.uuid)
+        cloud._forget_ended(offer.expires + timedelta(days=2))  # long after the offer would have ended
+        assert (await cloud.session(offer.uuid)).phase is SessionPhase.ACCEPTED
+        assert (await cloud.cancel(offer.uuid)).phase is SessionPhase.CANCELLED
+        (await cloud.offers(request())).offers[0]
+        with pytest.raises(SessionNotFound):
+            await cloud.session(offer.uuid)
+
+    run(scenario())
+
+
+def test_an_expired_offer_reads_expired_with_the_time_it_expired():
+    cloud = platform(offer_ttl="PT0S")
+
+    async def scenario():
+        offer = (await cloud.offers(request())).offers[0]
+        first, second = await cloud.session(offer.uuid), await cloud.session(offer.uuid)
+        assert first.phase is second.phase is SessionPhase.EXPIRED
+        assert first.messages[-1].time == second.messages[-1].time == offer.expires
+        assert [m.message for m in second.messages].count("the offer expired before it was accepted") == 1
 
     run(scenario())

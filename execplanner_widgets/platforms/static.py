@@ -9,7 +9,9 @@ was asked and the limit, plus ExecutionBroker options describing the nearest thi
 from __future__ import annotations
 
 import asyncio
+import heapq
 import uuid as uuid_module
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,7 +32,7 @@ from ..model import (
     utcnow,
 )
 from ..model.kinds import kind_uri
-from ..model.phases import CANCELLABLE_PHASES, ENDED_PHASES, offer_expired
+from ..model.phases import CANCELLABLE_PHASES, offer_expired
 from ..model.platform import PlatformDescription
 from ..model.types import Duration, GiB
 from ..model.units import format_duration, human_duration
@@ -70,14 +72,26 @@ class StaticOptions(Limits):
 
 
 #: How long a static platform remembers offers that ended (expired, rejected, cancelled).
-FORGET_AFTER = timedelta(hours=24)
+FORGET_AFTER = timedelta(hours=1)
+
+
+@dataclass(slots=True)
+class _Kept:
+    """One offer or session as the platform keeps it: its JSON document (about 1 KB, where the
+    pydantic model takes about 8 KB), and when it may be forgotten (None while it is accepted)."""
+
+    document: bytes
+    forget_at: datetime | None
 
 
 class StaticPlatform(Platform):
     """A platform described by metadata in the platforms file.
 
-    It keeps its offers in memory (it has nothing to run them on); offers that ended are forgotten
-    :data:`FORGET_AFTER` later, so a long-running server does not grow without bound.
+    It keeps its offers in memory (it has nothing to run them on) as compact JSON documents, and
+    forgets an offer :data:`FORGET_AFTER` after it ended (expired, rejected, cancelled): a heap
+    ordered by that time finds them without scanning the others, so memory stays flat under a
+    steady stream of questions and each question costs the same however many offers are kept.
+    Accepted sessions are kept until they are cancelled.
     """
 
     kind = "static"
@@ -85,8 +99,8 @@ class StaticPlatform(Platform):
     def __init__(self, name: str, title: str | None = None, *, options: StaticOptions | None = None, description: str | None = None) -> None:
         super().__init__(name, title, description=description)
         self.options = options or StaticOptions()
-        self._sessions: dict[str, ExecutionSession] = {}
-        self._siblings: dict[str, list[str]] = {}
+        self._sessions: dict[str, _Kept] = {}
+        self._forget: list[tuple[datetime, str]] = []  # heap of (forget_at, uuid)
         self._lock = asyncio.Lock()
 
     @classmethod
@@ -198,8 +212,7 @@ class StaticPlatform(Platform):
         )
         async with self._lock:
             self._forget_ended(now)
-            self._sessions[session_id] = session
-            self._siblings[session_id] = [session_id]
+            self._keep(session_id, session, session.expires + FORGET_AFTER)
         return OfferSetResponse(
             result="YES",
             meta=ComponentMetadata(uuid=offerset_id, name=self.name, created=now),
@@ -222,27 +235,38 @@ class StaticPlatform(Platform):
             kinds = " running " + ", ".join(short_kind(canonical_kind(k, "executable")) for k in self.options.accepts)
         return f"the most this platform could offer: {', '.join(parts) or 'no stated limits'}{kinds}"
 
-    def _forget_ended(self, now: datetime) -> None:
-        """Drop offers that ended more than :data:`FORGET_AFTER` ago (accepted sessions are kept)."""
-        for uuid, session in list(self._sessions.items()):
-            self._expire(session)
-            ended = session.phase in ENDED_PHASES
-            if ended and session.expires is not None and session.expires + FORGET_AFTER < now:
-                del self._sessions[uuid]
-                self._siblings.pop(uuid, None)
+    def _keep(self, uuid: str, session: ExecutionSession, forget_at: datetime | None) -> None:
+        """Store ``session``'s document; from ``forget_at`` on it may be forgotten."""
+        self._sessions[uuid] = _Kept(session.model_dump_json(by_alias=True, exclude_none=True).encode(), forget_at)
+        if forget_at is not None:
+            heapq.heappush(self._forget, (forget_at, uuid))
 
-    def _expire(self, session: ExecutionSession) -> None:
+    def _forget_ended(self, now: datetime) -> None:
+        """Drop what may be forgotten by ``now`` (offers :data:`FORGET_AFTER` after they ended)."""
+        heap = self._forget
+        while heap and heap[0][0] <= now:
+            _, uuid = heapq.heappop(heap)
+            kept = self._sessions.get(uuid)
+            # an accepted session has no forget_at; one that ended later has a later heap entry
+            if kept is not None and kept.forget_at is not None and kept.forget_at <= now:
+                del self._sessions[uuid]
+
+    def _load(self, uuid: str) -> ExecutionSession:
+        """The session as it stands now (an offer past its expiry reads EXPIRED)."""
+        kept = self._sessions.get(uuid)
+        if kept is None:
+            raise SessionNotFound(f"no offer or session {uuid} on {self.name}")
+        session = ExecutionSession.model_validate_json(kept.document)
         if offer_expired(session, utcnow()):
             session.phase = SessionPhase.EXPIRED
-            session.ensure_meta().messages.append(message("the offer expired before it was accepted"))
+            expired = message("the offer expired before it was accepted")
+            expired.time = session.expires
+            session.ensure_meta().messages.append(expired)
+        return session
 
     async def session(self, uuid: str, *, user: str | None = None) -> ExecutionSession:
         async with self._lock:
-            session = self._sessions.get(uuid)
-            if session is None:
-                raise SessionNotFound(f"no offer or session {uuid} on {self.name}")
-            self._expire(session)
-            return session.model_copy(deep=True)
+            return self._load(uuid)
 
     async def update_session(self, uuid: str, update: UpdateModel, *, user: str | None = None) -> ExecutionSession:
         if getattr(update, "path", None) != "phase" or not hasattr(update, "value"):
@@ -252,22 +276,18 @@ class StaticPlatform(Platform):
         except ValueError:
             raise SessionConflict(f"unknown phase {update.value!r}; use ACCEPTED, REJECTED or CANCELLED") from None
         async with self._lock:
-            session = self._sessions.get(uuid)
-            if session is None:
-                raise SessionNotFound(f"no offer or session {uuid} on {self.name}")
-            self._expire(session)
+            session = self._load(uuid)
             current = session.phase
+            now = utcnow()
+            forget_at: datetime | None = now + FORGET_AFTER
             if target is SessionPhase.ACCEPTED and current is SessionPhase.OFFERED:
                 session.phase = SessionPhase.ACCEPTED
+                forget_at = None
                 note = "accepted"
                 if self.options.url:
                     note += f"; this platform is described by metadata only: start the task at {self.options.url}"
                     session.connectors.append(Connector(kind="urn:execplanner:connector:web", status="AVAILABLE", protocol="HTTPS", location=self.options.url))
                 session.ensure_meta().messages.append(message(note))
-                for sibling in self._siblings.get(uuid, []):
-                    other = self._sessions[sibling]
-                    if sibling != uuid and other.phase is SessionPhase.OFFERED:
-                        other.phase = SessionPhase.REJECTED
             elif target is SessionPhase.REJECTED and current is SessionPhase.OFFERED:
                 session.phase = SessionPhase.REJECTED
                 session.ensure_meta().messages.append(message("rejected"))
@@ -276,4 +296,5 @@ class StaticPlatform(Platform):
                 session.ensure_meta().messages.append(message("cancelled"))
             else:
                 raise SessionConflict(f"cannot change session {uuid} from {current} to {target}")
-            return session.model_copy(deep=True)
+            self._keep(uuid, session, forget_at)
+            return session
