@@ -82,6 +82,12 @@ def default_db_url(data_dir: Path) -> str:
     return f"sqlite:///{Path(data_dir) / 'hosted.sqlite'}"
 
 
+#: Page cache of each SQLite connection (SQLite's default is 2 MiB): the calendar answers from
+#: memory and the operating system caches the file, so a small cache per pooled connection
+#: costs little time and keeps the server's memory flat as the database grows.
+SQLITE_CACHE_KIB = 512
+
+
 def _use_wal(cursor: Any, attempts: int = 400) -> None:
     """Put the file in WAL mode (once: it stays so). Switching needs the file to itself, and
     SQLite answers "locked" at once rather than waiting when another server is busy with it, so
@@ -110,6 +116,7 @@ def _configure_sqlite(engine: Engine) -> None:
             cursor.execute("PRAGMA busy_timeout=60000")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
             _use_wal(cursor)
         finally:
             cursor.close()
@@ -138,6 +145,7 @@ class Store:
             kwargs["connect_args"] = {"timeout": 60, "check_same_thread": False}
             kwargs["pool_size"] = 16
             kwargs["max_overflow"] = 16
+            kwargs["pool_use_lifo"] = True  # the warm connections serve; idle ones stay cold
         else:
             kwargs["pool_pre_ping"] = True
         try:
