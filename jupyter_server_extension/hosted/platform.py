@@ -61,9 +61,9 @@ from .executors import Executor, ExecutorContext, make_executor
 from .jobs import ActionNotAllowed, JobStore, job_from_row, jobref_from_row
 from .options import HostedOptions
 from .plan import plan_request, precise_now
-from .runner import Runner
+from .runner import MAX_SLEEP, Runner
 from .service import BookingService
-from .store import Store, default_db_url
+from .store import EventRow, OfferSetRow, SessionRow, Store, default_db_url
 from .uws_documents import UwsJob, UwsJobRef
 
 __all__ = ["HostedPlatform", "RequestRefused"]
@@ -311,22 +311,29 @@ class HostedPlatform(Platform):
         if problems or plan is None:
             messages = [message for message, _ in problems] + [checks.nearest(capacity, self.options, self.title)]
             options = [option for _, option in problems if option is not None]
-            uuid = await self.service.refuse(
+            rows = await self.service.refuse(
                 request.to_broker(),
                 [message.model_dump(mode="json", exclude_none=True) for message in messages],
                 [option.model_dump(mode="json", exclude_none=True, by_alias=True) for option in options],
                 user,
             )
         else:
-            uuid = await self.service.offer(request, plan, capacity, self._allocation_capacity(user), user)
-        self._wake()
-        return await self.offerset(uuid, user=user)
+            rows = await self.service.offer(request, plan, capacity, self._allocation_capacity(user), user)
+            if self.options.offer_ttl.total_seconds() < MAX_SLEEP:
+                # the scheduler looks at least every MAX_SLEEP seconds: it needs a wake-up (a sweep
+                # of the database) only for offers that expire before its next look
+                self._wake()
+        return self._offerset_document(*rows)
 
     async def offerset(self, uuid: str, *, user: str | None = None) -> OfferSetResponse:
         """The offer set ``uuid``, with its offers as they are now (some may be accepted or expired)."""
         await self._ensure_started()
         self._named(user)
-        row, sessions = await self._db(self.service.offerset_rows, uuid, user)
+        return self._offerset_document(*await self._db(self.service.offerset_rows, uuid, user))
+
+    def _offerset_document(
+        self, row: OfferSetRow, sessions: list[tuple[SessionRow, list[EventRow]]]
+    ) -> OfferSetResponse:
         now = precise_now()
         offers = [
             session_document(item, events, self.links, self.session_dir(item.uuid), now, self.name)

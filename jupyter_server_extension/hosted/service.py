@@ -40,6 +40,9 @@ from .plan import Plan, ceil_seconds, describe_need, offered_document, precise_n
 from .store import EventRow, OfferSetRow, ReservationRow, SessionRow, Store, add_event, events_of, select_holds
 from .tables import SLOT_BOOKED, SLOT_RELEASED, run_under_way
 
+#: An offer set and its offers, each with its history: what a document is built from.
+OfferSetRows = tuple[OfferSetRow, list[tuple[SessionRow, list[EventRow]]]]
+
 __all__ = ["BookingService", "booked_slot", "release_hold"]
 
 log = logging.getLogger(__name__)
@@ -110,7 +113,7 @@ class BookingService:
             row = self.owned(session, uuid, user)
             return row, events_of(session, [uuid])[uuid]
 
-    def offerset_rows(self, uuid: str, user: str | None) -> tuple[OfferSetRow, list[tuple[SessionRow, list[EventRow]]]]:
+    def offerset_rows(self, uuid: str, user: str | None) -> OfferSetRows:
         with self.store.read() as session:
             row = session.get(OfferSetRow, uuid)
             if row is None or row.platform != self.platform or row.owner != user:
@@ -144,13 +147,14 @@ class BookingService:
 
     async def refuse(
         self, request: dict[str, Any], texts: list[dict[str, Any]], options: list[dict[str, Any]], user: str | None
-    ) -> str:
-        """Record a NO answer (so ``GET offersets/{uuid}`` can show it again) and return its id."""
+    ) -> OfferSetRows:
+        """Record a NO answer (so ``GET offersets/{uuid}`` can show it again) and return its row."""
         return await self._db(self._refuse, request, texts, options, user)  # type: ignore[no-any-return]
 
-    def _refuse(self, request: dict[str, Any], texts: list[Any], options: list[Any], user: str | None) -> str:
+    def _refuse(self, request: dict[str, Any], texts: list[Any], options: list[Any], user: str | None) -> OfferSetRows:
         with self.store.write(self.platform) as session:
-            return self._offerset(session, request, "NO", texts, options, user, f"{self.title} cannot run this request")
+            description = f"{self.title} cannot run this request"
+            return self._offerset(session, request, "NO", texts, options, user, description), []
 
     def _offerset(
         self,
@@ -161,34 +165,34 @@ class BookingService:
         options: list[dict[str, Any]],
         user: str | None,
         description: str,
-    ) -> str:
-        identifier = str(uuid_module.uuid4())
-        created = precise_now().replace(microsecond=0)
-        session.add(
-            OfferSetRow(
-                uuid=identifier,
-                platform=self.platform,
-                owner=user,
-                created=created,
-                result=result,
-                description=description,
-                messages=texts,
-                options=options,
-                request=request,
-            )
+    ) -> OfferSetRow:
+        row = OfferSetRow(
+            uuid=str(uuid_module.uuid4()),
+            platform=self.platform,
+            owner=user,
+            created=precise_now().replace(microsecond=0),
+            result=result,
+            description=description,
+            messages=texts,
+            options=options,
+            request=request,
         )
-        return identifier
+        session.add(row)
+        return row
 
     async def offer(
         self, request: ExecutionRequest, plan: Plan, capacity: Capacity, allocation: Capacity | None, user: str | None
-    ) -> str:
-        """Find up to ``options.offers`` start times and hold them as offers; return the offer set id."""
+    ) -> OfferSetRows:
+        """Find up to ``options.offers`` start times and hold them as offers; return the offer set's
+        rows as the write transaction left them (no second trip to read them back)."""
         low = max(plan.earliest, ceil_seconds(precise_now()))
         external = await self.external_holds(low, plan.latest + timedelta(seconds=plan.need.storage_duration))
-        offerset: str = await self._db(self._offer, request, plan, capacity, allocation, user, external)
-        if self._hooked("offer_note"):
+        rows: OfferSetRows = await self._db(self._offer, request, plan, capacity, allocation, user, external)
+        if self._hooked("offer_note") and rows[1]:
+            offerset = rows[0].uuid
             await self._offer_notes(offerset, plan, user)
-        return offerset
+            rows = await self._db(self.offerset_rows, offerset, user)
+        return rows
 
     async def _offer_notes(self, offerset: str, plan: Plan, user: str | None) -> None:
         """Each offer gets the executor's sentence about it (e.g. "this start is Slurm's estimate")."""
@@ -237,7 +241,7 @@ class BookingService:
         allocation: Capacity | None,
         user: str | None,
         external: list[Hold],
-    ) -> str:
+    ) -> OfferSetRows:
         with self.store.write(self.platform) as session:
             now = precise_now()
             earliest, latest = max(plan.earliest, ceil_seconds(now)), plan.latest
@@ -262,15 +266,17 @@ class BookingService:
                 reason = self._no_slot_reason(plan, holds, capacity, allocation, earliest, latest)
                 description = f"{self.title} has no free time for this request"
                 texts = [messages.message_document(reason, "WARN")]
-                return self._offerset(session, document, "NO", texts, [], user, description)
+                return self._offerset(session, document, "NO", texts, [], user, description), []
             expires = now.replace(microsecond=0) + self.options.offer_ttl
             wanted = describe_need(plan.need, plan.run)
             summary = messages.offers_summary(len(slots), wanted, [from_seconds(slot.start) for slot in slots], expires)
             texts = [messages.message_document(summary)]
             offerset = self._offerset(session, document, "YES", texts, [], user, f"{self.title} can run this request")
-            for slot in slots:
-                self._add_offer(session, request, plan, slot, offerset, user, now, expires)
-            return offerset
+            offers = [
+                self._add_offer(session, request, plan, slot, offerset.uuid, user, now, expires) for slot in slots
+            ]
+            offers.sort(key=lambda pair: pair[0].start)  # as offerset_rows reads them
+            return offerset, offers
 
     def _add_offer(
         self,
@@ -282,7 +288,7 @@ class BookingService:
         user: str | None,
         now: datetime,
         expires: datetime,
-    ) -> None:
+    ) -> tuple[SessionRow, list[EventRow]]:
         start = from_seconds(slot.start)
         compute_end = start + timedelta(seconds=plan.need.duration)
         storage_end = start + timedelta(seconds=plan.need.storage_duration) if slot.storage else compute_end
@@ -312,7 +318,7 @@ class BookingService:
         session.add(row)
         session.flush()
         text = messages.offered(slot.cores, slot.memory, slot.storage, available_start, plan.run, expires)
-        add_event(session, row, text)
+        return row, [add_event(session, row, text)]
 
     def _no_slot_reason(
         self,

@@ -338,17 +338,17 @@ def select_holds(
 
 def add_event(
     session: Session, row: SessionRow, message: str, level: str = "INFO", phase: SessionPhase | str | None = None
-) -> None:
+) -> EventRow:
     """Record one step of ``row``'s history (``phase`` defaults to its current phase)."""
-    session.add(
-        EventRow(
-            session=row.uuid,
-            time=precise_now().replace(microsecond=0),
-            level=level,
-            phase=str(phase or row.phase),
-            message=message,
-        )
+    event = EventRow(
+        session=row.uuid,
+        time=precise_now().replace(microsecond=0),
+        level=level,
+        phase=str(phase or row.phase),
+        message=message,
     )
+    session.add(event)
+    return event
 
 
 def events_of(session: Session, uuids: list[str]) -> dict[str, list[EventRow]]:
