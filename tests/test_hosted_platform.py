@@ -367,3 +367,25 @@ async def test_reservations_hold_capacity_once_and_a_past_pattern_is_laid_again(
         assert (await later_on.peak_usage(restart, restart + timedelta(seconds=3)))[0] == 10
     finally:
         await later_on.aclose()
+
+
+@pytest.mark.asyncio
+async def test_the_answer_to_a_request_is_the_offer_set_as_stored(platforms, monkeypatch):
+    """``offers`` builds its answer from the rows it wrote (no second read): it must be the document
+    ``offerset`` reads back, also when the executor adds a note to each offer after they are made."""
+    gaia = platforms()
+    request = parse_request(request_document(SCRIPT, cores={"min": 2}, memory=2, duration="PT1H"))
+    answer = await gaia.offers(request, user="alice")
+    assert answer.result == "YES" and len(answer.offers) == 3
+    assert answer.to_wire() == (await gaia.offerset(answer.meta.uuid, user="alice")).to_wire()
+
+    async def offer_note(self, need, start, user):
+        return f"a note for {user}"
+
+    monkeypatch.setattr(type(gaia.executor), "offer_note", offer_note)
+    noted = await gaia.offers(request, user="alice")
+    assert all(offer.messages[-1].message == "a note for alice" for offer in noted.offers)
+    assert noted.to_wire() == (await gaia.offerset(noted.meta.uuid, user="alice")).to_wire()
+    refused = await gaia.offers(parse_request(request_document(SCRIPT, cores={"min": 64})), user="alice")
+    assert refused.result == "NO"
+    assert refused.to_wire() == (await gaia.offerset(refused.meta.uuid, user="alice")).to_wire()
