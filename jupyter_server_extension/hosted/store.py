@@ -264,7 +264,8 @@ class Store:
                     .values(generation=func.coalesce(LockRow.generation, 0) + 1)
                     .returning(LockRow.generation)
                 )
-                generation = session.execute(bump, execution_options={"synchronize_session": False}).scalar()
+                # on the connection, not through the ORM: the lock row is never loaded as an object
+                generation = session.connection().execute(bump).scalar()
                 if watcher is not None:
                     watcher.begin(generation)
                 yield session
