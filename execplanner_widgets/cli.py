@@ -36,7 +36,10 @@ def _table(rows: list[tuple[list[str], list[str]]], headers: list[str]) -> str:
     """A plain-text table. Each row may carry note lines (reasons) printed under it, outside the
     columns, so a long reason does not stretch the table."""
     widths = [max(len(str(cells[i])) for cells in [headers, *(r[0] for r in rows)]) for i in range(len(headers))]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip(), "  ".join("-" * w for w in widths)]
+    lines = [
+        "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip(),
+        "  ".join("-" * w for w in widths),
+    ]
     for cells, notes in rows:
         lines.append("  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
         lines.extend(f"    - {note}" for note in notes)
@@ -48,7 +51,11 @@ def _when(value: datetime | None, now: datetime | None = None) -> str:
         return "-"
     local = value.astimezone()
     today = (now or datetime.now().astimezone()).date()
-    day = "today" if local.date() == today else ("tomorrow" if (local.date() - today).days == 1 else local.strftime("%Y-%m-%d"))
+    day = (
+        "today"
+        if local.date() == today
+        else ("tomorrow" if (local.date() - today).days == 1 else local.strftime("%Y-%m-%d"))
+    )
     return f"{day} {local:%H:%M}"
 
 
@@ -62,14 +69,16 @@ def format_results(results: Sequence[Any]) -> str:
                 rows.append(
                     (
                         [
-                        result.platform,
-                        "YES",
-                        _when(offer.start),
-                        str(offer.cores if offer.cores is not None else "-"),
-                        f"{offer.memory} GiB" if offer.memory is not None else "-",
-                        human_duration(offer.schedule.available.duration) if offer.schedule and offer.schedule.available else "-",
-                        expires,
-                        f"{result.elapsed:.2f}s",
+                            result.platform,
+                            "YES",
+                            _when(offer.start),
+                            str(offer.cores if offer.cores is not None else "-"),
+                            f"{offer.memory} GiB" if offer.memory is not None else "-",
+                            human_duration(offer.schedule.available.duration)
+                            if offer.schedule and offer.schedule.available
+                            else "-",
+                            expires,
+                            f"{result.elapsed:.2f}s",
                         ],
                         [],
                     )
@@ -158,12 +167,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def platforms_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--platforms", metavar="FILE", help="platforms file (default: $EXECPLANNER_PLATFORMS, else the demo)")
-        p.add_argument("--data-dir", metavar="DIR", help="where hosted platforms keep state (default: the Jupyter data dir)")
+        p.add_argument(
+            "--platforms", metavar="FILE", help="platforms file (default: $EXECPLANNER_PLATFORMS, else the demo)"
+        )
+        p.add_argument(
+            "--data-dir", metavar="DIR", help="where hosted platforms keep state (default: the Jupyter data dir)"
+        )
         p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     offers = sub.add_parser("offers", help="ask every platform for offers for a request")
-    offers.add_argument("request", metavar="REQUEST_FILE", help="JSON or YAML task description, in any supported dialect")
+    offers.add_argument(
+        "request", metavar="REQUEST_FILE", help="JSON or YAML task description, in any supported dialect"
+    )
     offers.add_argument("--only", action="append", metavar="NAME", help="ask only this platform (repeatable)")
     offers.add_argument("--user", help="the user whose allocations apply")
     platforms_options(offers)

@@ -204,8 +204,14 @@ class ExecutableEntry(BaseModel):
         executable = document.get("executable")
         if isinstance(executable, Mapping):  # an entry written wholly in ExecutionBroker form
             meta = {"name": self.name, "description": self.description, **dict(executable.get("meta") or {})}
-            document = {key: value for key, value in document.items() if key not in ("name", "description", "type", "content")}
-            document["executable"] = {"kind": self.type, **dict(executable), "meta": {k: v for k, v in meta.items() if v}}
+            document = {
+                key: value for key, value in document.items() if key not in ("name", "description", "type", "content")
+            }
+            document["executable"] = {
+                "kind": self.type,
+                **dict(executable),
+                "meta": {k: v for k, v in meta.items() if v},
+            }
         return parse_request(document)
 
     def _repr_html_(self) -> str:
@@ -418,7 +424,9 @@ def _codemeta_record(document: Mapping[str, Any], base: str | None) -> OssrRecor
 
 
 def _is_zenodo(document: Mapping[str, Any]) -> bool:
-    return isinstance(document.get("metadata"), Mapping) and any(key in document for key in ("files", "doi", "id", "links"))
+    return isinstance(document.get("metadata"), Mapping) and any(
+        key in document for key in ("files", "doi", "id", "links")
+    )
 
 
 def _file_links(files: Any) -> dict[str, str]:
@@ -461,7 +469,9 @@ def _zenodo_record(document: Mapping[str, Any], base: str | None) -> OssrRecord:
         entries = _entries(raw_entries, "files", base, located)
     doi = document.get("doi") or metadata.get("doi")
     links = document.get("links") if isinstance(document.get("links"), Mapping) else {}
-    identifier = f"https://doi.org/{doi}" if isinstance(doi, str) and doi and "://" not in doi else (doi or links.get("html"))
+    identifier = (
+        f"https://doi.org/{doi}" if isinstance(doi, str) and doi and "://" not in doi else (doi or links.get("html"))
+    )
     return OssrRecord(
         title=title,
         description=_plain_text(metadata.get("description")),

@@ -33,8 +33,19 @@ def source(tmp_path_factory) -> Path:
     """A copy of the checkout (so that the builds leave nothing in the working tree)."""
     copy = tmp_path_factory.mktemp("source") / "execplanner-widgets"
     shutil.copytree(
-        ROOT, copy,
-        ignore=shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", "node_modules", ".execplanner", ".*_cache"),
+        ROOT,
+        copy,
+        ignore=shutil.ignore_patterns(
+            ".git",
+            "build",
+            "dist",
+            "*.egg-info",
+            "__pycache__",
+            ".pytest_cache",
+            "node_modules",
+            ".execplanner",
+            ".*_cache",
+        ),
     )
     return copy
 
@@ -58,7 +69,11 @@ def installed_config(wheel, tmp_path_factory) -> Path:
     """The wheel's ``etc/jupyter`` folder, extracted as an install would place it."""
     target = tmp_path_factory.mktemp("etc") / "jupyter"
     with zipfile.ZipFile(wheel) as archive:
-        (name,) = [n for n in archive.namelist() if re.match(r"execplanner_widgets-[^/]+\.data/" + re.escape(CONFIG_IN_WHEEL) + "$", n)]
+        (name,) = [
+            n
+            for n in archive.namelist()
+            if re.match(r"execplanner_widgets-[^/]+\.data/" + re.escape(CONFIG_IN_WHEEL) + "$", n)
+        ]
         destination = target / "jupyter_server_config.d" / "execplanner_widgets.json"
         destination.parent.mkdir(parents=True)
         destination.write_bytes(archive.read(name))
@@ -69,11 +84,17 @@ def installed_config(wheel, tmp_path_factory) -> Path:
 def test_the_wheel_installs_the_config_that_enables_the_extension(wheel):
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
-        matches = [n for n in names if n.endswith(CONFIG_IN_WHEEL) and n.startswith("execplanner_widgets-") and ".data/" in n]
+        matches = [
+            n for n in names if n.endswith(CONFIG_IN_WHEEL) and n.startswith("execplanner_widgets-") and ".data/" in n
+        ]
         assert len(matches) == 1, [n for n in names if ".data/" in n]
-        assert json.loads(archive.read(matches[0])) == {"ServerApp": {"jpserver_extensions": {"jupyter_server_extension": True}}}
+        assert json.loads(archive.read(matches[0])) == {
+            "ServerApp": {"jpserver_extensions": {"jupyter_server_extension": True}}
+        }
         if any(name.endswith(".pth") for name in names):  # editable: the sources stay in the checkout
-            assert not any(name.startswith(("execplanner_widgets/", "jupyter_server_extension/")) for name in names), names
+            assert not any(name.startswith(("execplanner_widgets/", "jupyter_server_extension/")) for name in names), (
+                names
+            )
         else:
             assert "jupyter_server_extension/handlers/api.py" in names
             assert "execplanner_widgets/client/planner.py" in names
@@ -82,9 +103,17 @@ def test_the_wheel_installs_the_config_that_enables_the_extension(wheel):
 @pytest.mark.slow
 def test_jupyter_lists_the_extension_enabled_and_ok(installed_config, tmp_path):
     env = {key: value for key, value in os.environ.items() if not key.startswith("JUPYTER")}
-    env.update(JUPYTER_CONFIG_DIR=str(installed_config), JUPYTER_DATA_DIR=str(tmp_path / "data"), JUPYTER_RUNTIME_DIR=str(tmp_path / "rt"))
+    env.update(
+        JUPYTER_CONFIG_DIR=str(installed_config),
+        JUPYTER_DATA_DIR=str(tmp_path / "data"),
+        JUPYTER_RUNTIME_DIR=str(tmp_path / "rt"),
+    )
     listing = subprocess.run(
-        [sys.executable, "-m", "jupyter_server", "extension", "list"], capture_output=True, text=True, env=env, timeout=120
+        [sys.executable, "-m", "jupyter_server", "extension", "list"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     text = ANSI.sub("", listing.stdout + listing.stderr)
     assert listing.returncode == 0, text
@@ -111,9 +140,17 @@ def test_this_environment_has_the_extension_enabled_by_its_install(tmp_path):
     """The install that runs these tests (``pip install -e ".[test]"``, the README's command) put the
     config into this environment's ``etc/jupyter``: Jupyter lists the extension enabled and OK there."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("JUPYTER")}
-    env.update(JUPYTER_CONFIG_DIR=str(tmp_path / "user"), JUPYTER_DATA_DIR=str(tmp_path / "data"), JUPYTER_RUNTIME_DIR=str(tmp_path / "rt"))
+    env.update(
+        JUPYTER_CONFIG_DIR=str(tmp_path / "user"),
+        JUPYTER_DATA_DIR=str(tmp_path / "data"),
+        JUPYTER_RUNTIME_DIR=str(tmp_path / "rt"),
+    )
     listing = subprocess.run(
-        [sys.executable, "-m", "jupyter_server", "extension", "list"], capture_output=True, text=True, env=env, timeout=120
+        [sys.executable, "-m", "jupyter_server", "extension", "list"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     text = ANSI.sub("", listing.stdout + listing.stderr)
     prefix_config = Path(sys.prefix) / "etc" / "jupyter"

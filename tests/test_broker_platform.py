@@ -15,11 +15,18 @@ from execplanner_widgets.core.config import build_federation, default_context, l
 from execplanner_widgets.core.platform import PlatformContext, PlatformError, SessionConflict, SessionNotFound
 from execplanner_widgets.platforms.broker import BrokerPlatform
 
-REQUEST = parse_request({"executable": {"kind": "jupyter-notebook", "location": "x.ipynb"}, "compute": {"cores": {"min": 2}, "memory": {"min": 4}}})
+REQUEST = parse_request(
+    {
+        "executable": {"kind": "jupyter-notebook", "location": "x.ipynb"},
+        "compute": {"cores": {"min": 2}, "memory": {"min": 4}},
+    }
+)
 
 
 def broker_platform(url: str, tmp_path, **options) -> BrokerPlatform:
-    return BrokerPlatform.from_config("remote", "Remote broker", {"url": url, **options}, PlatformContext(data_dir=tmp_path))
+    return BrokerPlatform.from_config(
+        "remote", "Remote broker", {"url": url, **options}, PlatformContext(data_dir=tmp_path)
+    )
 
 
 def free_port() -> int:
@@ -71,7 +78,10 @@ def test_303_to_the_offer_set_is_followed_within_the_origin(tmp_path):
     with run_broker(behave) as broker:
         answer = asyncio.run(broker_platform(broker.url, tmp_path).offers(REQUEST))
         assert answer.reasons == ["busy"]
-        assert [(r.method, r.path) for r in broker.requests] == [("POST", "/broker/requests"), ("GET", "/broker/offersets/set-1")]
+        assert [(r.method, r.path) for r in broker.requests] == [
+            ("POST", "/broker/requests"),
+            ("GET", "/broker/offersets/set-1"),
+        ]
 
 
 def test_token_goes_to_the_broker_and_never_into_errors(tmp_path, monkeypatch):

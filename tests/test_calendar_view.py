@@ -46,7 +46,9 @@ async def test_calendar_route_shows_reservations_as_steps(jp_fetch):
     assert min(free) == 0 and max(free) == 100
 
 
-@pytest.mark.parametrize(("hours", "words"), [("soon", "must be a number"), ("0", "more than 0"), ("10000", "at most 336")])
+@pytest.mark.parametrize(
+    ("hours", "words"), [("soon", "must be a number"), ("0", "more than 0"), ("10000", "at most 336")]
+)
 async def test_bad_hours_are_400_naming_the_field(jp_fetch, hours, words):
     with pytest.raises(HTTPClientError) as caught:
         await jp_fetch("execplanner", "api", "platforms", "busy", "calendar", params={"hours": hours})

@@ -30,7 +30,11 @@ def files(tmp_path):
     request = tmp_path / "request.yaml"
     request.write_text(
         yaml.safe_dump(
-            {"tasktype": "uri://docker-container", "taskinfo": {"image": "x"}, "resources": {"mincores": 6, "minmemory": "8G"}}
+            {
+                "tasktype": "uri://docker-container",
+                "taskinfo": {"image": "x"},
+                "resources": {"mincores": 6, "minmemory": "8G"},
+            }
         )
     )
     return platforms, request
@@ -92,7 +96,9 @@ def test_bad_request_exits_1_with_the_field(tmp_path, capsys):
 
 def test_unknown_platform_with_only(tmp_path, capsys):
     platforms, request = files(tmp_path)
-    status, _ = run("offers", str(request), "--platforms", str(platforms), "--only", "nowhere", "--data-dir", str(tmp_path))
+    status, _ = run(
+        "offers", str(request), "--platforms", str(platforms), "--only", "nowhere", "--data-dir", str(tmp_path)
+    )
     assert status == 1
     assert "no platform named 'nowhere'" in capsys.readouterr().err
 
@@ -100,7 +106,17 @@ def test_unknown_platform_with_only(tmp_path, capsys):
 def test_installed_console_script_runs(tmp_path):
     platforms, request = files(tmp_path)
     completed = subprocess.run(
-        [sys.executable, "-m", "execplanner_widgets.cli", "offers", str(request), "--platforms", str(platforms), "--data-dir", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "execplanner_widgets.cli",
+            "offers",
+            str(request),
+            "--platforms",
+            str(platforms),
+            "--data-dir",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         timeout=120,

@@ -45,7 +45,9 @@ def script(tmp_path):
 
 def test_download_through_the_server(tmp_path, monkeypatch, script):
     no_discovery_hints(monkeypatch, tmp_path)
-    platforms = write_platforms(tmp_path / "platforms.yaml", [{"name": "box", "title": "Box", "hosted": {"cores": 2, "memory": 2}}])
+    platforms = write_platforms(
+        tmp_path / "platforms.yaml", [{"name": "box", "title": "Box", "hosted": {"cores": 2, "memory": 2}}]
+    )
     with run_jupyter_server(tmp_path / "server", platforms) as server:
         with Planner(url=server.url, token=server.token) as planner:
             session = book_and_run(planner, script)
@@ -61,7 +63,9 @@ def test_download_through_the_server(tmp_path, monkeypatch, script):
 
 def test_download_in_local_mode(tmp_path, monkeypatch, script):
     no_discovery_hints(monkeypatch, tmp_path)
-    platforms = write_platforms(tmp_path / "platforms.yaml", [{"name": "box", "title": "Box", "hosted": {"cores": 2, "memory": 2}}])
+    platforms = write_platforms(
+        tmp_path / "platforms.yaml", [{"name": "box", "title": "Box", "hosted": {"cores": 2, "memory": 2}}]
+    )
     with Planner(platforms, data_dir=tmp_path / "state") as planner:
         session = book_and_run(planner, script)
         answer = next(item for item in session.results if item.id.endswith("answer.txt"))

@@ -79,7 +79,12 @@ def test_forced_local_mode_and_bad_arguments(no_server, platforms_file):
 
 def test_offers_accept_and_wait_on_a_remote_broker(planner):
     results = planner.offers(REQUEST)
-    assert [(r.platform, r.status) for r in results] == [("big", "YES"), ("small", "NO"), ("remote", "YES"), ("stuck", "ERROR")]
+    assert [(r.platform, r.status) for r in results] == [
+        ("big", "YES"),
+        ("small", "NO"),
+        ("remote", "YES"),
+        ("stuck", "ERROR"),
+    ]
     assert "timeout" in results[3].error and results[3].elapsed >= HANG_TIMEOUT * 0.9
     first, second = results[2].offers
     assert planner.reject(second).phase == "REJECTED"
@@ -169,7 +174,10 @@ def test_unusable_discovery_hints_are_reported_not_fatal(no_server, platforms_fi
     no_server.setenv("JUPYTERHUB_SERVICE_PREFIX", "/user/ada/")
     no_server.setenv("JUPYTERHUB_API_TOKEN", "secret")
     with Planner() as client:
-        assert client.mode == "local" and "no running server has the JupyterHub prefix /user/ada/" in client.describe_mode()
+        assert (
+            client.mode == "local"
+            and "no running server has the JupyterHub prefix /user/ada/" in client.describe_mode()
+        )
         assert "secret" not in client.describe_mode()
 
 

@@ -19,7 +19,10 @@ NOTEBOOK_REQUEST = {
     "executable": {"kind": "jupyter-notebook", "location": "analysis.ipynb", "meta": {"name": "Analysis"}},
     "compute": {"cores": {"min": 2, "max": 4}, "memory": {"min": 4}},
     "storage": [{"size": {"min": 20}, "schedule": {"available": {"duration": "PT4H"}}}],
-    "data": [{"meta": {"name": "images"}, "required": True}, {"meta": {"name": "catalogue"}, "location": "https://example.org/cat.fits"}],
+    "data": [
+        {"meta": {"name": "images"}, "required": True},
+        {"meta": {"name": "catalogue"}, "location": "https://example.org/cat.fits"},
+    ],
     "schedule": {"requested": {"duration": "PT1H"}},
 }
 
@@ -46,13 +49,21 @@ def assert_inert(text: str) -> None:
     parsed = markup_of(text)
     assert "script" not in parsed.tags and "img" not in parsed.tags
     assert not [name for name, _ in parsed.attributes if name.startswith("on")]
-    assert not [value for name, value in parsed.attributes if name == "href" and value and value.lower().startswith(("javascript", "data"))]
+    assert not [
+        value
+        for name, value in parsed.attributes
+        if name == "href" and value and value.lower().startswith(("javascript", "data"))
+    ]
 
 
 def session(**extra) -> ExecutionSession:
     now = datetime.now(timezone.utc).replace(microsecond=0)
     document = {
-        "meta": {"uuid": "0b6f0c5e-1111-4a4a-8888-123456789abc", "name": "big", "messages": [{"level": "INFO", "message": "offered <b>now</b>"}]},
+        "meta": {
+            "uuid": "0b6f0c5e-1111-4a4a-8888-123456789abc",
+            "name": "big",
+            "messages": [{"level": "INFO", "message": "offered <b>now</b>"}],
+        },
         "phase": "OFFERED",
         "expires": (now + timedelta(minutes=10)).isoformat(),
         "executable": {"kind": "jupyter-notebook", "location": "analysis.ipynb"},
@@ -72,10 +83,21 @@ def test_escape_and_safe_links():
     assert reprs.safe_href("https://example.org/a?b=1") == "https://example.org/a?b=1"
     assert reprs.safe_href("results/output.fits") == "results/output.fits"
     assert reprs.safe_href("/user/me/lab") == "/user/me/lab"
-    for bad in ("javascript:alert(1)", "JavaScript:alert(1)", "data:text/html,<script>", "//evil.example/x", "java\nscript:x", "", None, "vbscript:x"):
+    for bad in (
+        "javascript:alert(1)",
+        "JavaScript:alert(1)",
+        "data:text/html,<script>",
+        "//evil.example/x",
+        "java\nscript:x",
+        "",
+        None,
+        "vbscript:x",
+    ):
         assert reprs.safe_href(bad) is None, bad
     assert reprs.link("javascript:alert(1)", "click") == "click"
-    assert 'target="_blank"' in reprs.link("https://example.org", "site") and 'rel="noopener noreferrer"' in reprs.link("https://example.org")
+    assert 'target="_blank"' in reprs.link("https://example.org", "site") and 'rel="noopener noreferrer"' in reprs.link(
+        "https://example.org"
+    )
 
 
 def test_start_times_and_countdowns_read_as_people_say_them():
@@ -96,20 +118,38 @@ def test_request_html_shows_resources_and_the_shopping_list():
     request = parse_request(NOTEBOOK_REQUEST)
     text = request._repr_html_()
     assert text == reprs.request_html(request)
-    for expected in ("Analysis", "jupyter-notebook", "2-4", "4 GiB", "20 GiB, kept 4h", "1h", "Still to find: images", "to find", "located"):
+    for expected in (
+        "Analysis",
+        "jupyter-notebook",
+        "2-4",
+        "4 GiB",
+        "20 GiB, kept 4h",
+        "1h",
+        "Still to find: images",
+        "to find",
+        "located",
+    ):
         assert expected in text, expected
     assert 'href="https://example.org/cat.fits"' in text
 
 
 def test_session_html_shows_phase_resources_links_and_messages_escaped():
     offer = session(
-        connectors=[{"protocol": "HTTPS", "location": "https://big.example.org/lab"}, {"protocol": "JS", "location": "javascript:alert(1)"}],
-        results=[{"id": "spectrum.fits", "url": "https://big.example.org/results/spectrum.fits"}, {"id": "<script>x</script>", "url": "data:text/html,boom"}],
+        connectors=[
+            {"protocol": "HTTPS", "location": "https://big.example.org/lab"},
+            {"protocol": "JS", "location": "javascript:alert(1)"},
+        ],
+        results=[
+            {"id": "spectrum.fits", "url": "https://big.example.org/results/spectrum.fits"},
+            {"id": "<script>x</script>", "url": "data:text/html,boom"},
+        ],
     )
     text = offer._repr_html_()
     assert text == reprs.session_html(offer)
     assert "OFFERED" in text and "2-8" in text and "4-16 GiB" in text and "Expires" in text
-    assert 'href="https://big.example.org/lab"' in text and 'href="https://big.example.org/results/spectrum.fits"' in text
+    assert (
+        'href="https://big.example.org/lab"' in text and 'href="https://big.example.org/results/spectrum.fits"' in text
+    )
     assert "javascript:alert(1)" in text and "&lt;script&gt;x&lt;/script&gt;" in text  # shown as text only
     assert "offered &lt;b&gt;now&lt;/b&gt;" in text
     assert "ExecutionBroker document" in text and "0b6f0c5e-1111-4a4a-8888-123456789abc" in text
@@ -117,7 +157,9 @@ def test_session_html_shows_phase_resources_links_and_messages_escaped():
 
 
 def test_offerset_html_for_no_lists_the_reasons_as_text():
-    response = OfferSetResponse.model_validate({"result": "NO", "meta": {"messages": [{"level": "WARN", "message": HOSTILE_REASON}]}})
+    response = OfferSetResponse.model_validate(
+        {"result": "NO", "meta": {"messages": [{"level": "WARN", "message": HOSTILE_REASON}]}}
+    )
     text = response._repr_html_()
     assert text == reprs.offerset_html(response)
     assert "NO" in text and "&lt;b&gt;no&lt;/b&gt; room" in text
@@ -131,7 +173,9 @@ def test_executables_html_escapes_record_strings():
         {
             "@type": "SoftwareSourceCode",
             "name": "<script>alert('record')</script>",
-            "executables": [{"name": "<img src=x onerror=alert(3)>", "type": "notebook", "description": "<b>bold</b> claim"}],
+            "executables": [
+                {"name": "<img src=x onerror=alert(3)>", "type": "notebook", "description": "<b>bold</b> claim"}
+            ],
         }
     )
     text = record._repr_html_()
@@ -152,7 +196,9 @@ def test_platform_answers_with_markup_show_as_text(platforms):  # noqa: F811 - f
     assert hostile == reprs.result_html(by_name["hostile"])
     table = reprs.results_html(results)
     for text in (hostile, table):
-        assert "&lt;script&gt;alert(1)&lt;/script&gt; &lt;b&gt;Hostile&lt;/b&gt; &amp;amp; co" not in text  # escaped once, not twice
+        assert (
+            "&lt;script&gt;alert(1)&lt;/script&gt; &lt;b&gt;Hostile&lt;/b&gt; &amp;amp; co" not in text
+        )  # escaped once, not twice
         assert "&lt;script&gt;alert(1)&lt;/script&gt; &lt;b&gt;Hostile&lt;/b&gt; &amp; co" in text
         assert escape(HOSTILE_TITLE) in text
         assert "&lt;b&gt;no&lt;/b&gt; room &lt;script&gt;alert(1)&lt;/script&gt;" in text
@@ -183,13 +229,24 @@ def test_app_html_summarises_the_whole_flow(platforms):  # noqa: F811 - fixture
     request = parse_request(NOTEBOOK_REQUEST | {"data": []})
     results = platforms.planner.offers(request)
     booked = platforms.planner.accept(next(r for r in results if r.platform == "big").offers[0], platform="big")
-    text = reprs.app_html(platforms.planner, record=read_record(DATA / "agnpy"), request=request, results=results, session=booked)
-    for expected in ("ExecPlanner", "External Compton tutorial", "Request", "Offers", "ACCEPTED", "https://big.example.org/start"):
+    text = reprs.app_html(
+        platforms.planner, record=read_record(DATA / "agnpy"), request=request, results=results, session=booked
+    )
+    for expected in (
+        "ExecPlanner",
+        "External Compton tutorial",
+        "Request",
+        "Offers",
+        "ACCEPTED",
+        "https://big.example.org/start",
+    ):
         assert expected in text, expected
     assert_inert(text)
 
 
-@pytest.mark.parametrize("value", ["<script>alert(1)</script>", "\"><img src=x onerror=alert(1)>", "' onmouseover='alert(1)"])
+@pytest.mark.parametrize(
+    "value", ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>', "' onmouseover='alert(1)"]
+)
 def test_badges_and_links_cannot_be_broken_out_of(value):
     for text in (reprs.badge(value), reprs.link("https://example.org/" + value, value), reprs.link(value)):
         assert_inert(text)
@@ -215,7 +272,9 @@ def test_times_are_shown_in_the_users_zone_with_utc_on_hover(monkeypatch):
         assert reprs.when(now.replace(hour=14), now) == "today 15:00 CET"
         assert reprs.when(now + timedelta(days=1, hours=-2), now) == "tomorrow 09:00 CET"
         shown = reprs.moment_html(now.replace(hour=14), now)
-        assert shown == '<time datetime="2026-11-22T14:00:00+00:00" title="2026-11-22 14:00:00 UTC">today 15:00 CET</time>'
+        assert (
+            shown == '<time datetime="2026-11-22T14:00:00+00:00" title="2026-11-22 14:00:00 UTC">today 15:00 CET</time>'
+        )
         offer = session()
         rows = dict(reprs.session_rows(offer))
         assert "CET" in rows["Start"] and "UTC" in rows["Start"] and "T" not in rows["Start"].split(">")[1][:12]
@@ -228,7 +287,13 @@ def test_times_are_shown_in_the_users_zone_with_utc_on_hover(monkeypatch):
 
 def test_a_finished_connector_is_text_not_a_link():
     """Issue 15.7: the connector link of a finished hosted job opened its raw UWS XML."""
-    done = session(phase="COMPLETED", connectors=[{"protocol": "HTTP", "status": "FINISHED", "location": "/execplanner/platforms/x/jobs/1"}])
-    live = session(phase="AVAILABLE", connectors=[{"protocol": "HTTPS", "status": "AVAILABLE", "location": "https://hub.example.org/user/a/lab"}])
+    done = session(
+        phase="COMPLETED",
+        connectors=[{"protocol": "HTTP", "status": "FINISHED", "location": "/execplanner/platforms/x/jobs/1"}],
+    )
+    live = session(
+        phase="AVAILABLE",
+        connectors=[{"protocol": "HTTPS", "status": "AVAILABLE", "location": "https://hub.example.org/user/a/lab"}],
+    )
     assert "<a " not in dict(reprs.session_rows(done))["Connectors"]
     assert 'href="https://hub.example.org/user/a/lab"' in dict(reprs.session_rows(live))["Connectors"]

@@ -28,9 +28,9 @@ def test_all_spellings_of_a_notebook_are_one_kind(written):
 
 def test_docker_2021_and_data_kinds():
     assert canonical_kind("uri://docker-container") == kind_uri("executable", "docker-container")
-    assert canonical_kind("https://www.purl.org/ivoa.net/EB/schema/v1.0/types/data/S3-data-resource-1.0", "data") == kind_uri(
-        "data", "S3-data-resource"
-    )
+    assert canonical_kind(
+        "https://www.purl.org/ivoa.net/EB/schema/v1.0/types/data/S3-data-resource-1.0", "data"
+    ) == kind_uri("data", "S3-data-resource")
 
 
 def test_unknown_kinds_are_kept_verbatim():

@@ -37,7 +37,9 @@ def workspace(tmp_path, monkeypatch):
 
 def run(folder: Path, name: str) -> nbformat.NotebookNode:
     notebook = nbformat.read(folder / name, as_version=4)
-    NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
+    NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
+    ).execute()
     return notebook
 
 
@@ -62,7 +64,10 @@ def test_quickstart_books_runs_and_shows_the_results(workspace):
     # the analysis really ran: the three moving groups of the sample are found
     groups = (workspace / "results" / "moving-groups.csv").read_text().splitlines()
     assert groups[0] == "stars,ra,dec,pmra,pmdec,parallax" and len(groups) == 4
-    assert any(cell.get("outputs") and any("image/svg+xml" in o.get("data", {}) for o in cell.outputs) for cell in notebook.cells)
+    assert any(
+        cell.get("outputs") and any("image/svg+xml" in o.get("data", {}) for o in cell.outputs)
+        for cell in notebook.cells
+    )
     executed = nbformat.read(workspace / "results" / "mean-proper-motions.executed.ipynb", as_version=4)
     assert any("moving groups found" in o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
     assert 'data-phase="COMPLETED"' in output  # planner.bookings() lists the booking, as the platform reports it
@@ -71,7 +76,7 @@ def test_quickstart_books_runs_and_shows_the_results(workspace):
 
     page, _ = HTMLExporter().from_notebook_node(notebook)
     snapshot = page[page.index('class="execplanner-snapshot"') :]
-    assert "<strong>Offers</strong>" in snapshot and "<small class=\"ep-muted\">laptop</small>" in snapshot
+    assert "<strong>Offers</strong>" in snapshot and '<small class="ep-muted">laptop</small>' in snapshot
     snapshot = snapshot[: snapshot.index("</html>")]
     assert re.search(r'<svg [^>]*aria-label="Offers on a time axis"', snapshot)  # the timeline, inline SVG
     assert 'data-state="ACCEPTED"' in snapshot  # the booked offer, as the platform said
@@ -87,7 +92,10 @@ def test_scripting_reads_dialects_books_and_uses_the_command_line(workspace):
     assert clusters[0] == "pmra,pmdec" and len(clusters) == 5
     assert "No platforms file given: using the built-in demo federation." in output
     assert "needs 220 cores" in output  # the command line's NO reasons
-    assert "kind: https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds/executable/jupyter-notebook.yaml" in output
+    assert (
+        "kind: https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds/executable/jupyter-notebook.yaml"
+        in output
+    )
 
 
 def test_provider_serves_a_hosted_platform_over_executionbroker_and_uws(workspace):

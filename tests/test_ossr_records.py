@@ -113,12 +113,17 @@ def test_dict_records_keep_relative_locations_unless_given_a_base():
     assert read_record(document, base="https://example.org/records/agnpy").entries[0].location == (
         "https://example.org/records/agnpy/tutorials/ec.ipynb"
     )
-    absolute = {"@type": "SoftwareSourceCode", "executables": [{"name": "a", "type": "notebook", "content": {"location": "https://host/x.ipynb"}}]}
+    absolute = {
+        "@type": "SoftwareSourceCode",
+        "executables": [{"name": "a", "type": "notebook", "content": {"location": "https://host/x.ipynb"}}],
+    }
     assert read_record(absolute, base="/elsewhere").entries[0].location == "https://host/x.ipynb"
 
 
 def test_an_invalid_requirement_is_explained_when_the_entry_is_used():
-    entry = ExecutableEntry(name="greedy", type="jupyter-notebook", **{"compute-resources": [{"mincores": 2, "minmemory": "8 gigs"}]})
+    entry = ExecutableEntry(
+        name="greedy", type="jupyter-notebook", **{"compute-resources": [{"mincores": 2, "minmemory": "8 gigs"}]}
+    )
     with pytest.raises(InvalidRequest) as caught:
         entry.to_request()
     assert caught.value.errors[0].field == "compute-resources[0].minmemory"
@@ -206,7 +211,9 @@ def test_http_failures_are_explained_not_raised_as_tracebacks():
     with run_broker(lambda recorded, broker: Reply(200, big, {"Content-Type": "application/json"})) as server:
         with pytest.raises(RecordError, match="more than the 1000 bytes"):
             read_record(server.url, max_bytes=1000)
-    with run_broker(lambda recorded, broker: Reply(200, big, {"Content-Type": "application/json"}, chunked=True)) as server:
+    with run_broker(
+        lambda recorded, broker: Reply(200, big, {"Content-Type": "application/json"}, chunked=True)
+    ) as server:
         with pytest.raises(RecordError, match="larger than the 1000 bytes"):
             read_record(server.url, max_bytes=1000)
     with run_broker(hang()) as server:

@@ -95,7 +95,10 @@ def test_failures_and_garbage_become_error_results():
 
 
 def test_stream_yields_answers_as_they_arrive():
-    federation = Federation([BehavingPlatform("slow", delay=0.5), BehavingPlatform("fast"), BehavingPlatform("hangs", delay=60)], timeouts={"hangs": 1})
+    federation = Federation(
+        [BehavingPlatform("slow", delay=0.5), BehavingPlatform("fast"), BehavingPlatform("hangs", delay=60)],
+        timeouts={"hangs": 1},
+    )
 
     async def collect():
         order = []
@@ -129,7 +132,7 @@ def test_result_list_shows_as_a_table_and_sorts_offers():
     federation = Federation([BehavingPlatform("a"), BehavingPlatform("down", failure=PlatformError("down"))])
     results = asyncio.run(federation.offers(REQUEST))
     assert [r.platform for r in results.yes] == ["a"]
-    (result, offer), = results.all_offers()
+    ((result, offer),) = results.all_offers()
     assert result.platform == "a" and results.earliest() is offer
     html = results._repr_html_()
     assert "YES" in html and "ERROR" in html and "down" in html

@@ -67,7 +67,6 @@ def test_built_in_kinds_are_always_there():
     assert {"static", "broker", "hosted"} <= set(classes)
 
 
-
 def test_a_kind_whose_extra_is_not_installed_names_the_extra(tmp_path):
     """In a base install the ``hosted`` kind cannot import SQLAlchemy: using it is a platforms-file
     error that says which extra to install (a fresh interpreter where ``import sqlalchemy`` fails)."""

@@ -67,7 +67,9 @@ def test_flavour_larger_than_the_requested_maximum_is_no():
 def test_no_carries_one_message_per_unmet_requirement_and_the_nearest_offer():
     cloud = platform(accepts=["docker-container"], cores=32, memory=64, storage=100, duration="PT12H")
     answer = run(
-        cloud.offers(request(kind="jupyter-notebook", cores={"min": 220}, memory={"min": "360G"}, storage="2T", duration="2d"))
+        cloud.offers(
+            request(kind="jupyter-notebook", cores={"min": 220}, memory={"min": "360G"}, storage="2T", duration="2d")
+        )
     )
     assert answer.result == "NO" and answer.offers == []
     reasons = answer.reasons
@@ -136,7 +138,13 @@ def test_expired_offers_cannot_be_accepted():
 
 
 def test_describe_lists_kinds_limits_and_flavours():
-    cloud = platform(accepts=["uri://docker-container"], cores=32, memory=64, duration="PT12H", flavours=[{"name": "s", "cores": 1, "memory": 2}])
+    cloud = platform(
+        accepts=["uri://docker-container"],
+        cores=32,
+        memory=64,
+        duration="PT12H",
+        flavours=[{"name": "s", "cores": 1, "memory": 2}],
+    )
     description = cloud.describe()
     assert description.accepts == ["docker-container"]
     assert description.limits == {"cores": 32, "memory": 64, "duration": "PT12H"}

@@ -29,7 +29,10 @@ from execplanner_widgets.widgets import PlannerApp, widgets_available
 from execplanner_widgets.widgets import app as app_module
 
 AGNPY = DATA / "agnpy"
-BASKET = [{"name": "M87 images", "url": "https://data.example.org/m87/images.tar"}, "https://data.example.org/m87/other.fits"]
+BASKET = [
+    {"name": "M87 images", "url": "https://data.example.org/m87/images.tar"},
+    "https://data.example.org/m87/other.fits",
+]
 
 
 def test_the_whole_flow_from_record_to_a_completed_job(platforms):  # noqa: F811 - fixture
@@ -44,7 +47,10 @@ def test_the_whole_flow_from_record_to_a_completed_job(platforms):  # noqa: F811
     app.shopping.rows[0].basket.value = 0  # "M87 images" from the basket
     assert app.shopping.complete and app.steps.titles[1] == "2. Data: complete"
     assert app.resources.source.data[0].location == "https://data.example.org/m87/images.tar"
-    assert app.offers.blocked == "" and app.request.summary() == "jupyter-notebook, 2-4 cores, 4 GiB memory, 20 GiB storage, 1h"
+    assert (
+        app.offers.blocked == ""
+        and app.request.summary() == "jupyter-notebook, 2-4 cores, 4 GiB memory, 20 GiB storage, 1h"
+    )
 
     app.offers.find_button.click()
     assert app.offers.wait(WAIT)
@@ -96,7 +102,10 @@ def test_bad_units_block_the_flow_with_the_reason(platforms):  # noqa: F811 - fi
 
 
 def test_no_reasons_and_hostile_strings_show_as_text_in_the_app(platforms):  # noqa: F811 - fixture
-    app = PlannerApp(platforms.planner, request={"executable": {"kind": "docker-container", "image": "x"}, "compute": {"cores": {"min": 2}}})
+    app = PlannerApp(
+        platforms.planner,
+        request={"executable": {"kind": "docker-container", "image": "x"}, "compute": {"cores": {"min": 2}}},
+    )
     assert app.steps.selected_index == 2 and app.offers.blocked == ""
     app.offers.find()
     assert app.offers.wait(WAIT)
@@ -105,7 +114,12 @@ def test_no_reasons_and_hostile_strings_show_as_text_in_the_app(platforms):  # n
     click(app.offers, hostile["buttons"]["Details"])
     shown = [app.offers.table.value, app.offers.details.value, app._repr_html_(), app.snapshot_html()]
     for value in shown:
-        assert "<script>" not in value and "<img" not in value and "<b>Hostile</b>" not in value and "<b>no</b>" not in value
+        assert (
+            "<script>" not in value
+            and "<img" not in value
+            and "<b>Hostile</b>" not in value
+            and "<b>no</b>" not in value
+        )
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &lt;b&gt;Hostile&lt;/b&gt; &amp; co" in app.offers.table.value
     assert "&lt;b&gt;no&lt;/b&gt; room &lt;script&gt;alert(1)&lt;/script&gt;" in app.offers.details.value
     assert "&lt;b&gt;no&lt;/b&gt; room" in app._repr_html_()
@@ -113,7 +127,9 @@ def test_no_reasons_and_hostile_strings_show_as_text_in_the_app(platforms):  # n
 
 
 def test_cancel_from_the_app_cancels_the_booking(platforms):  # noqa: F811 - fixture
-    app = PlannerApp(platforms.planner, request={"executable": {"kind": "jupyter-notebook", "location": "a.ipynb"}}, poll=0.2)
+    app = PlannerApp(
+        platforms.planner, request={"executable": {"kind": "jupyter-notebook", "location": "a.ipynb"}}, poll=0.2
+    )
     assert str(book_and_cancel(app, "big").phase) == "CANCELLED"
     app.close()
 
@@ -122,7 +138,11 @@ def test_find_offers_works_in_the_background(tmp_path: Path):
     """While a slow platform thinks, Find offers has returned, the fast answer is shown, and the
     progress says how many have answered."""
     with run_broker(answer_yes(delay=3.0)) as slow:
-        path = write_platforms(tmp_path / "platforms.yaml", [static_entry("fast", title="Fast"), slow.entry("slow", title="Slow")], timeout=20)
+        path = write_platforms(
+            tmp_path / "platforms.yaml",
+            [static_entry("fast", title="Fast"), slow.entry("slow", title="Slow")],
+            timeout=20,
+        )
         planner = make_planner(path, tmp_path / "data")
         try:
             app = PlannerApp(planner, request={"executable": {"kind": "docker-container", "image": "x"}})
@@ -149,7 +169,11 @@ def test_without_a_kernel_the_app_falls_back_to_html(platforms):  # noqa: F811 -
     assert widgets_available() is False
     shown = app.show()
     assert isinstance(shown, HTML)
-    assert "ExecPlanner" in shown.data and "External Compton tutorial" in shown.data and "Big static platform" in shown.data
+    assert (
+        "ExecPlanner" in shown.data
+        and "External Compton tutorial" in shown.data
+        and "Big static platform" in shown.data
+    )
     data, _ = DisplayFormatter().format(app.offers)
     assert "application/vnd.jupyter.widget-view+json" in data  # a single step shows as a widget
     app.close()
@@ -227,7 +251,10 @@ def test_a_relative_data_path_is_read_from_the_notebooks_folder(platforms, tmp_p
     posted = [r.json() for r in platforms.remote.requests if r.method == "POST" and r.path.endswith("/requests")]
     assert posted[-1]["data"][0]["location"] == str(notebook_folder / "data" / "m87.fits")
     app.shopping.set_location("images", "data/missing.fits")  # a data problem is said as one, where it was typed
-    assert "no such file here" in app.shopping.rows[0].message.value and str(notebook_folder) in app.shopping.rows[0].message.value
+    assert (
+        "no such file here" in app.shopping.rows[0].message.value
+        and str(notebook_folder) in app.shopping.rows[0].message.value
+    )
     app.close()
 
 
@@ -250,7 +277,9 @@ def test_when_the_platforms_cannot_reach_the_data_the_banner_says_so(tmp_path):
 def test_the_snapshot_for_exports_holds_the_offers_and_the_job(platforms, monkeypatch):  # noqa: F811 - fixture
     """Bug 8: an exported notebook showed nothing for the app; its static snapshot shows offers and job."""
     monkeypatch.setattr(app_module, "widgets_available", lambda: True)
-    app = PlannerApp(platforms.planner, request={"executable": {"kind": "jupyter-notebook", "location": "a.ipynb"}}, poll=0.1)
+    app = PlannerApp(
+        platforms.planner, request={"executable": {"kind": "jupyter-notebook", "location": "a.ipynb"}}, poll=0.1
+    )
     assert app.show() is app and app._snapshot is not None
     app.offers.find()
     assert app.offers.wait(WAIT)
@@ -266,7 +295,9 @@ def test_the_snapshot_for_exports_holds_the_offers_and_the_job(platforms, monkey
 
 
 def test_my_bookings_lists_what_was_booked(platforms):  # noqa: F811 - fixture
-    app = PlannerApp(platforms.planner, request={"executable": {"kind": "jupyter-notebook", "location": "a.ipynb"}}, poll=0.2)
+    app = PlannerApp(
+        platforms.planner, request={"executable": {"kind": "jupyter-notebook", "location": "a.ipynb"}}, poll=0.2
+    )
     app.offers.find()
     assert app.offers.wait(WAIT)
     app.offers.select("big")
@@ -290,4 +321,6 @@ def test_my_bookings_lists_what_was_booked(platforms):  # noqa: F811 - fixture
 def test_a_bad_starting_request_is_an_error_a_scientist_can_read(platforms, bad):  # noqa: F811 - fixture
     with pytest.raises(ValueError) as caught:
         PlannerApp(platforms.planner, request=bad)
-    assert "Traceback" not in str(caught.value) and ("executable" in str(caught.value) or "no such file" in str(caught.value))
+    assert "Traceback" not in str(caught.value) and (
+        "executable" in str(caught.value) or "no such file" in str(caught.value)
+    )

@@ -27,7 +27,11 @@ REQUEST = {"executable": {"kind": "jupyter-notebook", "location": "analysis.ipyn
 def live(tmp_path_factory):
     root = tmp_path_factory.mktemp("bookings-server")
     with run_broker(answer_yes(offers=2, run_for=RUN_FOR)) as remote:
-        path = write_platforms(root / "platforms.yaml", [static_entry("big", title="Big static platform"), remote.entry("remote", title="Remote broker")], timeout=10)
+        path = write_platforms(
+            root / "platforms.yaml",
+            [static_entry("big", title="Big static platform"), remote.entry("remote", title="Remote broker")],
+            timeout=10,
+        )
         with run_jupyter_server(root / "server", path) as server:
             yield server
 
@@ -44,7 +48,11 @@ def test_a_booking_made_in_another_kernel_is_listed_with_its_phase(live):
         listed = second.bookings()
         assert [(entry.platform, entry.uuid) for entry in listed][:1] == [("remote", booked.uuid)]
         assert listed[0].title == "Remote broker" and listed[0].session is not None and listed[0].error is None
-        wait_for(lambda: str(second.bookings()[0].session.phase) == "COMPLETED", RUN_FOR + WAIT, "the phase as the platform says")
+        wait_for(
+            lambda: str(second.bookings()[0].session.phase) == "COMPLETED",
+            RUN_FOR + WAIT,
+            "the phase as the platform says",
+        )
         assert "Remote broker" in listed._repr_html_() and "data-ep" not in listed._repr_html_()
         app = PlannerApp(second)
         app.steps.selected_index = 5  # opening My bookings reads the list
@@ -61,9 +69,13 @@ def test_a_booking_made_in_another_kernel_is_listed_with_its_phase(live):
 def test_the_bookings_route_is_authenticated_and_described(live):
     answer = httpx.get(live.url + "execplanner/api/bookings", timeout=10)
     assert answer.status_code == 403
-    answer = httpx.get(live.url + "execplanner/api/bookings", headers={"Authorization": f"token {live.token}"}, timeout=10)
+    answer = httpx.get(
+        live.url + "execplanner/api/bookings", headers={"Authorization": f"token {live.token}"}, timeout=10
+    )
     assert answer.status_code == 200 and isinstance(answer.json(), list)
-    described = httpx.get(live.url + "execplanner/api/openapi.json", headers={"Authorization": f"token {live.token}"}, timeout=10).json()
+    described = httpx.get(
+        live.url + "execplanner/api/openapi.json", headers={"Authorization": f"token {live.token}"}, timeout=10
+    ).json()
     assert described["paths"]["/bookings"]["get"]["operationId"] == "listBookings"
 
 
@@ -81,7 +93,11 @@ def test_local_mode_keeps_the_list_in_the_data_folder(tmp_path):
     second = make_planner(path, tmp_path / "data")  # a new kernel on the same data folder
     try:
         listed = second.bookings()  # still listed; a static platform keeps its sessions in memory only, and says so
-        assert [entry.uuid for entry in listed] == [booked.uuid] and listed[0].session is None and booked.uuid in listed[0].error
+        assert (
+            [entry.uuid for entry in listed] == [booked.uuid]
+            and listed[0].session is None
+            and booked.uuid in listed[0].error
+        )
         assert "Big static platform" in listed._repr_html_()
     finally:
         second.close()

@@ -68,7 +68,11 @@ def widget_update_with(client, text: str) -> dict[str, Any]:
 
 def test_find_offers_leaves_the_kernel_free_and_updates_the_front_end(kernel, tmp_path):
     with run_broker(answer_yes(delay=SLOW)) as slow:
-        path = write_platforms(tmp_path / "platforms.yaml", [static_entry("fast", title="Fast"), slow.entry("slow", title="Slow")], timeout=30)
+        path = write_platforms(
+            tmp_path / "platforms.yaml",
+            [static_entry("fast", title="Fast"), slow.entry("slow", title="Slow")],
+            timeout=30,
+        )
         setup = run(
             kernel,
             "from execplanner_widgets import Planner\n"
@@ -117,5 +121,9 @@ def test_ending_the_kernel_releases_the_offers_it_holds(tmp_path):
         finally:
             client.stop_channels()
             manager.shutdown_kernel(now=False)  # an ordinary shutdown, as JupyterLab's
-        rejected = [r for r in remote.requests if r.method == "POST" and "/sessions/" in r.path and r.json().get("value") == "REJECTED"]
+        rejected = [
+            r
+            for r in remote.requests
+            if r.method == "POST" and "/sessions/" in r.path and r.json().get("value") == "REJECTED"
+        ]
         assert len(rejected) == 2

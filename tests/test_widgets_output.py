@@ -61,7 +61,12 @@ def test_the_job_view_shows_the_output_tail_through_the_server(tmp_path, monkeyp
             auth = {"Authorization": f"token {server.token}"}
             bad = httpx.get(url, params={"tail": "all"}, headers=auth, timeout=10)
             assert bad.status_code == 400 and bad.json()["field"] == "tail"
-            assert httpx.get(url.replace(session.uuid, "0" * 8 + "-0000-4000-8000-" + "0" * 12), headers=auth, timeout=10).status_code == 404
+            assert (
+                httpx.get(
+                    url.replace(session.uuid, "0" * 8 + "-0000-4000-8000-" + "0" * 12), headers=auth, timeout=10
+                ).status_code
+                == 404
+            )
             monitor.cancel()
             assert monitor.wait(WAIT)
             monitor.close()

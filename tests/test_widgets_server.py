@@ -46,7 +46,12 @@ def test_the_app_books_and_follows_a_job_through_the_server(server_planner):
     app.offers.find_button.click()
     assert app.offers.wait(WAIT)
     assert app.offers.error == ""
-    assert {result.platform: result.status for result in app.offers.results} == {"big": "YES", "small": "NO", "remote": "YES", "hostile": "NO"}
+    assert {result.platform: result.status for result in app.offers.results} == {
+        "big": "YES",
+        "small": "NO",
+        "remote": "YES",
+        "hostile": "NO",
+    }
     assert "answered 4 of 4" in app.offers.progress_text.value
     assert "needs 2 cores" in row_of(app.offers, "small")["text"]
     table = app.offers.table.value

@@ -60,7 +60,11 @@ def compton_request():
 def test_executable_list_shows_name_kind_description_and_a_select_button():
     listing = ExecutableList(AGNPY)
     rows = view_rows(listing.table.value)
-    assert [entry.name for entry in listing.entries] == ["External Compton tutorial", "Demo container", "Synchrotron fit script"]
+    assert [entry.name for entry in listing.entries] == [
+        "External Compton tutorial",
+        "Demo container",
+        "Synchrotron fit script",
+    ]
     assert rows[0]["text"].startswith("External Compton tutorial jupyter-notebook")
     assert "broad line region" in rows[0]["text"]
     assert [row["buttons"] for row in rows] == [{"Select": "pick:0"}, {"Select": "pick:1"}, {"Select": "pick:2"}]
@@ -98,7 +102,10 @@ def test_select_sets_the_selection_and_its_request():
 
 def test_an_executable_with_bad_requirements_is_explained_not_used():
     listing = ExecutableList(
-        {"@type": "SoftwareSourceCode", "executables": [{"name": "greedy", "type": "notebook", "compute-resources": [{"minmemory": "8 gigs"}]}]}
+        {
+            "@type": "SoftwareSourceCode",
+            "executables": [{"name": "greedy", "type": "notebook", "compute-resources": [{"minmemory": "8 gigs"}]}],
+        }
     )
     assert listing.filter_box.layout.display == "none"  # one entry: nothing to filter
     click(listing, "pick:0")
@@ -150,9 +157,19 @@ def test_typing_a_location_completes_the_list_and_clearing_it_undoes_that():
 
 def test_the_basket_offers_query_rows_dicts_and_data_resources():
     rows = list(DALResults(parse_votable(BytesIO(OBSCORE))))
-    rucio = RucioDataResource.model_validate({"kind": "rucio", "meta": {"name": "lake copy"}, "rucio": {"scope": "m87", "object": "img1.fits"}})
-    shopping = ShoppingList(compton_request(), basket=[*rows, {"title": "my upload", "path": "/home/me/m87.fits"}, rucio, {"nothing": "here"}])
-    assert [item.label for item in shopping.basket_items] == ["ivo://example/m87?img1", "ivo://example/m87?img2", "my upload", "lake copy"]
+    rucio = RucioDataResource.model_validate(
+        {"kind": "rucio", "meta": {"name": "lake copy"}, "rucio": {"scope": "m87", "object": "img1.fits"}}
+    )
+    shopping = ShoppingList(
+        compton_request(),
+        basket=[*rows, {"title": "my upload", "path": "/home/me/m87.fits"}, rucio, {"nothing": "here"}],
+    )
+    assert [item.label for item in shopping.basket_items] == [
+        "ivo://example/m87?img1",
+        "ivo://example/m87?img2",
+        "my upload",
+        "lake copy",
+    ]
     assert "item 5: it has no location" in shopping.basket_status.value
     images = shopping.rows[0]
     assert images.basket.layout.display == "" and len(images.basket.options) == 5
@@ -163,7 +180,10 @@ def test_the_basket_offers_query_rows_dicts_and_data_resources():
     assert images.location.value == "https://data.example.org/m87/img2.fits" and images.basket.value == -1
     assert shopping.complete is True
     shopping.pick("images", 3)
-    assert isinstance(shopping.request.data[0], RucioDataResource) and shopping.request.data[0].location_hint == "m87:img1.fits"
+    assert (
+        isinstance(shopping.request.data[0], RucioDataResource)
+        and shopping.request.data[0].location_hint == "m87:img1.fits"
+    )
     assert shopping.request.data[0].name == "images"
     shopping.set_location(0, "https://mirror.example.org/img1.fits")  # typing over a Rucio item: a plain URL now
     assert isinstance(shopping.request.data[0], SimpleDataResource)
@@ -321,7 +341,12 @@ def test_blocked_offers_do_not_ask_any_platform(platforms):  # noqa: F811 - fixt
 
 
 def test_answers_fill_the_table_with_offers_reasons_and_errors(platforms):  # noqa: F811 - fixture
-    request = parse_request({"executable": {"kind": "jupyter-notebook", "location": "a.ipynb"}, "compute": {"cores": {"min": 2}, "memory": {"min": 4}}})
+    request = parse_request(
+        {
+            "executable": {"kind": "jupyter-notebook", "location": "a.ipynb"},
+            "compute": {"cores": {"min": 2}, "memory": {"min": 4}},
+        }
+    )
     browser = OfferBrowser(platforms.planner, request)
     assert "Ready to ask" in browser.status.value
     browser.find_button.click()
@@ -345,13 +370,17 @@ def test_answers_fill_the_table_with_offers_reasons_and_errors(platforms):  # no
     click(browser, small["buttons"]["Details"])
     assert "Could offer instead" in browser.details.value and browser.details.layout.display == ""
     click(browser, remote[0]["buttons"]["Details"])
-    assert remote[0]["entry"].offer.uuid in browser.details.value and "ExecutionBroker document" in browser.details.value
+    assert (
+        remote[0]["entry"].offer.uuid in browser.details.value and "ExecutionBroker document" in browser.details.value
+    )
     click(browser, remote[0]["buttons"]["Details"])
     assert browser.details.layout.display == "none"
 
 
 def test_accept_books_the_selected_offer_and_shows_the_others_as_the_platforms_answer(platforms):  # noqa: F811 - fixture
-    request = parse_request({"executable": {"kind": "jupyter-notebook", "location": "a.ipynb"}, "compute": {"cores": {"min": 2}}})
+    request = parse_request(
+        {"executable": {"kind": "jupyter-notebook", "location": "a.ipynb"}, "compute": {"cores": {"min": 2}}}
+    )
     browser = OfferBrowser(platforms.planner, request)
     browser.find()
     assert browser.wait(WAIT)
@@ -402,7 +431,11 @@ def test_a_new_request_clears_the_old_answers_and_releases_their_offers(platform
     browser.request = parse_request({"executable": {"kind": "docker-container", "image": "y"}})
     assert browser.results == [] and browser.book.entries == [] and browser.table.layout.display == "none"
     assert browser.selected is None and browser.accept_button.disabled
-    wait_for(lambda: all(str(platforms.planner.session(offer, platform="big").phase) == "REJECTED" for offer in old), WAIT, "the old offers to be released")
+    wait_for(
+        lambda: all(str(platforms.planner.session(offer, platform="big").phase) == "REJECTED" for offer in old),
+        WAIT,
+        "the old offers to be released",
+    )
 
 
 def test_a_new_search_releases_the_previous_offers_before_asking(platforms):  # noqa: F811 - fixture
@@ -418,8 +451,13 @@ def test_a_new_search_releases_the_previous_offers_before_asking(platforms):  # 
     for entry in first.values():
         assert str(platforms.planner.session(entry.offer, platform=entry.platform).phase) == "REJECTED"
     # on the broker, the rejections came before the second request for offers
-    paths = [(r.method, r.path, r.json().get("value") if r.method == "POST" and "/sessions/" in r.path else None) for r in platforms.remote.requests]
-    second_ask = [index for index, (method, path, _) in enumerate(paths) if path.rstrip("/").endswith("/requests")][asked]
+    paths = [
+        (r.method, r.path, r.json().get("value") if r.method == "POST" and "/sessions/" in r.path else None)
+        for r in platforms.remote.requests
+    ]
+    second_ask = [index for index, (method, path, _) in enumerate(paths) if path.rstrip("/").endswith("/requests")][
+        asked
+    ]
     rejections = [index for index, (_, _, value) in enumerate(paths) if value == "REJECTED"]
     assert len(rejections) == 2 and max(rejections) < second_ask
     assert all(entry.state == "OFFERED" for entry in browser.book.entries if entry.offer is not None)  # the new ones
@@ -436,7 +474,9 @@ def test_closing_the_browser_releases_its_open_offers(platforms):  # noqa: F811 
 
 def test_the_countdown_ticks_in_a_search_after_a_booking(platforms):  # noqa: F811 - fixture
     """Bug 3: after the first booking, the countdown of later searches froze and Accept stayed live."""
-    browser = OfferBrowser(platforms.planner, parse_request({"executable": {"kind": "docker-container", "image": "x"}}), tick=0.2)
+    browser = OfferBrowser(
+        platforms.planner, parse_request({"executable": {"kind": "docker-container", "image": "x"}}), tick=0.2
+    )
     browser.find()
     assert browser.wait(WAIT)
     browser.select("big")
@@ -448,7 +488,9 @@ def test_the_countdown_ticks_in_a_search_after_a_booking(platforms):  # noqa: F8
     assert row_of(browser, "remote")["data-state"] == "OFFERED" and "Select" in row_of(browser, "remote")["buttons"]
     browser.select("remote")
     first = browser.status.value
-    wait_for(lambda: browser.status.value != first and "open for" in browser.status.value, WAIT, "the countdown to move")
+    wait_for(
+        lambda: browser.status.value != first and "open for" in browser.status.value, WAIT, "the countdown to move"
+    )
     assert browser._clock.running
     browser.close()
     assert not browser._clock.running
@@ -464,12 +506,18 @@ def test_the_timeline_draws_every_offer_and_a_click_on_a_bar_selects_it(platform
     assert sorted(bar["data-key"] for bar in bars) == sorted(e.key for e in browser.book.entries if e.offer is not None)
     assert "<svg" in browser.timeline.value and "Timeline as text" in browser.timeline.value
     lanes = re.findall(r'class="ep-lane" data-platform="([^"]+)"', browser.timeline.value)
-    assert sorted(lanes) == sorted({e.platform for e in browser.book.entries if e.offer is not None})  # grouped by platform
+    assert sorted(lanes) == sorted(
+        {e.platform for e in browser.book.entries if e.offer is not None}
+    )  # grouped by platform
     second = browser.book.find("remote", 1)
     bar = next(bar for bar in bars if bar["data-key"] == second.key)
-    browser.channel.box.value = f'{re.search(r"data-ep=.(select:" + second.key + ")", browser.timeline.value).group(1)}|1'
+    browser.channel.box.value = (
+        f"{re.search(r'data-ep=.(select:' + second.key + ')', browser.timeline.value).group(1)}|1"
+    )
     assert browser.selected is second.offer and browser.selected_platform == "remote"
-    chosen = next(b for b in view_rows(browser.timeline.value, tag="g", marker="ep-bar") if b["data-key"] == bar["data-key"])
+    chosen = next(
+        b for b in view_rows(browser.timeline.value, tag="g", marker="ep-bar") if b["data-key"] == bar["data-key"]
+    )
     assert chosen.get("data-selected") == "true"
     browser.view = "Table"
     assert row_of(browser, "remote", 1)["data-state"] == "SELECTED"
@@ -477,7 +525,11 @@ def test_the_timeline_draws_every_offer_and_a_click_on_a_bar_selects_it(platform
 
 def test_the_first_search_says_which_platforms_are_still_being_asked(tmp_path):
     with run_broker(answer_yes(delay=1.5)) as slow:
-        path = write_platforms(tmp_path / "p.yaml", [static_entry("quick", title="Quick one"), slow.entry("slow", title="Slow one")], timeout=10)
+        path = write_platforms(
+            tmp_path / "p.yaml",
+            [static_entry("quick", title="Quick one"), slow.entry("slow", title="Slow one")],
+            timeout=10,
+        )
         planner = make_planner(path, tmp_path / "data")
         try:
             browser = OfferBrowser(planner, parse_request({"executable": {"kind": "docker-container", "image": "x"}}))
@@ -493,7 +545,9 @@ def test_the_first_search_says_which_platforms_are_still_being_asked(tmp_path):
 
 
 def booked(platforms, name: str):  # noqa: F811 - fixture argument
-    request = parse_request({"executable": {"kind": "jupyter-notebook", "location": "a.ipynb"}, "compute": {"cores": {"min": 1}}})
+    request = parse_request(
+        {"executable": {"kind": "jupyter-notebook", "location": "a.ipynb"}, "compute": {"cores": {"min": 1}}}
+    )
     result = next(result for result in platforms.planner.offers(request) if result.platform == name)
     return platforms.planner.accept(result.offers[0], platform=name)
 
@@ -541,9 +595,16 @@ def test_cancel_cancels_and_a_refused_cancel_is_explained(platforms):  # noqa: F
 def test_links_to_results_and_connectors_are_safe():
     session = ExecutionSession.model_validate(
         {
-            "meta": {"uuid": "4d1c1d2e-0000-4000-8000-000000000001", "name": "hosted", "messages": [{"message": "notebook <b>done</b>"}]},
+            "meta": {
+                "uuid": "4d1c1d2e-0000-4000-8000-000000000001",
+                "name": "hosted",
+                "messages": [{"message": "notebook <b>done</b>"}],
+            },
             "phase": "COMPLETED",
-            "connectors": [{"protocol": "HTTPS", "location": "https://lab.example.org/nb"}, {"location": "javascript:alert(1)"}],
+            "connectors": [
+                {"protocol": "HTTPS", "location": "https://lab.example.org/nb"},
+                {"location": "javascript:alert(1)"},
+            ],
             "results": [{"id": "output.ipynb", "url": "/files/output.ipynb"}],
         }
     )
@@ -577,7 +638,9 @@ def test_model_errors_are_placed_next_to_the_field_they_concern():
 
 
 def test_the_expiry_clock_ticks_by_itself(platforms):  # noqa: F811 - fixture
-    browser = OfferBrowser(platforms.planner, parse_request({"executable": {"kind": "docker-container", "image": "x"}}), tick=0.2)
+    browser = OfferBrowser(
+        platforms.planner, parse_request({"executable": {"kind": "docker-container", "image": "x"}}), tick=0.2
+    )
     browser.find()
     assert browser.wait(WAIT)
     first = browser.status.value
@@ -607,7 +670,11 @@ def test_a_new_booking_shows_nothing_of_the_previous_one(platforms):  # noqa: F8
     wait_for(lambda: monitor.phase == "COMPLETED", RUN_FOR + WAIT, "the session to complete")
     assert "has ended: COMPLETED" in monitor.status.value
     monitor.watch(booked(platforms, "big"), "big")
-    assert monitor.phase == "ACCEPTED" and monitor.status.value == "" and [h["phase"] for h in monitor.history] == ["ACCEPTED"]
+    assert (
+        monitor.phase == "ACCEPTED"
+        and monitor.status.value == ""
+        and [h["phase"] for h in monitor.history] == ["ACCEPTED"]
+    )
     assert "COMPLETED" not in monitor.view.value
     monitor.close()
 
@@ -629,35 +696,61 @@ def _session(phase: str, start: timedelta, end: timedelta, **extra):
 
 def test_waiting_says_when_it_starts_and_available_has_open_and_the_time_left():
     """Issue 14 and bug 5: "starts in 2 h 10 min" for WAITING; AVAILABLE has Open and the time left."""
-    waiting = JobMonitor(planner=None, session=_session("WAITING", timedelta(hours=2, minutes=10, seconds=30), timedelta(hours=4)), platform="hub")
+    waiting = JobMonitor(
+        planner=None,
+        session=_session("WAITING", timedelta(hours=2, minutes=10, seconds=30), timedelta(hours=4)),
+        platform="hub",
+    )
     assert "starts in 2 h 10 min" in text_of(waiting.view.value)
     assert "Open" not in text_of(waiting.view.value)
     waiting.stop()
-    queued = JobMonitor(planner=None, session=_session("WAITING", timedelta(minutes=-7, seconds=-10), timedelta(hours=1)), platform="hpc")
+    queued = JobMonitor(
+        planner=None,
+        session=_session("WAITING", timedelta(minutes=-7, seconds=-10), timedelta(hours=1)),
+        platform="hpc",
+    )
     assert "waiting in the platform's queue for 7 min" in text_of(queued.view.value)  # a pending Slurm job, say
     queued.stop()
     available = _session(
         "AVAILABLE",
         timedelta(minutes=-5),
         timedelta(minutes=55, seconds=30),
-        connectors=[{"protocol": "HTTPS", "status": "AVAILABLE", "location": "https://hub.example.org/user/a/lab/tree/x.ipynb"}],
+        connectors=[
+            {"protocol": "HTTPS", "status": "AVAILABLE", "location": "https://hub.example.org/user/a/lab/tree/x.ipynb"}
+        ],
     )
     monitor = JobMonitor(planner=None, session=available, platform="hub")
     view = monitor.view.value
     assert re.search(r"55 min left", text_of(view))
-    assert re.search(r'<a class="ep-btn ep-primary ep-open" href="https://hub.example.org/user/a/lab/tree/x.ipynb"[^>]*>Open</a>', view)
+    assert re.search(
+        r'<a class="ep-btn ep-primary ep-open" href="https://hub.example.org/user/a/lab/tree/x.ipynb"[^>]*>Open</a>',
+        view,
+    )
     monitor.stop()
     hosted = _session(  # a hosted session lists its UWS job first: Open leads to the hub's notebook
         "AVAILABLE",
         timedelta(minutes=-1),
         timedelta(hours=1),
         connectors=[
-            {"kind": "http://www.ivoa.net/xml/UWS/v1.0", "protocol": "HTTP", "status": "AVAILABLE", "location": "http://127.0.0.1:8888/execplanner/platforms/hub/jobs/x"},
-            {"kind": "urn:execplanner:connector:web", "protocol": "HTTPS", "status": "AVAILABLE", "location": "https://hub.example.org/user/a/ep-x/lab/tree/x.ipynb"},
+            {
+                "kind": "http://www.ivoa.net/xml/UWS/v1.0",
+                "protocol": "HTTP",
+                "status": "AVAILABLE",
+                "location": "http://127.0.0.1:8888/execplanner/platforms/hub/jobs/x",
+            },
+            {
+                "kind": "urn:execplanner:connector:web",
+                "protocol": "HTTPS",
+                "status": "AVAILABLE",
+                "location": "https://hub.example.org/user/a/ep-x/lab/tree/x.ipynb",
+            },
         ],
     )
     opened = JobMonitor(planner=None, session=hosted, platform="hub")
-    assert re.search(r'class="ep-btn ep-primary ep-open" href="https://hub.example.org/user/a/ep-x/lab/tree/x.ipynb"', opened.view.value)
+    assert re.search(
+        r'class="ep-btn ep-primary ep-open" href="https://hub.example.org/user/a/ep-x/lab/tree/x.ipynb"',
+        opened.view.value,
+    )
     opened.stop()
     bad = _session("AVAILABLE", timedelta(0), timedelta(hours=1), connectors=[{"location": "javascript:alert(1)"}])
     assert "ep-open" not in JobMonitor(planner=None, session=bad, platform="hub").view.value
@@ -665,7 +758,9 @@ def test_waiting_says_when_it_starts_and_available_has_open_and_the_time_left():
 
 def test_a_finished_job_does_not_say_start_now():
     """Bug 5: "Start: now" stayed after completion."""
-    done = JobMonitor(planner=None, session=_session("COMPLETED", timedelta(hours=-3), timedelta(hours=-2)), platform="hub")
+    done = JobMonitor(
+        planner=None, session=_session("COMPLETED", timedelta(hours=-3), timedelta(hours=-2)), platform="hub"
+    )
     view = text_of(done.view.value)
     assert "now" not in view.split("History")[0] and re.search(r"ended 2 h ago", view)
     assert "Start now" not in text_of(done.details.value) and "now" not in text_of(done.details.value)
@@ -700,13 +795,18 @@ def test_a_running_job_shows_the_tail_of_its_output(platforms):  # noqa: F811 - 
 def test_a_folder_without_codemeta_or_a_single_notebook_can_be_loaded(tmp_path, monkeypatch):
     """Bug 9: a folder without codemeta.json, or a single .ipynb, could not be loaded."""
     (tmp_path / "work").mkdir()
-    (tmp_path / "work" / "analysis.ipynb").write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
+    (tmp_path / "work" / "analysis.ipynb").write_text(
+        '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
+    )
     (tmp_path / "work" / "fit.py").write_text("print('fit')\n")
     (tmp_path / "work" / "notes.txt").write_text("not runnable\n")
     listing = ExecutableList()
     listing.load(str(tmp_path / "work"))
     assert listing.wait(WAIT) and listing.error == ""
-    assert [(entry.name, entry.short_kind) for entry in listing.entries] == [("analysis", "jupyter-notebook"), ("fit", "python-script")]
+    assert [(entry.name, entry.short_kind) for entry in listing.entries] == [
+        ("analysis", "jupyter-notebook"),
+        ("fit", "python-script"),
+    ]
     assert listing.select("analysis").executable.location == str(tmp_path / "work" / "analysis.ipynb")
     monkeypatch.chdir(tmp_path / "work")
     listing.load("analysis.ipynb")  # relative to the notebook's folder
@@ -723,7 +823,11 @@ def test_the_timeline_shades_hosted_calendars_and_hatches_the_users_bookings(tmp
     path = write_platforms(tmp_path / "p.yaml", [busy], timeout=10)
     (tmp_path / "x.py").write_text("print(1)\n")
     planner = make_planner(path, tmp_path / "data")
-    request = {"executable": {"kind": "python-script", "location": str(tmp_path / "x.py")}, "compute": {"cores": {"min": 4}}, "schedule": {"requested": {"duration": "PT1H"}}}
+    request = {
+        "executable": {"kind": "python-script", "location": str(tmp_path / "x.py")},
+        "compute": {"cores": {"min": 4}},
+        "schedule": {"requested": {"duration": "PT1H"}},
+    }
     try:
         browser = OfferBrowser(planner, parse_request(request))
         browser.find()
@@ -734,8 +838,14 @@ def test_the_timeline_shades_hosted_calendars_and_hatches_the_users_bookings(tmp
         browser.find()  # a second search: the booking stays on the timeline, hatched
         assert browser.wait(WAIT)
         browser.view = "Timeline"
-        wait_for(lambda: "gaia" in browser.calendars and "cores taken" in browser.timeline.value, WAIT, "the calendar shading")
-        assert 'fill="url(#ep-hatch)"' in browser.timeline.value and "Your booking on Gaia DMP" in browser.timeline.value
+        wait_for(
+            lambda: "gaia" in browser.calendars and "cores taken" in browser.timeline.value,
+            WAIT,
+            "the calendar shading",
+        )
+        assert (
+            'fill="url(#ep-hatch)"' in browser.timeline.value and "Your booking on Gaia DMP" in browser.timeline.value
+        )
         assert "8 of 10 cores taken" in browser.timeline.value  # the reservation
         browser.close()
     finally:
@@ -748,10 +858,14 @@ def test_the_end_of_a_job_is_announced_once_in_the_browser(platforms):  # noqa: 
     monitor = JobMonitor(platforms.planner, booked(platforms, "remote"), platform="remote", poll=0.1)
     assert "ep-notify" not in monitor.view.value
     wait_for(lambda: monitor.phase == "COMPLETED", RUN_FOR + WAIT, "the session to complete")
-    notifier = re.search(r'<img alt="" src="data:," style="display:none" class="ep-notify" onerror="([^"]*)">', monitor.view.value)
+    notifier = re.search(
+        r'<img alt="" src="data:," style="display:none" class="ep-notify" onerror="([^"]*)">', monitor.view.value
+    )
     assert notifier and "has ended: COMPLETED" in notifier.group(1) and "sessionStorage" in notifier.group(1)
     monitor.close()
-    seen_ended = JobMonitor(platforms.planner, platforms.planner.session(monitor.session, platform="remote"), platform="remote")
+    seen_ended = JobMonitor(
+        platforms.planner, platforms.planner.session(monitor.session, platform="remote"), platform="remote"
+    )
     assert "ep-notify" not in seen_ended.view.value
 
 

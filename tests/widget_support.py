@@ -154,7 +154,11 @@ class _Rows(HTMLParser):
     def handle_starttag(self, tag, attrs):
         attributes = dict(attrs)
         if self._current is None and tag == self.tag and self.marker in (attributes.get("class") or "").split():
-            self._current = {**{k: v for k, v in attributes.items() if k.startswith("data-")}, "text": [], "buttons": {}}
+            self._current = {
+                **{k: v for k, v in attributes.items() if k.startswith("data-")},
+                "text": [],
+                "buttons": {},
+            }
             self._depth = 1
             return
         if self._current is None:
@@ -215,4 +219,6 @@ def offer_rows(browser: Any) -> list[dict[str, Any]]:
 
 
 def row_of(browser: Any, platform: str, number: int = 0) -> dict[str, Any]:
-    return next(row for row in offer_rows(browser) if row["entry"].platform == platform and row["entry"].number == number)
+    return next(
+        row for row in offer_rows(browser) if row["entry"].platform == platform and row["entry"].number == number
+    )

@@ -52,7 +52,9 @@ class BookingList(list):
         problems = [entry for entry in self if entry.session is None]
         html = bookings_html(readable, static=True)
         if problems:
-            html += "".join(f"<div>{esc(entry.title)} {esc(entry.uuid)}: {esc(entry.error)}</div>" for entry in problems)
+            html += "".join(
+                f"<div>{esc(entry.title)} {esc(entry.uuid)}: {esc(entry.error)}</div>" for entry in problems
+            )
         return html
 
 

@@ -110,9 +110,7 @@ class ServerBackend:
                 if line.strip():
                     yield PlatformResult.model_validate(json.loads(line))
         except (httpx.HTTPError, httpx.StreamError) as error:
-            raise PlannerError(
-                f"the offers stream from {self.server.url} broke off: {type(error).__name__}"
-            ) from None
+            raise PlannerError(f"the offers stream from {self.server.url} broke off: {type(error).__name__}") from None
         finally:
             answer.close()  # also when the caller stops reading early
 
@@ -140,7 +138,9 @@ class ServerBackend:
         return self._session(self._json("POST", f"platforms/{_segment(platform)}/sessions/{_segment(uuid)}", body=body))
 
     def log(self, platform: str, uuid: str, tail: int) -> str:
-        document = self._json("GET", f"platforms/{_segment(platform)}/sessions/{_segment(uuid)}/log", params={"tail": tail})
+        document = self._json(
+            "GET", f"platforms/{_segment(platform)}/sessions/{_segment(uuid)}/log", params={"tail": tail}
+        )
         return join_output(str(document.get("stdout") or ""), str(document.get("stderr") or ""))
 
     def bookings(self) -> list[BookingEntry]:

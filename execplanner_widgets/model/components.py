@@ -354,9 +354,9 @@ class DataResource(Component):
 class SimpleDataResource(DataResource):
     """``SimpleDataResource``: a URL (or, for hosted platforms, a local path) to download."""
 
-    kind: Literal["https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds/data/simple-data-resource.yaml"] = (
+    kind: Literal[
         "https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds/data/simple-data-resource.yaml"
-    )
+    ] = "https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds/data/simple-data-resource.yaml"
     location: str | None = None
 
     @property
@@ -464,7 +464,12 @@ def _data_tag(value: Any) -> str:
 
 
 DataResourceModel = Annotated[
-    Annotated[SimpleDataResource, Tag("simple")] | Annotated[S3DataResource, Tag("s3")] | Annotated[IvoaDataResource, Tag("ivoa")] | Annotated[RucioDataResource, Tag("rucio")] | Annotated[SkaoDataResource, Tag("skao")] | Annotated[GenericDataResource, Tag("generic")],
+    Annotated[SimpleDataResource, Tag("simple")]
+    | Annotated[S3DataResource, Tag("s3")]
+    | Annotated[IvoaDataResource, Tag("ivoa")]
+    | Annotated[RucioDataResource, Tag("rucio")]
+    | Annotated[SkaoDataResource, Tag("skao")]
+    | Annotated[GenericDataResource, Tag("generic")],
     Discriminator(_data_tag),
 ]
 
@@ -481,9 +486,9 @@ class Executable(Component):
 class JupyterNotebook(Executable):
     """``JupyterNotebook``: a notebook at a URL (or, for hosted platforms, a local path)."""
 
-    kind: Literal["https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds/executable/jupyter-notebook.yaml"] = (
+    kind: Literal[
         "https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds/executable/jupyter-notebook.yaml"
-    )
+    ] = "https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds/executable/jupyter-notebook.yaml"
     location: str | None = None
 
 
@@ -505,9 +510,9 @@ class DockerImage(WireModel):
 class DockerContainer(Executable):
     """``DockerContainer``: an OCI image, its command and environment."""
 
-    kind: Literal["https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds/executable/docker-container.yaml"] = (
+    kind: Literal[
         "https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds/executable/docker-container.yaml"
-    )
+    ] = "https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds/executable/docker-container.yaml"
     image: DockerImage | None = None
     privileged: bool | None = None
     command: list[str] | None = None
@@ -519,9 +524,9 @@ class DockerContainer(Executable):
 class SingularityContainer(Executable):
     """``SingularityContainer``: an image to download."""
 
-    kind: Literal["https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds/executable/singularity-container.yaml"] = (
+    kind: Literal[
         "https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds/executable/singularity-container.yaml"
-    )
+    ] = "https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds/executable/singularity-container.yaml"
     location: str | None = None
 
 
@@ -555,6 +560,10 @@ def _executable_tag(value: Any) -> str:
 
 
 ExecutableModel = Annotated[
-    Annotated[JupyterNotebook, Tag("jupyter-notebook")] | Annotated[DockerContainer, Tag("docker-container")] | Annotated[SingularityContainer, Tag("singularity-container")] | Annotated[PythonScript, Tag("python-script")] | Annotated[GenericExecutable, Tag("generic")],
+    Annotated[JupyterNotebook, Tag("jupyter-notebook")]
+    | Annotated[DockerContainer, Tag("docker-container")]
+    | Annotated[SingularityContainer, Tag("singularity-container")]
+    | Annotated[PythonScript, Tag("python-script")]
+    | Annotated[GenericExecutable, Tag("generic")],
     Discriminator(_executable_tag),
 ]

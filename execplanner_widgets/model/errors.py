@@ -49,7 +49,16 @@ def _location(loc: tuple[Any, ...]) -> str:
             parts.append(f"[{item}]")
         elif isinstance(item, str) and (item.startswith("function-") or item in {"simple", "generic"} or "/" in item):
             continue  # discriminator tags and validator wrappers mean nothing to a user
-        elif item in {"jupyter-notebook", "docker-container", "singularity-container", "python-script", "s3", "ivoa", "rucio", "skao"}:
+        elif item in {
+            "jupyter-notebook",
+            "docker-container",
+            "singularity-container",
+            "python-script",
+            "s3",
+            "ivoa",
+            "rucio",
+            "skao",
+        }:
             continue
         else:
             parts.append(("." if parts else "") + str(item))

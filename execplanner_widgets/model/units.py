@@ -163,7 +163,9 @@ def parse_duration(value: object) -> timedelta:
         match = iso or short
         words = None if match and any(match.groupdict().values()) else _duration_words(text)
         if words is not None and any(words.values()):
-            result = timedelta(weeks=words["w"], days=words["d"], hours=words["h"], minutes=words["m"], seconds=words["s"])
+            result = timedelta(
+                weeks=words["w"], days=words["d"], hours=words["h"], minutes=words["m"], seconds=words["s"]
+            )
             if result < timedelta(0):  # pragma: no cover - the pattern admits no sign
                 raise UnitError(f"a duration cannot be negative, got {value!r}")
             return result
@@ -178,9 +180,7 @@ def parse_duration(value: object) -> timedelta:
                 f"got {value!r}"
             )
         parts = {key: _to_float(val) for key, val in match.groupdict().items()}
-        result = timedelta(
-            weeks=parts["w"], days=parts["d"], hours=parts["h"], minutes=parts["m"], seconds=parts["s"]
-        )
+        result = timedelta(weeks=parts["w"], days=parts["d"], hours=parts["h"], minutes=parts["m"], seconds=parts["s"])
     else:
         raise UnitError(f"expected a duration such as 'PT1H' or '9h30m', got {value!r}")
     if result < timedelta(0):

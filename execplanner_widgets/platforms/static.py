@@ -96,7 +96,14 @@ class StaticPlatform(Platform):
 
     kind = "static"
 
-    def __init__(self, name: str, title: str | None = None, *, options: StaticOptions | None = None, description: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        title: str | None = None,
+        *,
+        options: StaticOptions | None = None,
+        description: str | None = None,
+    ) -> None:
         super().__init__(name, title, description=description)
         self.options = options or StaticOptions()
         self._sessions: dict[str, _Kept] = {}
@@ -104,7 +111,9 @@ class StaticPlatform(Platform):
         self._lock = asyncio.Lock()
 
     @classmethod
-    def from_config(cls, name: str, title: str | None, options: dict[str, Any], context: PlatformContext) -> StaticPlatform:
+    def from_config(
+        cls, name: str, title: str | None, options: dict[str, Any], context: PlatformContext
+    ) -> StaticPlatform:
         return cls(name, title, options=StaticOptions.model_validate(options), description=options.get("description"))
 
     def describe(self) -> PlatformDescription:
@@ -124,7 +133,9 @@ class StaticPlatform(Platform):
             title=self.title,
             kind=self.kind,
             description=self.description,
-            accepts=[short_kind(canonical_kind(k, "executable")) for k in opts.accepts] if opts.accepts is not None else None,
+            accepts=[short_kind(canonical_kind(k, "executable")) for k in opts.accepts]
+            if opts.accepts is not None
+            else None,
             limits=limits,
             url=opts.url,
             **extra,
@@ -132,7 +143,12 @@ class StaticPlatform(Platform):
 
     def limits_for(self, user: str | None) -> tuple[Limits, str]:
         """The platform's limits, tightened by ``user``'s allocation if they have one."""
-        base = Limits(cores=self.options.cores, memory=self.options.memory, storage=self.options.storage, duration=self.options.duration)
+        base = Limits(
+            cores=self.options.cores,
+            memory=self.options.memory,
+            storage=self.options.storage,
+            duration=self.options.duration,
+        )
         if user and user in self.options.allocations:
             return base.within(self.options.allocations[user]), f"your allocation on {self.title}"
         return base, "this platform"
@@ -142,13 +158,20 @@ class StaticPlatform(Platform):
         if not self.options.flavours:
             return None, None
         big_enough = [
-            f for f in self.options.flavours if f.cores >= need.cores and f.memory >= need.memory and (f.storage is None or f.storage >= need.storage)
+            f
+            for f in self.options.flavours
+            if f.cores >= need.cores and f.memory >= need.memory and (f.storage is None or f.storage >= need.storage)
         ]
         if not big_enough:
             largest = self.options.flavours[-1]
-            return None, f"no flavour is large enough; the largest is {largest.name} ({largest.cores} cores, {largest.memory} GiB)"
+            return (
+                None,
+                f"no flavour is large enough; the largest is {largest.name} ({largest.cores} cores, {largest.memory} GiB)",
+            )
         for flavour in big_enough:
-            if (need.cores_max is None or flavour.cores <= need.cores_max) and (need.memory_max is None or flavour.memory <= need.memory_max):
+            if (need.cores_max is None or flavour.cores <= need.cores_max) and (
+                need.memory_max is None or flavour.memory <= need.memory_max
+            ):
                 return flavour, None
         smallest = big_enough[0]
         return None, (
@@ -197,7 +220,12 @@ class StaticPlatform(Platform):
         messages = [message(f"offered by {self.title}" + (f" as flavour {flavour.name}" if flavour else ""))]
         session = ExecutionSession.model_validate(
             {
-                "meta": {"uuid": session_id, "name": self.name, "created": now, "messages": [m.model_dump() for m in messages]},
+                "meta": {
+                    "uuid": session_id,
+                    "name": self.name,
+                    "created": now,
+                    "messages": [m.model_dump() for m in messages],
+                },
                 "phase": SessionPhase.OFFERED,
                 "expires": now + self.options.offer_ttl,
                 "executable": request.executable.model_dump(exclude_none=True),
@@ -286,7 +314,14 @@ class StaticPlatform(Platform):
                 note = "accepted"
                 if self.options.url:
                     note += f"; this platform is described by metadata only: start the task at {self.options.url}"
-                    session.connectors.append(Connector(kind="urn:execplanner:connector:web", status="AVAILABLE", protocol="HTTPS", location=self.options.url))
+                    session.connectors.append(
+                        Connector(
+                            kind="urn:execplanner:connector:web",
+                            status="AVAILABLE",
+                            protocol="HTTPS",
+                            location=self.options.url,
+                        )
+                    )
                 session.ensure_meta().messages.append(message(note))
             elif target is SessionPhase.REJECTED and current is SessionPhase.OFFERED:
                 session.phase = SessionPhase.REJECTED

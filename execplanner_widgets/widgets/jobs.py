@@ -390,4 +390,3 @@ def _interactive(session: Any) -> bool:
     if str(session.phase) == "AVAILABLE":
         return True
     return any(str(getattr(connector, "kind", "")) == WEB_CONNECTOR for connector in session.connectors or [])
-

@@ -277,7 +277,15 @@ class SessionLogHandler(ProxyHandler):
             asyncio.to_thread(tail_of, folder / "stdout.txt", int(text)),
             asyncio.to_thread(tail_of, folder / "stderr.txt", int(text)),
         )
-        self.write_document({"uuid": uuid, "phase": str(session.phase), "tail": int(text), "stdout": stdout or "", "stderr": stderr or ""})
+        self.write_document(
+            {
+                "uuid": uuid,
+                "phase": str(session.phase),
+                "tail": int(text),
+                "stdout": stdout or "",
+                "stderr": stderr or "",
+            }
+        )
 
 
 def ledger_of(handler: ExecPlannerHandler) -> BookingLedger:

@@ -243,8 +243,10 @@ def _paths() -> dict[str, Any]:
             "parameters": [
                 _NAME,
                 _UUID,
-                {**_parameter("tail", "How many lines from the end (default 30, at most 500)", where="query"),
-                 "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+                {
+                    **_parameter("tail", "How many lines from the end (default 30, at most 500)", where="query"),
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+                },
             ],
             "get": {
                 "operationId": "getSessionLog",

@@ -288,7 +288,9 @@ class AppView:
 
     def final_phase(self, timeout: float = JOB_MS) -> str:
         """Wait (bounded) for the job view to show a final phase; returns it."""
-        final = self.root.locator(".ep-job .ep-phase").filter(has_text=re.compile(rf"^({'|'.join(FINAL_PHASES)})$")).first
+        final = (
+            self.root.locator(".ep-job .ep-phase").filter(has_text=re.compile(rf"^({'|'.join(FINAL_PHASES)})$")).first
+        )
         final.wait_for(timeout=timeout)
         return final.inner_text().strip()
 

@@ -82,17 +82,25 @@ def find(app: AppView) -> Any:
     before = table.get_attribute("data-search") if table.count() else "0"
     app.button("Find offers", offers).click()
     expect(table).not_to_have_attribute("data-search", before or "0", timeout=OFFERS_MS)
-    expect(offers.get_by_text(re.compile(rf"^answered {DEMO_PLATFORMS} of {DEMO_PLATFORMS}: \d+ YES"))).to_be_visible(timeout=OFFERS_MS)
+    expect(offers.get_by_text(re.compile(rf"^answered {DEMO_PLATFORMS} of {DEMO_PLATFORMS}: \d+ YES"))).to_be_visible(
+        timeout=OFFERS_MS
+    )
     return offers
 
 
 def earliest_start(app: AppView, platform: str) -> datetime:
-    starts = app.offer_rows(platform).locator("td.ep-start time").evaluate_all("times => times.map(t => t.getAttribute('datetime'))")
+    starts = (
+        app.offer_rows(platform)
+        .locator("td.ep-start time")
+        .evaluate_all("times => times.map(t => t.getAttribute('datetime'))")
+    )
     assert starts, f"no offer from {platform}"
     return min(datetime.fromisoformat(start) for start in starts)
 
 
-def test_search_twice_timeline_click_and_the_countdown_after_a_booking(lab_server: Any, context: Any, tmp_path: Path, images: Path) -> None:
+def test_search_twice_timeline_click_and_the_countdown_after_a_booking(
+    lab_server: Any, context: Any, tmp_path: Path, images: Path
+) -> None:
     page = context.new_page()
     with evidence_on_failure(page, lab_server, tmp_path, "views"):
         lab, app = quickstart_app(page, lab_server)
@@ -110,15 +118,21 @@ def test_search_twice_timeline_click_and_the_countdown_after_a_booking(lab_serve
         assert bars.count() >= 2
         chosen_key = bars.nth(1).get_attribute("data-key")
         bars.nth(1).click()
-        expect(app.root.locator(f".ep-timeline g.ep-bar[data-key='{chosen_key}']")).to_have_attribute("data-selected", "true")
+        expect(app.root.locator(f".ep-timeline g.ep-bar[data-key='{chosen_key}']")).to_have_attribute(
+            "data-selected", "true"
+        )
         app.screenshot(images / "app-timeline.png")
         offers.get_by_role("button", name="Table").click()
-        expect(app.root.locator(f".ep-offers tr.ep-row[data-key='{chosen_key}']")).to_have_attribute("data-state", "SELECTED")
+        expect(app.root.locator(f".ep-offers tr.ep-row[data-key='{chosen_key}']")).to_have_attribute(
+            "data-state", "SELECTED"
+        )
 
         # book it; then a new search's countdown ticks (it froze after the first booking before)
         app.button("Accept", offers).first.click()
         job_section = app.root.locator(".jupyter-widget-Collapse").nth(4)
-        expect(job_section).to_have_class(re.compile(r"\bjupyter-widget-Collapse-open\b"))  # the app opened the job step
+        expect(job_section).to_have_class(
+            re.compile(r"\bjupyter-widget-Collapse-open\b")
+        )  # the app opened the job step
         expect(app.step(5)).to_contain_text("on laptop")
         find(app)
         ticking = re.compile(r"expire in \d+m( \d+s)?")
@@ -149,22 +163,32 @@ def test_a_running_script_shows_its_output_and_my_bookings_lists_it_in_another_k
         laptop = app.offer_rows("laptop").first
         app.button("Select", laptop).click()
         app.button("Accept", laptop).click()
-        expect(app.root.locator(".jupyter-widget-Collapse").nth(4)).to_have_class(re.compile(r"\bjupyter-widget-Collapse-open\b"))
+        expect(app.root.locator(".jupyter-widget-Collapse").nth(4)).to_have_class(
+            re.compile(r"\bjupyter-widget-Collapse-open\b")
+        )
         job = app.step(5)
         expect(job).to_contain_text("on laptop")
         expect(job.locator(".ep-log")).to_contain_text("nearby stars", timeout=JOB_MS)  # the script's stdout
         uuid = job.locator(".ep-job code").first.inner_text().strip()
         app.final_phase(JOB_MS)
-        page.wait_for_function("() => window.__notes.some(note => note.includes('has ended: COMPLETED'))", timeout=30_000)
+        page.wait_for_function(
+            "() => window.__notes.some(note => note.includes('has ended: COMPLETED'))", timeout=30_000
+        )
         assert sum("has ended" in note for note in page.evaluate("() => window.__notes")) == 1  # once
         app.screenshot(images / "app-job-live.png")
 
-        other = LabPage.open(context.new_page(), lab_server, "when-can-i-do-this.ipynb")  # another notebook, another kernel
-        cell = other.add_cell_below(0, "from execplanner_widgets import Planner\nmine = Planner().app()\nmine.steps.selected_index = 5\nmine")
+        other = LabPage.open(
+            context.new_page(), lab_server, "when-can-i-do-this.ipynb"
+        )  # another notebook, another kernel
+        cell = other.add_cell_below(
+            0, "from execplanner_widgets import Planner\nmine = Planner().app()\nmine.steps.selected_index = 5\nmine"
+        )
         bookings = other.app_in_cell(cell)
         row = bookings.booking_rows().filter(has_text=uuid)
         expect(row).to_have_count(1, timeout=JOB_MS)
         expect(row).to_contain_text("Small notebook server")
-        expect(row).to_have_attribute("data-phase", re.compile(r"^(ACCEPTED|WAITING|PREPARING|RUNNING|RELEASING|COMPLETED)$"))
+        expect(row).to_have_attribute(
+            "data-phase", re.compile(r"^(ACCEPTED|WAITING|PREPARING|RUNNING|RELEASING|COMPLETED)$")
+        )
         bookings.screenshot(images / "app-bookings.png")
         assert lab.dialogs == [] and other.dialogs == []

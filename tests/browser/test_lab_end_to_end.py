@@ -38,6 +38,7 @@ def images(tmp_path: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
+
 EXECUTABLE = "Mean proper motions"
 BASKET_LABEL = "Gaia sample (from this record)"  # the basket entry of the quickstart notebook
 DEMO_PLATFORMS = 4
@@ -109,7 +110,9 @@ def pick_executable_and_data(app: AppView) -> None:
     data.locator("select").first.select_option(label=BASKET_LABEL)
     expect(data.get_by_text("Every required data item has a location.", exact=True)).to_be_visible()
     # the basket's path is relative to the notebook's folder; the app resolved it there
-    expect(data.locator("input[type=text]").first).to_have_value(re.compile(r"^/.*/notebooks/record/data/gaia-sample\.csv$"))
+    expect(data.locator("input[type=text]").first).to_have_value(
+        re.compile(r"^/.*/notebooks/record/data/gaia-sample\.csv$")
+    )
     expect(app.step_title(2)).to_have_text("2. Data: complete")
     expect(app.step_title(3)).to_contain_text("3. Resources: jupyter-notebook, 1-2 cores")  # from the record
 
@@ -186,7 +189,9 @@ UNCLIPPED = """root => {
 }"""
 
 
-def test_quickstart_in_the_sidebar_at_its_default_width(demo_lab: Any, context: Any, tmp_path: Path, images: Path) -> None:
+def test_quickstart_in_the_sidebar_at_its_default_width(
+    demo_lab: Any, context: Any, tmp_path: Path, images: Path
+) -> None:
     """Issue 15.4: at the sidebar's default width (about 300 px) every column label and every button
     is shown whole (element boxes inside the sidebar, nothing cut), the table stacks into labelled
     rows, Accept is next to the offer; then the job runs to COMPLETED."""
