@@ -18,7 +18,6 @@ from typing import Any
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.utils import url_path_join
 from pydantic import BaseModel, RootModel
-from pydantic.json_schema import models_json_schema
 from tornado import web
 
 from execplanner_widgets import __version__
@@ -26,10 +25,10 @@ from execplanner_widgets.model import ExecutionRequest, ExecutionSession, OfferS
 from execplanner_widgets.model.status import ErrorBody
 
 from .broker_io import BrokerHandler
+from .openapi import ModelSchemas
 
 __all__ = ["BrokerOpenApiHandler", "broker_openapi_document"]
 
-REF = "#/components/schemas/{model}"
 MEDIA = ("application/json", "application/yaml", "application/xml")
 
 
@@ -64,22 +63,8 @@ _MEANING = {
 }
 
 
-def _any_of(schema: Any) -> Any:
-    if isinstance(schema, dict):
-        return {("anyOf" if key == "oneOf" else key): _any_of(value) for key, value in schema.items()}
-    if isinstance(schema, list):
-        return [_any_of(item) for item in schema]
-    return schema
-
-
-@lru_cache(maxsize=1)
-def _schemas() -> tuple[dict[tuple[Any, str], dict[str, Any]], dict[str, Any]]:
-    refs, document = models_json_schema(_MODELS, ref_template=REF)  # type: ignore[arg-type]
-    return refs, _any_of(document.get("$defs", {}))
-
-
-def _ref(model: type[BaseModel], mode: str = "serialization") -> dict[str, Any]:
-    return dict(_schemas()[0][(model, mode)])
+_SCHEMAS = ModelSchemas(_MODELS)
+_ref = _SCHEMAS.ref
 
 
 def _content(schema: dict[str, Any]) -> dict[str, Any]:
@@ -257,7 +242,7 @@ def _document_without_server() -> dict[str, Any]:
         "security": [{"jupyterToken": []}],
         "paths": _paths(),
         "components": {
-            "schemas": _schemas()[1],
+            "schemas": _SCHEMAS.components(),
             "securitySchemes": {
                 "jupyterToken": {
                     "type": "apiKey",

@@ -8,7 +8,7 @@ written here. JSON Schema 2020-12 is OpenAPI 3.1's schema dialect, which is what
 from __future__ import annotations
 
 import copy
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 from pydantic import BaseModel, RootModel
@@ -67,15 +67,29 @@ def _any_of(schema: Any) -> Any:
     return schema
 
 
-@lru_cache(maxsize=1)
-def _schemas() -> tuple[dict[tuple[Any, str], dict[str, Any]], dict[str, Any]]:
-    refs, document = models_json_schema(_MODELS, ref_template=REF)  # type: ignore[arg-type]
-    return refs, _any_of(document.get("$defs", {}))
+class ModelSchemas:
+    """The JSON Schemas of the pydantic models an OpenAPI document names, as its components: built
+    once, on first use (both API documents use this; each lists its own models)."""
+
+    def __init__(self, models: list[tuple[type[BaseModel], str]]) -> None:
+        self._models = models
+
+    @cached_property
+    def _built(self) -> tuple[dict[tuple[Any, str], dict[str, Any]], dict[str, Any]]:
+        refs, document = models_json_schema(self._models, ref_template=REF)  # type: ignore[arg-type]
+        return refs, _any_of(document.get("$defs", {}))
+
+    def ref(self, model: type[BaseModel], mode: str = "serialization") -> dict[str, Any]:
+        """A ``$ref`` to ``model``'s schema (a copy the caller may change)."""
+        return dict(self._built[0][(model, mode)])
+
+    def components(self) -> dict[str, Any]:
+        """Every schema, for ``components.schemas``."""
+        return self._built[1]
 
 
-def _ref(model: type[BaseModel], mode: str = "serialization") -> dict[str, Any]:
-    refs, _ = _schemas()
-    return dict(refs[(model, mode)])
+_SCHEMAS = ModelSchemas(_MODELS)
+_ref = _SCHEMAS.ref
 
 
 def _json(model: type[BaseModel], description: str, mode: str = "serialization") -> dict[str, Any]:
@@ -323,7 +337,7 @@ def _paths() -> dict[str, Any]:
 
 @lru_cache(maxsize=1)
 def _document_without_server() -> dict[str, Any]:
-    _, schemas = _schemas()
+    schemas = _SCHEMAS.components()
     return {
         "openapi": "3.1.0",
         "info": {
