@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -156,6 +158,15 @@ class JupyterHubOptions(BaseModel):
             raise ValueError(f"profile names must be unique; repeated: {', '.join(repeated)}")
         self.profiles.sort(key=lambda profile: (profile.cores, profile.memory))
         return self
+
+
+@dataclass
+class _Held:
+    """What a run holds on the hub while it is being prepared: the server token (revoked at the end),
+    and whether this platform server left the session to the next one instead of finishing it."""
+
+    token: ServerToken | None = None
+    detached: bool = False
 
 
 class JupyterHubExecutor(Executor):
@@ -285,36 +296,23 @@ class JupyterHubExecutor(Executor):
         server = server_name(spec.session)
         hub = await self.hub()
         await report.handle(f"{user}/{server}")
-        token: ServerToken | None = None
-        detached = False
-        try:
+
+        async def start(held: _Held) -> str | RunOutcome:
             await report.progress(
                 f"starting the notebook server {server} for hub user {user} with the {profile.name} profile "
                 f"({profile.cores} core(s), {profile.memory} GiB)"
             )
-            try:
-                await hub.start_server(user, server, profile.user_options, display_name=f"session {spec.session}")
-                ready = asyncio.ensure_future(
-                    hub.wait_ready(user, server, timeout=self.options.start_timeout.total_seconds())
-                )
-                if not await _unless_stopped(ready, stop, spec.deadline):
-                    return RunOutcome("cancelled", "stopped on request while the notebook server was starting")
-                token = await self._server_token(hub, user, server, spec)
-                await report.handle(f"{user}/{server}/{token.id}")  # a later server revokes this token
-                await hub.wait_server_answers(user, server, token, timeout=60)
-                path = await self._upload(hub, user, server, token, spec)
-            except HubError as error:
-                return RunOutcome("failed", f"the JupyterHub could not start the session: {error}")
-            await report.available(self.connector_url(user, server, path), f"JupyterLab on {self.context.platform}")
-            return await self._attend(hub, user, server, token, spec, stop)
-        except asyncio.CancelledError:
-            if not stop.is_set():  # detached: this server shuts down, the next one adopts the server
-                token = None
-                detached = True
-            raise
-        finally:
-            if not detached:
-                await self._finish(hub, user, server, token, spec)
+            await hub.start_server(user, server, profile.user_options, display_name=f"session {spec.session}")
+            if not await self._ready(hub, user, server, spec, stop):
+                return RunOutcome("cancelled", "stopped on request while the notebook server was starting")
+            held.token = await self._server_token(hub, user, server, spec)
+            await report.handle(f"{user}/{server}/{held.token.id}")  # a later server revokes this token
+            await hub.wait_server_answers(user, server, held.token, timeout=60)
+            return await self._upload(hub, user, server, held.token, spec)
+
+        return await self._serve(
+            hub, user, server, spec, stop, report, start, "the JupyterHub could not start the session"
+        )
 
     async def adopt(self, spec: RunSpec, handle: str, stop: asyncio.Event, report: RunReport) -> RunOutcome:
         """After a restart: a server that still runs is kept until the slot ends; else the run failed."""
@@ -323,8 +321,6 @@ class JupyterHubExecutor(Executor):
         if not user or not server:
             return RunOutcome("failed", "the server restarted and the session's notebook server is unknown")
         hub = await self.hub()
-        token: ServerToken | None = None
-        detached = False
         if earlier_token:  # the token the earlier server used; its value died with that server
             try:
                 await hub.revoke_token(user, ServerToken(earlier_token, ""))
@@ -332,40 +328,72 @@ class JupyterHubExecutor(Executor):
                 self.context.log.warning(
                     "session %s: the earlier server token could not be revoked: %s", spec.session, error
                 )
+
+        async def take_over(held: _Held) -> str | RunOutcome:
+            status = await hub.server(user, server)
+            if status is None or not status.active:
+                return RunOutcome("failed", "the notebook server stopped while this platform was restarting")
+            # not ready: the earlier server died while the hub was starting it
+            if not status.ready and not await self._ready(hub, user, server, spec, stop):
+                return RunOutcome("cancelled", "stopped on request while the notebook server was starting")
+            await report.progress(
+                "the platform restarted; the notebook server still runs and stays until the slot ends"
+            )
+            held.token = await self._server_token(hub, user, server, spec)
+            await report.handle(f"{user}/{server}/{held.token.id}")
+            await hub.wait_server_answers(user, server, held.token, timeout=60)
+            folder = self.session_folder(spec.session)
+            if await hub.listing(user, server, held.token, folder):
+                return f"{folder}/{spec.entry.name}"
+            return await self._upload(hub, user, server, held.token, spec)  # the earlier server died before
+
+        return await self._serve(
+            hub,
+            user,
+            server,
+            spec,
+            stop,
+            report,
+            take_over,
+            "the platform restarted and could not take the session over",
+        )
+
+    async def _serve(
+        self,
+        hub: HubClient,
+        user: str,
+        server: str,
+        spec: RunSpec,
+        stop: asyncio.Event,
+        report: RunReport,
+        prepare: Callable[[_Held], Awaitable[str | RunOutcome]],
+        failure: str,
+    ) -> RunOutcome:
+        """Prepare the server (``prepare`` returns the notebook's path, or how the run ended), report it
+        AVAILABLE and keep it to the slot's end. Whatever happens, the server is then finished (results
+        fetched, stopped, token revoked), unless this platform shuts down and leaves it to the next one."""
+        held = _Held()
         try:
             try:
-                status = await hub.server(user, server)
-                if status is None or not status.active:
-                    return RunOutcome("failed", "the notebook server stopped while this platform was restarting")
-                if not status.ready:  # the earlier server died while the hub was starting it
-                    ready = asyncio.ensure_future(
-                        hub.wait_ready(user, server, timeout=self.options.start_timeout.total_seconds())
-                    )
-                    if not await _unless_stopped(ready, stop, spec.deadline):
-                        return RunOutcome("cancelled", "stopped on request while the notebook server was starting")
-                await report.progress(
-                    "the platform restarted; the notebook server still runs and stays until the slot ends"
-                )
-                token = await self._server_token(hub, user, server, spec)
-                await report.handle(f"{user}/{server}/{token.id}")
-                await hub.wait_server_answers(user, server, token, timeout=60)
-                folder = self.session_folder(spec.session)
-                if await hub.listing(user, server, token, folder):
-                    path = f"{folder}/{spec.entry.name}"
-                else:  # the earlier server died before it put the files in: do it now
-                    path = await self._upload(hub, user, server, token, spec)
+                prepared = await prepare(held)
             except HubError as error:
-                return RunOutcome("failed", f"the platform restarted and could not take the session over: {error}")
-            await report.available(self.connector_url(user, server, path), f"JupyterLab on {self.context.platform}")
-            return await self._attend(hub, user, server, token, spec, stop)
+                return RunOutcome("failed", f"{failure}: {error}")
+            if isinstance(prepared, RunOutcome):
+                return prepared
+            await report.available(self.connector_url(user, server, prepared), f"JupyterLab on {self.context.platform}")
+            assert held.token is not None  # prepare made one before the notebook's path
+            return await self._attend(hub, user, server, held.token, spec, stop)
         except asyncio.CancelledError:
-            if not stop.is_set():  # detached: this server shuts down, the next one adopts the server
-                token = None
-                detached = True
+            held.detached = not stop.is_set()  # detached: this server shuts down, the next one adopts it
             raise
         finally:
-            if not detached:
-                await self._finish(hub, user, server, token, spec)
+            if not held.detached:
+                await self._finish(hub, user, server, held.token, spec)
+
+    async def _ready(self, hub: HubClient, user: str, server: str, spec: RunSpec, stop: asyncio.Event) -> bool:
+        """Wait until the hub says the server is ready; ``False`` when stopped (or the slot ended) first."""
+        ready = asyncio.ensure_future(hub.wait_ready(user, server, timeout=self.options.start_timeout.total_seconds()))
+        return await _unless_stopped(ready, stop, spec.deadline)
 
     # -------------------------------------------------------------------------- steps
 
