@@ -23,19 +23,19 @@ import random
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _bookings import insert_bookings
+
 from execplanner_widgets.core.platform import PlatformContext
 from execplanner_widgets.model import parse_request, utcnow
 from jupyter_server_extension.hosted.calendar import Capacity, Hold, Need, Profile, find_slots
 from jupyter_server_extension.hosted.calendar_index import BookingCalendar
 from jupyter_server_extension.hosted.platform import HostedPlatform
-from jupyter_server_extension.hosted.store import OfferSetRow, SessionRow
 
 CAPACITY = Capacity(cores=200, memory=350, storage=None)
 BIG = Need(
@@ -118,55 +118,18 @@ def fill_database(platform: HostedPlatform, future: int, past: int, horizon_days
     4,000 upcoming bookings of 1-7 cores for 30 min to 3.5 h keep about 100 of 200 cores busy."""
     rng = random.Random(11)
     now = utcnow()
-    offerset = str(uuid.uuid4())
-    rows = []
-    for index in range(future + past):
-        if index < future:
-            offset, phase = rng.uniform(0, horizon_days * 86400), "WAITING"
-        else:
-            offset, phase = -rng.uniform(7 * 3600, 365 * 86400), "COMPLETED"
-        start = now + timedelta(seconds=int(offset))
-        end = start + timedelta(seconds=int(rng.uniform(0.5, 3.5) * 3600))
-        rows.append(
-            {
-                "uuid": str(uuid.uuid4()),
-                "platform": platform.name,
-                "offerset": offerset,
-                "owner": "bench",
-                "phase": phase,
-                "created": now,
-                "modified": now,
-                "accepted": now,
-                "start": start,
-                "available_start": start,
-                "available_end": end,
-                "compute_end": end,
-                "storage_end": end,
-                "hold_end": end,
-                "cores": rng.randint(1, 7),
-                "memory": rng.randint(1, 8),
-                "storage": 0,
-                "document": {},
-                "results": [],
-                "storage_removed": True,
-                "destroyed": phase == "COMPLETED",
-            }
-        )
-    with platform.store.write(platform.name) as session:
-        session.add(
-            OfferSetRow(
-                uuid=offerset,
-                platform=platform.name,
-                owner="bench",
-                created=now,
-                result="YES",
-                messages=[],
-                options=[],
-                request={},
-            )
-        )
-        session.flush()
-        session.execute(SessionRow.__table__.insert(), rows)
+
+    def slots():
+        for index in range(future + past):
+            if index < future:
+                offset, finished = rng.uniform(0, horizon_days * 86400), False
+            else:
+                offset, finished = -rng.uniform(7 * 3600, 365 * 86400), True
+            start = now + timedelta(seconds=int(offset))
+            end = start + timedelta(seconds=int(rng.uniform(0.5, 3.5) * 3600))
+            yield start, end, "bench", finished
+
+    insert_bookings(platform, slots(), rng)
 
 
 async def end_to_end(future: int, past: int, rounds: int) -> tuple[float, int]:

@@ -22,17 +22,17 @@ import math
 import random
 import tempfile
 import time
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
+from _bookings import insert_bookings
 from _common import ROOT, figure, ms, percentile
 
 from execplanner_widgets.core.platform import PlatformContext
 from execplanner_widgets.model import parse_request, utcnow
 from jupyter_server_extension.hosted.calendar import Capacity, Profile, find_slots, to_seconds
 from jupyter_server_extension.hosted.platform import HostedPlatform
-from jupyter_server_extension.hosted.store import OfferSetRow, SessionRow, select_holds
+from jupyter_server_extension.hosted.store import select_holds
 
 HORIZON_DAYS = 14
 OFFERS = 4
@@ -45,55 +45,17 @@ def capacity_for(count: int) -> int:
 
 
 def fill(platform: HostedPlatform, count: int) -> None:
+    """``count`` upcoming bookings of 200 users, 30 min to 3.5 h each, spread over the horizon."""
     rng = random.Random(11)
     now = utcnow()
-    offerset = str(uuid.uuid4())
-    rows = []
-    for _ in range(count):
-        start = now + timedelta(seconds=int(rng.uniform(600, HORIZON_DAYS * 86400)))
-        end = start + timedelta(seconds=int(rng.uniform(0.5, 3.5) * 3600))
-        rows.append(
-            {
-                "uuid": str(uuid.uuid4()),
-                "platform": platform.name,
-                "offerset": offerset,
-                "owner": f"user{rng.randint(0, 199)}",
-                "phase": "WAITING",
-                "created": now,
-                "modified": now,
-                "accepted": now,
-                "start": start,
-                "available_start": start,
-                "available_end": end,
-                "compute_end": end,
-                "storage_end": end,
-                "hold_end": end,
-                "cores": rng.randint(1, 7),
-                "memory": rng.randint(1, 8),
-                "storage": 0,
-                "document": {},
-                "results": [],
-                "storage_removed": True,
-                "destroyed": False,
-                "slot_state": "booked",
-            }
-        )
-    with platform.store.write(platform.name) as session:
-        session.add(
-            OfferSetRow(
-                uuid=offerset,
-                platform=platform.name,
-                owner="bench",
-                created=now,
-                result="YES",
-                messages=[],
-                options=[],
-                request={},
-            )
-        )
-        session.flush()
-        for index in range(0, len(rows), 20_000):
-            session.execute(SessionRow.__table__.insert(), rows[index : index + 20_000])
+
+    def slots():
+        for _ in range(count):
+            start = now + timedelta(seconds=int(rng.uniform(600, HORIZON_DAYS * 86400)))
+            end = start + timedelta(seconds=int(rng.uniform(0.5, 3.5) * 3600))
+            yield start, end, f"user{rng.randint(0, 199)}", False
+
+    insert_bookings(platform, slots(), rng)
 
 
 def old_path(platform: HostedPlatform, cores: int, need: object) -> float:
