@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -73,3 +74,28 @@ def jp_asyncio_loop() -> None:
 @pytest.fixture
 def jp_server_cleanup() -> None:
     return None
+
+
+#: Tall, so that an element screenshot holds the whole app.
+VIEWPORT = {"width": 1400, "height": 1600}
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> Path:
+    """Where screenshots go: ``$EXECPLANNER_SCREENSHOTS`` (relative to the checkout), else tmp."""
+    chosen = os.environ.get("EXECPLANNER_SCREENSHOTS")
+    folder = (REPOSITORY / chosen) if chosen else tmp_path / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def context(chromium: Any) -> Iterator[Any]:
+    """A fresh browser profile per test: no cookies, storage or workspace from another test (so a
+    hub, say, must ask for its login)."""
+    context = chromium.new_context(viewport=VIEWPORT, device_scale_factor=1)
+    try:
+        yield context
+    finally:
+        context.close()

@@ -319,3 +319,11 @@ def expect(locator: Any) -> Any:
 
     playwright_expect.set_options(timeout=UI_MS)
     return playwright_expect(locator)
+
+
+def open_quickstart_app(page: Any, server: LiveServer) -> tuple[LabPage, int]:
+    """Open the quickstart notebook and run it down to (and including) the cell showing the app."""
+    lab = LabPage.open(page, server, "quickstart.ipynb")
+    app_cell = lab.cell_index("planner.app(")
+    lab.run_cells_through(app_cell)
+    return lab, app_cell

@@ -15,7 +15,6 @@ written to ``$EXECPLANNER_SCREENSHOTS`` when it is set, else to the test's tempo
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from datetime import datetime
@@ -23,22 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lab_driver import JOB_MS, OFFERS_MS, AppView, LabPage, evidence_on_failure, expect, run_lab
+from lab_driver import JOB_MS, OFFERS_MS, AppView, LabPage, evidence_on_failure, expect, open_quickstart_app, run_lab
 
 pytestmark = pytest.mark.browser
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-VIEWPORT = {"width": 1400, "height": 1600}
 BASKET_LABEL = "Gaia sample (from this record)"
 DEMO_PLATFORMS = 4
-
-
-@pytest.fixture
-def images(tmp_path: Path) -> Path:
-    chosen = os.environ.get("EXECPLANNER_SCREENSHOTS")
-    folder = (REPOSITORY / chosen) if chosen else tmp_path / "screenshots"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -47,20 +37,9 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield server
 
 
-@pytest.fixture
-def context(chromium: Any) -> Iterator[Any]:
-    context = chromium.new_context(viewport=VIEWPORT, device_scale_factor=1)
-    try:
-        yield context
-    finally:
-        context.close()
-
-
 def quickstart_app(page: Any, server: Any) -> tuple[LabPage, AppView]:
     """The quickstart notebook run down to its app; returns the page and the app in its cell."""
-    lab = LabPage.open(page, server, "quickstart.ipynb")
-    app_cell = lab.cell_index("planner.app(")
-    lab.run_cells_through(app_cell)
+    lab, app_cell = open_quickstart_app(page, server)
     return lab, lab.app_in_cell(app_cell)
 
 

@@ -16,33 +16,22 @@ browser, that it is shown as text and that no script ran (no dialog opened).
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from lab_driver import JOB_MS, OFFERS_MS, AppView, LabPage, evidence_on_failure, expect, run_lab
+from lab_driver import JOB_MS, OFFERS_MS, AppView, evidence_on_failure, expect, open_quickstart_app, run_lab
 
 pytestmark = pytest.mark.browser
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def images(tmp_path: Path) -> Path:
-    """Where screenshots go: ``$EXECPLANNER_SCREENSHOTS`` (relative to the checkout), else tmp."""
-    chosen = os.environ.get("EXECPLANNER_SCREENSHOTS")
-    folder = (REPOSITORY / chosen) if chosen else tmp_path / "screenshots"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 EXECUTABLE = "Mean proper motions"
 BASKET_LABEL = "Gaia sample (from this record)"  # the basket entry of the quickstart notebook
 DEMO_PLATFORMS = 4
-VIEWPORT = {"width": 1400, "height": 1600}  # tall: an element screenshot holds the whole app
 WINDOW = {"width": 1400, "height": 1000}  # an ordinary window, for the screenshot of the whole lab
 
 #: Markup in a platform's title and in its NO message: shown as text, it must never become HTML.
@@ -75,24 +64,6 @@ def demo_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One ``jupyter lab`` with the built-in demo federation for the cell and sidebar tests."""
     with run_lab(tmp_path_factory.mktemp("demo-lab")) as (server, _notebooks):
         yield server
-
-
-@pytest.fixture
-def context(chromium: Any) -> Iterator[Any]:
-    """A fresh browser profile per test (no cookies, storage or workspace from another test)."""
-    context = chromium.new_context(viewport=VIEWPORT, device_scale_factor=1)
-    try:
-        yield context
-    finally:
-        context.close()
-
-
-def open_quickstart_app(page: Any, server: Any) -> tuple[LabPage, int]:
-    """Open the quickstart notebook and run it down to (and including) the cell showing the app."""
-    lab = LabPage.open(page, server, "quickstart.ipynb")
-    app_cell = lab.cell_index("planner.app(")
-    lab.run_cells_through(app_cell)
-    return lab, app_cell
 
 
 # ---------------------------------------------------------------------------------- the flow

@@ -17,9 +17,7 @@ With ``EXECPLANNER_SCREENSHOTS=docs/images`` the app with the **Open** button is
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +32,6 @@ from jupyter_server_extension.hosted.executors.jupyterhub.executor import server
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-VIEWPORT = {"width": 1400, "height": 1600}  # tall: an element screenshot holds the whole app
 #: The notebook booked on the hub, and the one in the lab that books it.
 BOOKED = "hub-analysis.ipynb"
 DRIVER = "book-on-the-hub.ipynb"
@@ -43,25 +40,6 @@ MARKER = "Booked on the hub by the browser test"
 KERNEL = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 #: A single-user server on a busy 2-core machine: the hub starts it, the executor stages the notebook.
 AVAILABLE_MS = 180_000
-
-
-@pytest.fixture
-def images(tmp_path: Path) -> Path:
-    """Where screenshots go: ``$EXECPLANNER_SCREENSHOTS`` (relative to the checkout), else tmp."""
-    chosen = os.environ.get("EXECPLANNER_SCREENSHOTS")
-    folder = (REPOSITORY / chosen) if chosen else tmp_path / "screenshots"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-@pytest.fixture
-def context(chromium: Any) -> Iterator[Any]:
-    """A fresh browser profile: no hub cookie from anywhere else, so the hub must ask for a login."""
-    context = chromium.new_context(viewport=VIEWPORT, device_scale_factor=1)
-    try:
-        yield context
-    finally:
-        context.close()
 
 
 def write_notebooks(folder: Path) -> None:
