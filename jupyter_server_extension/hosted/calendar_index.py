@@ -588,3 +588,22 @@ class BookingCalendar:
         """The most of each resource held at any instant of ``[start, end)``."""
         with self.lock:
             return (self._owner(owner) if by_owner else self.usage).peak(start, end)
+
+    def peak_without(
+        self, key: Hashable, start: float, end: float, owner: str | None = None, *, by_owner: bool = False
+    ) -> tuple[int, int, int]:
+        """:meth:`peak` as if ``key`` held nothing: what everything else holds where ``key`` would
+        go (the check before booking an offer that already holds its own slot)."""
+        with self.lock:
+            usage = self._owner(owner) if by_owner else self.usage
+            entry = self.entries.get(key)
+            mine = entry.holds if entry is not None and (not by_owner or entry.owner == owner) else ()
+            for hold in mine:
+                usage.remove(hold)
+            try:
+                return usage.peak(start, end)
+            finally:
+                for hold in mine:
+                    usage.add(hold)
+                if by_owner and usage.empty():
+                    self.owners.pop(owner, None)

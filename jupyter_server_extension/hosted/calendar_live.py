@@ -14,8 +14,9 @@ transaction that asks, so the reload is a consistent snapshot):
   calendar last saw and the next one means someone else wrote;
 * rows changed without the ORM (bulk statements): the store marks the calendar stale.
 
-Accepting still re-checks the booking against the rows themselves (``BookingService._still_fits``),
-so even a calendar bug could cost a good offer, never an overbooking.
+Accepting re-checks the booking against this calendar too (``BookingService._still_fits``), inside the
+accept's write transaction and after the checks above, so a capacity made smaller since the offer
+was made is still caught.
 """
 
 from __future__ import annotations

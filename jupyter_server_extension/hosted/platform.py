@@ -368,14 +368,20 @@ class HostedPlatform(Platform):
             )
         if value == "ACCEPTED":
             capacity = await self.capacity()
-            await self.service.accept(uuid, user, capacity, self._allocation_capacity(user))
+            row, events = await self.service.accept(uuid, user, capacity, self._allocation_capacity(user))
+            if (row.start - precise_now()).total_seconds() < MAX_SLEEP:
+                # the scheduler looks at least every MAX_SLEEP seconds and moves the booking on
+                # then; a session that starts before that look needs it now
+                self._wake()
         elif value == "REJECTED":
-            await self.service.reject(uuid, user)
-        elif await self.service.cancel(uuid, user):
-            self._stop_run(uuid)
-        session = await self.session(uuid, user=user)  # as the change left it, before the runner moves on
-        self._wake()
-        return session
+            row, events = await self.service.reject(uuid, user)
+        else:
+            stop, (row, events) = await self.service.cancel(uuid, user)
+            if stop:
+                self._stop_run(uuid)
+            self._wake()
+        # as the change left it, before the scheduler moves on
+        return session_document(row, events, self.links, self.session_dir(uuid), precise_now(), self.name)
 
     async def direct(self, request: ExecutionRequest, *, user: str | None = None) -> ExecutionSession:
         """``POST direct``: book the earliest offer at once; :class:`RequestRefused` if there is none."""

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from execplanner_widgets.core.platform import SessionConflict, SessionNotFound
@@ -42,8 +42,17 @@ from .tables import SLOT_BOOKED, SLOT_RELEASED, run_under_way
 
 #: An offer set and its offers, each with its history: what a document is built from.
 OfferSetRows = tuple[OfferSetRow, list[tuple[SessionRow, list[EventRow]]]]
+#: A session and its history.
+SessionRows = tuple[SessionRow, list[EventRow]]
 
 __all__ = ["BookingService", "booked_slot", "release_hold"]
+
+#: The other offers of an accepted offer's set that are still open (built once).
+_SIBLINGS = select(SessionRow.uuid).where(
+    SessionRow.offerset == bindparam("offerset"),
+    SessionRow.uuid != bindparam("accepted"),
+    SessionRow.phase == SessionPhase.OFFERED.value,
+)
 
 log = logging.getLogger(__name__)
 
@@ -154,11 +163,12 @@ class BookingService:
     def _refuse(self, request: dict[str, Any], texts: list[Any], options: list[Any], user: str | None) -> OfferSetRows:
         with self.store.write(self.platform) as session:
             description = f"{self.title} cannot run this request"
-            return self._offerset(session, request, "NO", texts, options, user, description), []
+            offerset = self._offerset(request, "NO", texts, options, user, description)
+            self.store.add_rows(session, [offerset])
+            return offerset, []
 
     def _offerset(
         self,
-        session: Session,
         request: dict[str, Any],
         result: str,
         texts: list[dict[str, Any]],
@@ -177,7 +187,6 @@ class BookingService:
             options=options,
             request=request,
         )
-        session.add(row)
         return row
 
     async def offer(
@@ -266,21 +275,25 @@ class BookingService:
                 reason = self._no_slot_reason(plan, holds, capacity, allocation, earliest, latest)
                 description = f"{self.title} has no free time for this request"
                 texts = [messages.message_document(reason, "WARN")]
-                return self._offerset(session, document, "NO", texts, [], user, description), []
+                offerset = self._offerset(document, "NO", texts, [], user, description)
+                self.store.add_rows(session, [offerset])
+                return offerset, []
             expires = now.replace(microsecond=0) + self.options.offer_ttl
             wanted = describe_need(plan.need, plan.run)
             summary = messages.offers_summary(len(slots), wanted, [from_seconds(slot.start) for slot in slots], expires)
             texts = [messages.message_document(summary)]
-            offerset = self._offerset(session, document, "YES", texts, [], user, f"{self.title} can run this request")
-            offers = [
-                self._add_offer(session, request, plan, slot, offerset.uuid, user, now, expires) for slot in slots
-            ]
-            offers.sort(key=lambda pair: pair[0].start)  # as offerset_rows reads them
+            offerset = self._offerset(document, "YES", texts, [], user, f"{self.title} can run this request")
+            rows = [self._offer_row(request, plan, slot, offerset.uuid, user, now, expires) for slot in slots]
+            rows.sort(key=lambda row: row.start)  # as offerset_rows reads them
+            self.store.add_rows(session, [offerset, *rows])
+            offers = []
+            for row in rows:
+                text = messages.offered(row.cores, row.memory, row.storage, row.available_start, plan.run, expires)
+                offers.append((row, [add_event(session, row, text)]))
             return offerset, offers
 
-    def _add_offer(
+    def _offer_row(
         self,
-        session: Session,
         request: ExecutionRequest,
         plan: Plan,
         slot: Any,
@@ -288,7 +301,8 @@ class BookingService:
         user: str | None,
         now: datetime,
         expires: datetime,
-    ) -> tuple[SessionRow, list[EventRow]]:
+    ) -> SessionRow:
+        """The offer of ``slot``, not yet written."""
         start = from_seconds(slot.start)
         compute_end = start + timedelta(seconds=plan.need.duration)
         storage_end = start + timedelta(seconds=plan.need.storage_duration) if slot.storage else compute_end
@@ -315,10 +329,7 @@ class BookingService:
             results=[],
             storage_removed=not plan.storage_names,
         )
-        session.add(row)
-        session.flush()
-        text = messages.offered(slot.cores, slot.memory, slot.storage, available_start, plan.run, expires)
-        return row, [add_event(session, row, text)]
+        return row
 
     def _no_slot_reason(
         self,
@@ -350,17 +361,20 @@ class BookingService:
         )
         return True
 
-    async def accept(self, uuid: str, user: str | None, capacity: Capacity, allocation: Capacity | None) -> None:
-        """Book the offer ``uuid``, reject its siblings, and let the executor hold the slot;
-        :class:`SessionConflict` if it cannot be booked (or the executor refuses)."""
+    async def accept(self, uuid: str, user: str | None, capacity: Capacity, allocation: Capacity | None) -> SessionRows:
+        """Book the offer ``uuid``, reject its siblings, and let the executor hold the slot; return
+        the session's rows as the accept left them. :class:`SessionConflict` if it cannot be booked
+        (or the executor refuses)."""
         external: list[Hold] = []
         if self._hooked("external_holds"):
             row, _ = await self._db(self.session_rows, uuid, user)
             external = await self.external_holds(row.start, row.hold_end)
         hooked = self._hooked("booked")
-        await self._db(self._accept, uuid, user, capacity, allocation, external, not hooked)
+        rows: SessionRows = await self._db(self._accept, uuid, user, capacity, allocation, external, not hooked)
         if hooked:
             await self.book(uuid)
+            rows = await self._db(self.session_rows, uuid, user)  # the executor's part changed them
+        return rows
 
     def _accept(
         self,
@@ -370,7 +384,7 @@ class BookingService:
         allocation: Capacity | None,
         external: list[Hold],
         slot_booked: bool = False,
-    ) -> None:
+    ) -> SessionRows:
         """The accept transaction; ``slot_booked`` when the executor has no ``booked`` hook, so the
         slot is the executor's at once (what :meth:`book` would write after a no-op hook)."""
         with self.store.write(self.platform) as session:
@@ -386,8 +400,10 @@ class BookingService:
                 self._book_row(session, row, now)
                 if slot_booked:
                     row.slot_state = SLOT_BOOKED
+            rows = _with_events(session, row)
         if problem is not None:
             raise SessionConflict(problem)
+        return rows
 
     def _not_acceptable(self, session: Session, row: SessionRow, now: datetime) -> str | None:
         """Why the offer ``row`` cannot be accepted in its phase, or ``None``."""
@@ -408,12 +424,13 @@ class BookingService:
         row.expires = None
         row.destruction = row.available_end + self.options.retention
         add_event(session, row, messages.accepted(row.cores, row.memory, row.available_start, row.available_end))
-        siblings = select(SessionRow).where(
-            SessionRow.offerset == row.offerset,
-            SessionRow.uuid != row.uuid,
-            SessionRow.phase == SessionPhase.OFFERED.value,
-        )
-        for sibling in session.scalars(siblings):
+        # in plain SQL on the connection: an ORM query would flush this row's change first, and
+        # most offer sets have no other offer left to load
+        others = session.connection().execute(_SIBLINGS, {"offerset": row.offerset, "accepted": row.uuid}).all()
+        for (other,) in others:
+            sibling = session.get(SessionRow, other)
+            if sibling is None:
+                continue
             sibling.phase, sibling.modified = SessionPhase.REJECTED.value, now
             add_event(session, sibling, messages.sibling_rejected(row.uuid))
 
@@ -427,14 +444,26 @@ class BookingService:
         user: str | None,
         external: list[Hold],
     ) -> str | None:
-        """Re-check the booking against everything else held (defence in depth: offers already hold)."""
-        others = self.holds(session, row.start, row.hold_end, now, exclude=row.uuid) + external
-        checks: list[tuple[list[Hold], Capacity, str]] = [(others, capacity, self.title)]
-        if allocation is not None:
-            mine = self.holds(session, row.start, row.hold_end, now, owner=user, by_owner=True, exclude=row.uuid)
-            checks.append((mine, allocation, "your allocation"))
-        for holds, limit, who in checks:
-            problem = _short_of(Profile.from_holds(holds), row, limit, who)
+        """Re-check the booking against everything else held, as the platform is now (a smaller
+        capacity since the offer, an engine's own load): the live calendar, which this transaction
+        has brought in step with the database, answers in O(log n) without reading the bookings."""
+        calendar = self.live.current(session, now)
+        calendar.set_overlay(external)
+        key = ("session", row.uuid)
+        start, compute_end, storage_end = (
+            to_seconds(row.start),
+            to_seconds(row.compute_end),
+            to_seconds(row.storage_end),
+        )
+        checks: list[tuple[tuple[int, int, int], Capacity, str]] = []
+        for limit, who, mine in ((capacity, self.title, False), (allocation, "your allocation", True)):
+            if limit is None:
+                continue
+            cores, memory, _ = calendar.peak_without(key, start, compute_end, user, by_owner=mine)
+            storage = calendar.peak_without(key, start, storage_end, user, by_owner=mine)[2]
+            checks.append(((cores, memory, storage), limit, who))
+        for used, limit, who in checks:
+            problem = _short_of(used, row, limit, who)
             if problem is not None:
                 return problem
         return None
@@ -487,11 +516,11 @@ class BookingService:
 
     # ------------------------------------------------------------------ reject, cancel
 
-    async def reject(self, uuid: str, user: str | None) -> None:
-        await self._db(self._reject, uuid, user)
+    async def reject(self, uuid: str, user: str | None) -> SessionRows:
+        return await self._db(self._reject, uuid, user)  # type: ignore[no-any-return]
 
-    def _reject(self, uuid: str, user: str | None) -> None:
-        """Decline an offer, freeing what it held (rejecting twice is harmless)."""
+    def _reject(self, uuid: str, user: str | None) -> SessionRows:
+        """Decline an offer, freeing what it held (rejecting twice is harmless); return its rows."""
         problem: str | None = None
         with self.store.write(self.platform) as session:
             now = precise_now()
@@ -506,14 +535,19 @@ class BookingService:
                     f"the session {uuid} is {row.phase}; only an OFFERED offer can be rejected "
                     "(cancel a booked session instead)"
                 )
+            rows = _with_events(session, row)
         if problem is not None:
             raise SessionConflict(problem)
+        return rows
 
-    async def cancel(self, uuid: str, user: str | None, reason: str = "cancelled by the user") -> bool:
-        """Cancel an offer or booking; return True if a run is in progress and must be stopped."""
+    async def cancel(
+        self, uuid: str, user: str | None, reason: str = "cancelled by the user"
+    ) -> tuple[bool, SessionRows]:
+        """Cancel an offer or booking; return whether a run is in progress and must be stopped, and
+        the session's rows as the cancel left them."""
         return await self._db(self._cancel, uuid, user, reason)  # type: ignore[no-any-return]
 
-    def _cancel(self, uuid: str, user: str | None, reason: str) -> bool:
+    def _cancel(self, uuid: str, user: str | None, reason: str) -> tuple[bool, SessionRows]:
         problem: str | None = None
         stop = False
         with self.store.write(self.platform) as session:
@@ -532,9 +566,10 @@ class BookingService:
                 stop = True
             elif phase is not SessionPhase.CANCELLED:
                 problem = f"the session {uuid} is already {phase.value}; nothing to cancel"
+            rows = _with_events(session, row)
         if problem is not None:
             raise SessionConflict(problem)
-        return stop
+        return stop, rows
 
     # ---------------------------------------------------------------------- calendar
 
@@ -595,15 +630,17 @@ class BookingService:
         return (await self.usage_profile(low, high)).peak(to_seconds(low), to_seconds(high))
 
 
-def _short_of(profile: Profile, row: SessionRow, limit: Capacity, who: str) -> str | None:
-    """What ``row`` would overbook against ``limit`` given the other holds in ``profile``, or ``None``."""
-    start = to_seconds(row.start)
-    used_compute = profile.peak(start, to_seconds(row.compute_end))
-    used_storage = profile.peak(start, to_seconds(row.storage_end))
+def _short_of(used: tuple[int, int, int], row: SessionRow, limit: Capacity, who: str) -> str | None:
+    """What ``row`` would overbook against ``limit`` when the others hold ``used`` (the peaks of
+    cores and memory over its compute time, and of storage over its storage time), or ``None``."""
     wanted = (row.cores, row.memory, row.storage)
-    used = (used_compute[0], used_compute[1], used_storage[2])
     names = ("cores", "GiB of memory", "GiB of storage")
     for name, have, taken, asked in zip(names, limit.limits(), used, wanted, strict=True):
         if have is not None and asked and taken + asked > have:
             return f"{who} no longer has {asked} {name} free for this time ({have - taken} left); ask for new offers"
     return None
+
+
+def _with_events(session: Session, row: SessionRow) -> SessionRows:
+    """``row`` with its history, read in the transaction that changed it (no second trip)."""
+    return row, events_of(session, [row.uuid])[row.uuid]

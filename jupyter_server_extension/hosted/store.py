@@ -19,13 +19,13 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, create_engine, event, func, inspect, or_, select, text, update
+from sqlalchemy import Engine, bindparam, create_engine, event, func, insert, inspect, or_, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -65,6 +65,13 @@ def _file_lock(path: str) -> threading.Lock:
 
 
 _PLATFORM = "execplanner_platform"
+#: Taking a platform's turn: bump its generation (built once; the statement is the same every time).
+_BUMP = (
+    update(LockRow)
+    .where(LockRow.platform == bindparam("locked"))
+    .values(generation=func.coalesce(LockRow.generation, 0) + 1)
+    .returning(LockRow.generation)
+)
 
 
 class Watcher(Protocol):
@@ -75,6 +82,27 @@ class Watcher(Protocol):
     def changed(self, row: SessionRow | ReservationRow, deleted: bool = False) -> None: ...
 
     def invalidate(self) -> None: ...
+
+
+#: Parents before children, for inserts of several tables in one go.
+_TABLE_ORDER = list(Base.metadata.sorted_tables)
+
+
+def _column_values(row: Any) -> dict[str, Any]:
+    """Every column of ``row`` (a transient mapped object) as an insert wants it: the value set on
+    it, else the column's default (``default=list`` gives a new list)."""
+    values: dict[str, Any] = {}
+    state = row.__dict__
+    for column in row.__table__.columns:
+        if column.key in state:
+            values[column.key] = state[column.key]
+        elif column.default is not None and column.default.is_scalar:
+            values[column.key] = column.default.arg
+        elif column.default is not None and column.default.is_callable:
+            values[column.key] = column.default.arg(None)
+        elif column.autoincrement is not True:
+            values[column.key] = None
+    return values
 
 
 def default_db_url(data_dir: Path) -> str:
@@ -258,14 +286,8 @@ class Store:
         try:
             with self._writer.begin() as session:
                 session.info[_PLATFORM] = platform
-                bump = (
-                    update(LockRow)
-                    .where(LockRow.platform == platform)
-                    .values(generation=func.coalesce(LockRow.generation, 0) + 1)
-                    .returning(LockRow.generation)
-                )
                 # on the connection, not through the ORM: the lock row is never loaded as an object
-                generation = session.connection().execute(bump).scalar()
+                generation = session.connection().execute(_BUMP, {"locked": platform}).scalar()
                 if watcher is not None:
                     watcher.begin(generation)
                 yield session
@@ -276,6 +298,26 @@ class Store:
         finally:
             if queue is not None:
                 queue.release()
+
+    def add_rows(self, session: Session, rows: Sequence[OfferSetRow | SessionRow]) -> None:
+        """Insert new rows in plain SQL, one statement per table, on the transaction's connection.
+
+        The ORM's unit of work is the dearest part of answering a request; new offers need none of
+        it (they are only inserted here, and read back as they are). The rows stay transient
+        objects, and the platform's calendar is told about the sessions as a flush would tell it."""
+        by_table: dict[Any, list[dict[str, Any]]] = {}
+        for row in rows:
+            by_table.setdefault(row.__table__, []).append(_column_values(row))
+        connection = session.connection()
+        for table in sorted(by_table, key=_TABLE_ORDER.index):
+            connection.execute(insert(table), by_table[table])
+        locked = session.info.get(_PLATFORM)
+        for row in rows:
+            if isinstance(row, SessionRow) and (watcher := self._watchers.get(row.platform)) is not None:
+                if row.platform == locked:
+                    watcher.changed(row)
+                else:
+                    watcher.invalidate()
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -340,7 +382,13 @@ def select_holds(
 def add_event(
     session: Session, row: SessionRow, message: str, level: str = "INFO", phase: SessionPhase | str | None = None
 ) -> EventRow:
-    """Record one step of ``row``'s history (``phase`` defaults to its current phase)."""
+    """Record one step of ``row``'s history (``phase`` defaults to its current phase).
+
+    Written at once in plain SQL on the transaction's connection: an event is only ever inserted,
+    and the ORM's unit of work would cost more than the rest of an accept. A row still pending in
+    the session is flushed first (the event refers to it)."""
+    if row in session.new:
+        session.flush([row])
     event = EventRow(
         session=row.uuid,
         time=precise_now().replace(microsecond=0),
@@ -348,14 +396,32 @@ def add_event(
         phase=str(phase or row.phase),
         message=message,
     )
-    session.add(event)
+    values = {key: getattr(event, key) for key in _EVENT_COLUMNS}
+    event.id = session.connection().execute(_INSERT_EVENT, values).inserted_primary_key[0]
     return event
 
 
+_EVENT_COLUMNS = ("session", "time", "level", "phase", "message")
+_INSERT_EVENT = insert(EventRow.__table__)
+_SELECT_EVENTS = select(*(EventRow.__table__.c[key] for key in ("id", *_EVENT_COLUMNS)))
+_SELECT_EVENTS_OF_ONE = _SELECT_EVENTS.where(EventRow.session == bindparam("one"))
+
+
 def events_of(session: Session, uuids: list[str]) -> dict[str, list[EventRow]]:
-    """The history of each of ``uuids``, oldest first."""
+    """The history of each of ``uuids``, oldest first (read in plain SQL, without flushing the
+    session: events are written at once by :func:`add_event`)."""
     found: dict[str, list[EventRow]] = {uuid: [] for uuid in uuids}
     if uuids:
-        for item in session.scalars(select(EventRow).where(EventRow.session.in_(uuids)).order_by(EventRow.id)):
-            found[item.session].append(item)
+        query = _SELECT_EVENTS_OF_ONE if len(uuids) == 1 else _SELECT_EVENTS.where(EventRow.session.in_(uuids))
+        for item in session.connection().execute(query.order_by(EventRow.id), {"one": uuids[0]}):
+            found[item.session].append(
+                EventRow(
+                    id=item.id,
+                    session=item.session,
+                    time=item.time,
+                    level=item.level,
+                    phase=item.phase,
+                    message=item.message,
+                )
+            )
     return found
