@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import select, text
 from test_hosted_support import DATA, request_document
 
-from execplanner_widgets.core.platform import PlatformContext
+from execplanner_widgets.core.platform import PlatformContext, SessionConflict
 from execplanner_widgets.model import SessionPhase, format_instant, parse_request, utcnow
 from jupyter_server_extension.hosted.platform import HostedPlatform
 from jupyter_server_extension.hosted.store import LockRow, OfferSetRow, SessionRow, Store, default_db_url
@@ -233,3 +233,36 @@ async def test_a_database_from_before_the_executor_columns_gets_them_and_keeps_i
         assert states[waiting.meta.uuid] == "booked" and states[cancelled.meta.uuid] == "released"
     finally:
         await second.aclose()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+async def test_an_offer_made_before_the_platform_shrank_is_not_booked(database, tmp_path, request):
+    """Offers hold their slot, but accepting checks again against the platform as it is now: an
+    offer for 3 cores made on a 4-core platform, accepted after a restart with 2 cores, is refused
+    (409, "no longer has"), while one that still fits is booked. The re-check reads the live
+    calendar, brought in step with the database by the accept's own transaction."""
+    url = request.getfixturevalue("postgres_url") if database == "postgresql" else default_db_url(tmp_path)
+    later = f"{format_instant(utcnow() + timedelta(hours=2))}/PT0S"
+    before = HostedPlatform.from_config(
+        "shrinks", "Shrinks", {"cores": 4, "offers": 1, "db_url": url}, PlatformContext(data_dir=tmp_path)
+    )
+    try:
+        big = await before.offers(parse_request(request_document(DATA / "sum_numbers.py", cores=3, start=later)))
+        small = await before.offers(parse_request(request_document(DATA / "sum_numbers.py", cores=1, start=later)))
+        assert big.result == small.result == "YES"
+    finally:
+        await before.aclose()
+    after = HostedPlatform.from_config(
+        "shrinks", "Shrinks", {"cores": 2, "offers": 1, "db_url": url}, PlatformContext(data_dir=tmp_path)
+    )
+    try:
+        with pytest.raises(SessionConflict, match="no longer has 3 cores free"):
+            await after.accept(big.offers[0].meta.uuid)
+        refused = await after.session(big.offers[0].meta.uuid)
+        assert refused.phase is SessionPhase.REJECTED
+        assert "could not be booked" in refused.meta.messages[-1].message
+        booked = await after.accept(small.offers[0].meta.uuid)
+        assert booked.phase is SessionPhase.ACCEPTED
+    finally:
+        await after.aclose()
