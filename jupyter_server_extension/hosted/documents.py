@@ -61,17 +61,26 @@ class Links:
         return self._join("jobs", uuid, "results", result_id)
 
 
-def message_items(events: Iterable[EventRow]) -> list[MessageItem]:
-    """Events as ExecutionBroker messages (time, level, message; the phase as a value)."""
-    return [
-        MessageItem(
-            time=event.time,
-            level=event.level,
-            message=event.message,
-            values={"phase": event.phase} if event.phase else None,
-        )
-        for event in events
-    ]
+_LEVELS = frozenset({"DEBUG", "INFO", "WARN", "ERROR"})
+
+
+def message_items(events: Iterable[EventRow]) -> list[dict[str, Any]]:
+    """Events as ExecutionBroker messages on the wire (time, level, the phase as a value, message).
+
+    Built as plain mappings: events are this platform's own rows, and the session document that
+    carries them is validated once, as a whole (validating each message first, then dumping it, and
+    validating it again inside the session cost more than the rest of a session document)."""
+    items: list[dict[str, Any]] = []
+    for event in events:
+        level = event.level if event.level in _LEVELS else None
+        if level is None:  # a level from elsewhere: let the model normalise it
+            level = MessageItem(level=event.level).level
+        item: dict[str, Any] = {"time": format_instant(event.time), "level": level}
+        if event.phase:
+            item["values"] = {"phase": event.phase}
+        item["message"] = event.message
+        items.append(item)
+    return items
 
 
 def _schedule(row: SessionRow) -> dict[str, Any]:
@@ -148,7 +157,7 @@ def session_document(
             "url": links.session(row.uuid),
             "created": format_instant(row.created),
             "modified": format_instant(row.modified),
-            "messages": [item.model_dump(mode="json", exclude_none=True) for item in message_items(events)],
+            "messages": message_items(events),
         },
         "phase": phase.value,
         "executable": document.get("executable"),

@@ -200,7 +200,7 @@ def job_from_row(row: SessionRow, events: Iterable[EventRow], links: Links, sess
     error = None
     if row.error and phase in (UwsPhase.ERROR, UwsPhase.ARCHIVED):
         error = UwsError(type=row.error.get("type", "fatal"), message=str(row.error.get("message", "failed")))
-    messages = [item.model_dump(mode="json", exclude_none=True) for item in message_items(events)]
+    messages = message_items(events)
     for item in messages:
         item["phase"] = (item.pop("values", None) or {}).get("phase")
     return UwsJob(

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from execplanner_widgets.model import format_instant
@@ -49,7 +49,7 @@ from .executors import Executor
 from .plan import precise_now
 from .run import ERROR_TRANSIENT, HOST, SessionRun
 from .service import BookingService, release_hold
-from .store import SessionRow, add_event
+from .store import SessionRow, add_event, add_events
 from .tables import SLOT_BOOKED, run_under_way, run_under_way_clause
 
 __all__ = ["Runner"]
@@ -352,15 +352,7 @@ class Runner:
             row.phase, row.modified = SessionPhase.EXPIRED.value, now
             event(session, row, f"expired at {_short(row.expires)} without being accepted; its capacity is free again")
             changed = True
-        accepted = select(SessionRow).where(  # once the executor holds the slot
-            SessionRow.platform == self.platform,
-            SessionRow.phase == SessionPhase.ACCEPTED.value,
-            SessionRow.slot_state == SLOT_BOOKED,
-        )
-        for row in session.scalars(accepted):
-            row.phase, row.modified = SessionPhase.WAITING.value, now
-            event(session, row, f"waiting for its booked start at {_short(row.start)}")
-            changed = True
+        changed = self._queue_accepted(session, now) or changed
         waiting = select(SessionRow).where(
             SessionRow.platform == self.platform,
             SessionRow.phase == SessionPhase.WAITING.value,
@@ -391,6 +383,35 @@ class Runner:
             )
             sweep.claimed.append(row)
         return changed
+
+    def _queue_accepted(self, session: Session, now: datetime) -> bool:
+        """ACCEPTED -> WAITING once the executor holds the slot, in two plain-SQL statements and one
+        batch of events however many were accepted since the last look: this transaction holds the
+        platform's turn, and a burst of accepts must not wait behind a row-by-row unit of work.
+        The calendar is not told: a booked session holds the same slot in both phases."""
+        connection = session.connection()
+        found = connection.execute(self._accepted, {"platform": self.platform}).all()
+        if not found:
+            return False
+        uuids = [uuid for uuid, _ in found]
+        waiting = SessionPhase.WAITING.value
+        connection.execute(
+            update(SessionRow.__table__)
+            .where(SessionRow.uuid.in_(uuids), SessionRow.phase == SessionPhase.ACCEPTED.value)
+            .values(phase=waiting, modified=now)
+        )
+        add_events(
+            session,
+            [(uuid, f"waiting for its booked start at {_short(start)}", "INFO", waiting) for uuid, start in found],
+        )
+        return True
+
+    #: Booked sessions whose slot the executor holds and that are still ACCEPTED.
+    _accepted = select(SessionRow.uuid, SessionRow.start).where(
+        SessionRow.platform == bindparam("platform"),
+        SessionRow.phase == SessionPhase.ACCEPTED.value,
+        SessionRow.slot_state == SLOT_BOOKED,
+    )
 
     def _reap(self, session: Session, now: datetime, dead: list[str], sweep: Sweep) -> bool:
         """Sessions whose runner is gone: the executor adopts a run that had started (it reported a

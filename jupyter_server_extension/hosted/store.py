@@ -44,6 +44,7 @@ __all__ = [
     "SessionRow",
     "Store",
     "add_event",
+    "add_events",
     "default_db_url",
     "events_of",
     "select_holds",
@@ -399,6 +400,18 @@ def add_event(
     values = {key: getattr(event, key) for key in _EVENT_COLUMNS}
     event.id = session.connection().execute(_INSERT_EVENT, values).inserted_primary_key[0]
     return event
+
+
+def add_events(session: Session, items: Sequence[tuple[str, str, str, str]]) -> None:
+    """Record one step each of many sessions' histories, ``(session uuid, message, level, phase)``,
+    in one statement (sessions moved on together by the scheduler)."""
+    if items:
+        time = precise_now().replace(microsecond=0)
+        rows = [
+            {"session": uuid, "time": time, "level": level, "phase": phase, "message": message}
+            for uuid, message, level, phase in items
+        ]
+        session.connection().execute(_INSERT_EVENT, rows)
 
 
 _EVENT_COLUMNS = ("session", "time", "level", "phase", "message")
