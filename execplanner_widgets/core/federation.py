@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
-from collections.abc import AsyncIterator, Iterable
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Awaitable, Iterable
+from typing import Any, Literal, TypeVar
 
 from pydantic import ValidationError
 
@@ -21,12 +22,28 @@ from ..model import ExecutionRequest, OfferSetResponse, parse_request
 from ..model.platform import PlatformList
 from ..model.results import PlatformResult, ResultList
 from .platform import Platform, PlatformError
+from .shared import share
 
 __all__ = ["Federation", "UnknownPlatform"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 30.0
+
+T = TypeVar("T")
+
+
+if sys.version_info >= (3, 11):
+
+    async def _within(call: Awaitable[T], timeout: float) -> T:
+        """``call`` under ``timeout`` in the caller's task (``wait_for`` makes a second task per platform)."""
+        async with asyncio.timeout(timeout):
+            return await call
+
+else:  # pragma: no cover - Python 3.10
+
+    async def _within(call: Awaitable[T], timeout: float) -> T:
+        return await asyncio.wait_for(call, timeout)
 
 
 class UnknownPlatform(KeyError):
@@ -87,7 +104,7 @@ class Federation:
         response: OfferSetResponse | None = None
         error: str | None = None
         try:
-            answer = await asyncio.wait_for(platform.offers(request, user=user), timeout)
+            answer = await _within(platform.offers(request, user=user), timeout)
             if not isinstance(answer, OfferSetResponse):
                 raise PlatformError(f"the platform answered {type(answer).__name__}, not an offer set")
             response, status = answer, answer.result
@@ -123,7 +140,7 @@ class Federation:
         self, request: Any, *, user: str | None = None, platforms: Iterable[str] | None = None
     ) -> ResultList:
         """Every platform's answer, in configuration order."""
-        request = parse_request(request)
+        request = share(parse_request(request))  # our own copy: platforms may share its encodings
         selected = self._select(platforms)
         return ResultList(await asyncio.gather(*(self.ask(platform, request, user=user) for platform in selected)))
 
@@ -131,7 +148,7 @@ class Federation:
         self, request: Any, *, user: str | None = None, platforms: Iterable[str] | None = None
     ) -> AsyncIterator[PlatformResult]:
         """Every platform's answer, as soon as it arrives."""
-        request = parse_request(request)
+        request = share(parse_request(request))
         tasks = [asyncio.ensure_future(self.ask(platform, request, user=user)) for platform in self._select(platforms)]
         try:
             for next_done in asyncio.as_completed(tasks):

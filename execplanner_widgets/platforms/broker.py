@@ -18,7 +18,6 @@ YAML, in v1.0 or the prototype's ``type:``/``computer:`` form (read with
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import os
@@ -32,17 +31,27 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..core.platform import Platform, PlatformContext, PlatformError, SessionConflict, SessionNotFound
+from ..core.shared import once
 from ..model import ExecutionRequest, ExecutionSession, OfferSetResponse, UpdateModel, canonical_kind, short_kind
 from ..model.answer_dialects import read_answer, write_request, write_update
 from ..model.identifiers import is_identifier
 from ..model.platform import PlatformDescription
+from . import http1
 
 __all__ = ["BrokerOptions", "BrokerPlatform", "origin_of"]
 
 MAX_ANSWER_BYTES = 2 * 1024 * 1024
 MAX_REDIRECTS = 5
+_HEADERS = {"Accept": "application/json, application/yaml;q=0.9", "User-Agent": "execplanner-widgets"}
+_HEADERS_WITH_BODY = {**_HEADERS, "Content-Type": "application/json"}
 
 
+def _json_bytes(document: Any) -> bytes:
+    """A request body as JSON (UTF-8, compact, no NaN), as httpx's ``json=`` wrote it."""
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+@functools.lru_cache(maxsize=4096)
 def origin_of(url: str) -> tuple[str, str, int]:
     """(scheme, host, port) of ``url``: what "the same platform" means for credentials."""
     parts = urlsplit(url)
@@ -89,6 +98,12 @@ class BrokerOptions(BaseModel):
         return self
 
 
+@functools.lru_cache(maxsize=4096)
+def _join(base: str, path: str) -> str:
+    """``urljoin``, remembered: a federation joins the same few paths to each platform's URL on every question."""
+    return urljoin(base, path)
+
+
 @functools.lru_cache(maxsize=2)
 def _tls_context(verify: bool) -> ssl.SSLContext:
     """One TLS context per ``verify`` setting, shared by every broker platform's client: building
@@ -116,8 +131,7 @@ class BrokerPlatform(Platform):
         self.base_url = options.url
         self.origin = origin_of(options.url)
         self.__token = token
-        self._client: httpx.AsyncClient | None = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._header_sets: dict[bool, bytes] = {}
 
     def __repr__(self) -> str:  # never show the token
         return f"<BrokerPlatform {self.name!r} at {self.base_url}>"
@@ -158,77 +172,77 @@ class BrokerPlatform(Platform):
 
     # ------------------------------------------------------------------------------------ HTTP
 
-    def _http(self) -> httpx.AsyncClient:
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
-            self._client = httpx.AsyncClient(
-                follow_redirects=False,
-                trust_env=False,  # no proxies or .netrc credentials from the environment
-                verify=_tls_context(self.options.verify),
-                headers={"Accept": "application/json, application/yaml;q=0.9", "User-Agent": "execplanner-widgets"},
-            )
-            self._client_loop = loop
-        return self._client
-
     def _url(self, *segments: str) -> str:
         for segment in segments[1:]:
             if not is_identifier(segment):
                 raise PlatformError(f"refusing an unsafe identifier {segment[:40]!r}", status=400)
-        return urljoin(self.base_url, "/".join(segments))
+        return _join(self.base_url, "/".join(segments))
 
-    def _headers_for(self, url: str) -> dict[str, str]:
+    def _headers_for(self, url: str, *, body: bool = False) -> dict[str, str]:
+        """The headers of a request to ``url``: the token only when ``url`` is this platform's origin."""
+        headers = dict(_HEADERS_WITH_BODY if body else _HEADERS)
         if self.__token and origin_of(url) == self.origin:
-            return {"Authorization": f"Bearer {self.__token}"}
-        return {}
+            headers["Authorization"] = f"Bearer {self.__token}"
+        return headers
 
-    async def _call(self, method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
-        client = self._http()
+    async def _call(self, method: str, url: str, body: bytes | None = None) -> tuple[int, Any]:
+        """One ExecutionBroker call over the shared keep-alive pool (:mod:`.http1`), following
+        redirects only within this platform's origin, reading at most ``max_answer_bytes``."""
+        connections = http1.pool()
+        tls = _tls_context(self.options.verify) if self.origin[0] == "https" else None
+        limit = self.options.max_answer_bytes
+        headers = self._headers(body is not None)
         for _ in range(MAX_REDIRECTS + 1):
             if origin_of(url) != self.origin:
                 raise PlatformError(
                     f"{self.name} redirected to another origin ({urlsplit(url).hostname}); not followed"
                 )
-            headers = self._headers_for(url)
             try:
-                async with client.stream(method, url, json=body, headers=headers) as response:
-                    if response.status_code in (301, 302, 303, 307, 308):
-                        location = response.headers.get("Location")
-                        if not location:
-                            raise PlatformError(f"{self.name} answered {response.status_code} without a Location")
-                        url = urljoin(url, location)
-                        if response.status_code in (301, 302, 303):
-                            method, body = "GET", None
-                        continue
-                    raw = await self._read_limited(response)
-                    return response.status_code, self._decode(response, raw)
-            except httpx.TimeoutException:
+                answer = await connections.request(method, url, headers=headers, body=body, max_body=limit, tls=tls)
+            except http1.BodyTooLarge as error:
+                if error.declared is not None:
+                    raise PlatformError(
+                        f"{self.name} answered {error.declared} bytes, more than the {limit} allowed"
+                    ) from None
+                raise PlatformError(f"{self.name} answered more than the {limit} bytes allowed") from None
+            except http1.Timeout:
                 raise PlatformError(f"{self.name} did not answer in time") from None
-            except httpx.ConnectError:
+            except http1.ConnectFailed:
                 raise PlatformError(
                     f"cannot connect to {self.name} at {self.origin[1]}:{self.origin[2]} (connection refused or unreachable)"
                 ) from None
-            except httpx.HTTPError as error:
+            except http1.HTTPError as error:
                 raise PlatformError(f"HTTP error talking to {self.name}: {type(error).__name__}") from None
+            except ValueError:  # a URL or header this client refuses to send (never shows the token)
+                raise PlatformError(f"HTTP error talking to {self.name}: InvalidRequest") from None
+            if answer.status in (301, 302, 303, 307, 308):
+                location = answer.headers.get("location")
+                if not location:
+                    raise PlatformError(f"{self.name} answered {answer.status} without a Location")
+                url = urljoin(url, location)
+                if answer.status in (301, 302, 303):
+                    method, body = "GET", None
+                    headers = self._headers(False)
+                continue
+            return answer.status, self._decode(answer.status, answer.headers.get("content-type", ""), answer.body)
         raise PlatformError(f"{self.name} redirected more than {MAX_REDIRECTS} times")
 
-    async def _read_limited(self, response: httpx.Response) -> bytes:
-        limit = self.options.max_answer_bytes
-        declared = response.headers.get("Content-Length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise PlatformError(f"{self.name} answered {declared} bytes, more than the {limit} allowed")
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > limit:
-                raise PlatformError(f"{self.name} answered more than the {limit} bytes allowed")
-            chunks.append(chunk)
-        return b"".join(chunks)
+    def _headers(self, body: bool) -> bytes:
+        """This platform's request headers, encoded once (every URL it calls is checked to be its own
+        origin before anything is sent, so the token, if any, always belongs with them)."""
+        cached = self._header_sets.get(body)
+        if cached is None:
+            try:
+                cached = http1.encode_headers(self._headers_for(self.base_url, body=body))
+            except ValueError:  # a token with a line break in it: say so without showing it
+                raise PlatformError(f"the token configured for {self.name} is not a valid header value") from None
+            self._header_sets[body] = cached
+        return cached
 
-    def _decode(self, response: httpx.Response, raw: bytes) -> Any:
-        if not raw.strip():
+    def _decode(self, status: int, content_type: str, raw: bytes) -> Any:
+        if not raw or raw.isspace():
             return None
-        content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        content_type = content_type.split(";")[0].strip().lower()
         try:
             text = raw.decode("utf-8")
             if "yaml" in content_type:
@@ -243,7 +257,7 @@ class BrokerPlatform(Platform):
                     raise ValueError("not a YAML document") from None
                 return document
         except (UnicodeDecodeError, ValueError, yaml.YAMLError):
-            if response.status_code >= 400:
+            if status >= 400:
                 return None
             raise PlatformError(
                 f"{self.name} answered something that is not JSON or YAML ({content_type or 'no content type'})"
@@ -273,7 +287,10 @@ class BrokerPlatform(Platform):
     # ---------------------------------------------------------------------- ExecutionBroker API
 
     async def offers(self, request: ExecutionRequest, *, user: str | None = None) -> OfferSetResponse:
-        body = write_request(request.to_broker(), self.options.dialect)
+        dialect = self.options.dialect
+        body = once(
+            request, ("broker-request", dialect), lambda: _json_bytes(write_request(request.to_broker(), dialect))
+        )
         status, document = await self._call("POST", self._url("requests"), body)
         document = self._check(status, document, "the offer set")
         try:
@@ -304,11 +321,10 @@ class BrokerPlatform(Platform):
         return self._session(self._check(status, document, f"session {uuid}"))
 
     async def update_session(self, uuid: str, update: UpdateModel, *, user: str | None = None) -> ExecutionSession:
-        body = write_update(update.to_wire(), self.options.dialect)
+        body = _json_bytes(write_update(update.to_wire(), self.options.dialect))
         status, document = await self._call("POST", self._url("sessions", uuid), body)
         return self._session(self._check(status, document, f"session {uuid}"))
 
     async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None and self._client_loop is asyncio.get_running_loop():
-            await client.aclose()
+        """Close the idle connections to this platform's origin (in the running loop's pool)."""
+        http1.pool().close_idle(http1.Origin(*self.origin))
