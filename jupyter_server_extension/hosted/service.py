@@ -35,6 +35,7 @@ from . import messages
 from .calendar import Capacity, Hold, Profile, find_slots, from_seconds, to_seconds
 from .calendar_live import LiveCalendar
 from .executors import BookedSlot, Executor, ExecutorRefused
+from .group_commit import GroupCommit
 from .options import HostedOptions
 from .plan import Plan, ceil_seconds, describe_need, offered_document, precise_now, whole_seconds
 from .store import EventRow, OfferSetRow, ReservationRow, SessionRow, Store, add_event, events_of, select_holds
@@ -108,6 +109,8 @@ class BookingService:
         # no bookings; the database stays the truth and accepting re-checks against it
         self.live = LiveCalendar(platform)
         store.watch(platform, self.live)
+        # offers and accepts that arrive together share one write transaction
+        self.writes = GroupCommit(store, platform, db)
 
     # --------------------------------------------------------------------------- reads
 
@@ -158,14 +161,15 @@ class BookingService:
         self, request: dict[str, Any], texts: list[dict[str, Any]], options: list[dict[str, Any]], user: str | None
     ) -> OfferSetRows:
         """Record a NO answer (so ``GET offersets/{uuid}`` can show it again) and return its row."""
-        return await self._db(self._refuse, request, texts, options, user)  # type: ignore[no-any-return]
+        return await self.writes.run(lambda session: self._refuse(session, request, texts, options, user))
 
-    def _refuse(self, request: dict[str, Any], texts: list[Any], options: list[Any], user: str | None) -> OfferSetRows:
-        with self.store.write(self.platform) as session:
-            description = f"{self.title} cannot run this request"
-            offerset = self._offerset(request, "NO", texts, options, user, description)
-            self.store.add_rows(session, [offerset])
-            return offerset, []
+    def _refuse(
+        self, session: Session, request: dict[str, Any], texts: list[Any], options: list[Any], user: str | None
+    ) -> OfferSetRows:
+        description = f"{self.title} cannot run this request"
+        offerset = self._offerset(request, "NO", texts, options, user, description)
+        self.store.add_rows(session, [offerset])
+        return offerset, []
 
     def _offerset(
         self,
@@ -196,7 +200,9 @@ class BookingService:
         rows as the write transaction left them (no second trip to read them back)."""
         low = max(plan.earliest, ceil_seconds(precise_now()))
         external = await self.external_holds(low, plan.latest + timedelta(seconds=plan.need.storage_duration))
-        rows: OfferSetRows = await self._db(self._offer, request, plan, capacity, allocation, user, external)
+        rows: OfferSetRows = await self.writes.run(
+            lambda session: self._offer(session, request, plan, capacity, allocation, user, external)
+        )
         if self._hooked("offer_note") and rows[1]:
             offerset = rows[0].uuid
             await self._offer_notes(offerset, plan, user)
@@ -244,6 +250,7 @@ class BookingService:
 
     def _offer(
         self,
+        session: Session,
         request: ExecutionRequest,
         plan: Plan,
         capacity: Capacity,
@@ -251,46 +258,46 @@ class BookingService:
         user: str | None,
         external: list[Hold],
     ) -> OfferSetRows:
-        with self.store.write(self.platform) as session:
-            now = precise_now()
-            earliest, latest = max(plan.earliest, ceil_seconds(now)), plan.latest
-            span_end = latest + timedelta(seconds=plan.need.storage_duration)
-            slots = []
-            if earliest <= latest:
-                calendar = self.live.current(session, now)
-                calendar.set_overlay(external)
-                slots = calendar.find_slots(
-                    plan.need,
-                    capacity,
-                    to_seconds(earliest),
-                    to_seconds(latest),
-                    self.options.offers,
-                    owner=user,
-                    allocation=allocation,
-                    now=to_seconds(now),
-                )
-            document = request.to_broker()
-            if not slots:
-                holds = self.holds(session, earliest, span_end, now) + external if allocation is not None else []
-                reason = self._no_slot_reason(plan, holds, capacity, allocation, earliest, latest)
-                description = f"{self.title} has no free time for this request"
-                texts = [messages.message_document(reason, "WARN")]
-                offerset = self._offerset(document, "NO", texts, [], user, description)
-                self.store.add_rows(session, [offerset])
-                return offerset, []
-            expires = now.replace(microsecond=0) + self.options.offer_ttl
-            wanted = describe_need(plan.need, plan.run)
-            summary = messages.offers_summary(len(slots), wanted, [from_seconds(slot.start) for slot in slots], expires)
-            texts = [messages.message_document(summary)]
-            offerset = self._offerset(document, "YES", texts, [], user, f"{self.title} can run this request")
-            rows = [self._offer_row(request, plan, slot, offerset.uuid, user, now, expires) for slot in slots]
-            rows.sort(key=lambda row: row.start)  # as offerset_rows reads them
-            self.store.add_rows(session, [offerset, *rows])
-            offers = []
-            for row in rows:
-                text = messages.offered(row.cores, row.memory, row.storage, row.available_start, plan.run, expires)
-                offers.append((row, [add_event(session, row, text)]))
-            return offerset, offers
+        """Find the slots and hold them as offers, in the platform's write transaction ``session``."""
+        now = precise_now()
+        earliest, latest = max(plan.earliest, ceil_seconds(now)), plan.latest
+        span_end = latest + timedelta(seconds=plan.need.storage_duration)
+        slots = []
+        if earliest <= latest:
+            calendar = self.live.current(session, now)
+            calendar.set_overlay(external)
+            slots = calendar.find_slots(
+                plan.need,
+                capacity,
+                to_seconds(earliest),
+                to_seconds(latest),
+                self.options.offers,
+                owner=user,
+                allocation=allocation,
+                now=to_seconds(now),
+            )
+        document = request.to_broker()
+        if not slots:
+            holds = self.holds(session, earliest, span_end, now) + external if allocation is not None else []
+            reason = self._no_slot_reason(plan, holds, capacity, allocation, earliest, latest)
+            description = f"{self.title} has no free time for this request"
+            texts = [messages.message_document(reason, "WARN")]
+            offerset = self._offerset(document, "NO", texts, [], user, description)
+            self.store.add_rows(session, [offerset])
+            return offerset, []
+        expires = now.replace(microsecond=0) + self.options.offer_ttl
+        wanted = describe_need(plan.need, plan.run)
+        summary = messages.offers_summary(len(slots), wanted, [from_seconds(slot.start) for slot in slots], expires)
+        texts = [messages.message_document(summary)]
+        offerset = self._offerset(document, "YES", texts, [], user, f"{self.title} can run this request")
+        rows = [self._offer_row(request, plan, slot, offerset.uuid, user, now, expires) for slot in slots]
+        rows.sort(key=lambda row: row.start)  # as offerset_rows reads them
+        self.store.add_rows(session, [offerset, *rows])
+        offers = []
+        for row in rows:
+            text = messages.offered(row.cores, row.memory, row.storage, row.available_start, plan.run, expires)
+            offers.append((row, [add_event(session, row, text)]))
+        return offerset, offers
 
     def _offer_row(
         self,
@@ -370,7 +377,9 @@ class BookingService:
             row, _ = await self._db(self.session_rows, uuid, user)
             external = await self.external_holds(row.start, row.hold_end)
         hooked = self._hooked("booked")
-        rows: SessionRows = await self._db(self._accept, uuid, user, capacity, allocation, external, not hooked)
+        rows: SessionRows = await self.writes.run(
+            lambda session: self._accept(session, uuid, user, capacity, allocation, external, not hooked)
+        )
         if hooked:
             await self.book(uuid)
             rows = await self._db(self.session_rows, uuid, user)  # the executor's part changed them
@@ -378,6 +387,7 @@ class BookingService:
 
     def _accept(
         self,
+        session: Session,
         uuid: str,
         user: str | None,
         capacity: Capacity,
@@ -385,25 +395,25 @@ class BookingService:
         external: list[Hold],
         slot_booked: bool = False,
     ) -> SessionRows:
-        """The accept transaction; ``slot_booked`` when the executor has no ``booked`` hook, so the
-        slot is the executor's at once (what :meth:`book` would write after a no-op hook)."""
-        with self.store.write(self.platform) as session:
-            now = precise_now()
-            row = self.owned(session, uuid, user)
-            problem = self._not_acceptable(session, row, now)
-            if problem is None:
-                problem = self._still_fits(session, row, now, capacity, allocation, user, external)
-                if problem is not None:
-                    row.phase, row.modified = SessionPhase.REJECTED.value, now
-                    add_event(session, row, f"could not be booked: {problem}", "WARN")
-            if problem is None:
-                self._book_row(session, row, now)
-                if slot_booked:
-                    row.slot_state = SLOT_BOOKED
-            rows = _with_events(session, row)
+        """The accept, in the platform's write transaction ``session``; ``slot_booked`` when the
+        executor has no ``booked`` hook, so the slot is the executor's at once (what :meth:`book`
+        would write after a no-op hook). A refusal is written (REJECTED, EXPIRED) before it is
+        raised: :class:`.group_commit.GroupCommit` keeps it."""
+        now = precise_now()
+        row = self.owned(session, uuid, user)
+        problem = self._not_acceptable(session, row, now)
+        if problem is None:
+            problem = self._still_fits(session, row, now, capacity, allocation, user, external)
+            if problem is not None:
+                row.phase, row.modified = SessionPhase.REJECTED.value, now
+                add_event(session, row, f"could not be booked: {problem}", "WARN")
+        if problem is None:
+            self._book_row(session, row, now)
+            if slot_booked:
+                row.slot_state = SLOT_BOOKED
         if problem is not None:
             raise SessionConflict(problem)
-        return rows
+        return _with_events(session, row)
 
     def _not_acceptable(self, session: Session, row: SessionRow, now: datetime) -> str | None:
         """Why the offer ``row`` cannot be accepted in its phase, or ``None``."""

@@ -1,0 +1,136 @@
+"""Group commit: the calendar decisions that arrive together share one write transaction.
+
+Every decision that can change a platform's calendar (an offer, an accept) runs in a serialised
+write transaction (:meth:`.store.Store.write`), and taking that turn costs more than most
+decisions themselves: a pooled connection, ``BEGIN IMMEDIATE`` (or the lock row on PostgreSQL), the
+generation bump, and the commit, which on PostgreSQL are round trips to the server. When many
+clients ask at once, the decisions that queued while one transaction ran are therefore taken
+together in the next one, in the order they arrived, each seeing the ones before it, exactly as if
+they had run one after the other, and committed once.
+
+A step is a function of the open session. It may raise :class:`SessionConflict` or
+:class:`SessionNotFound` for its own caller, *after* writing what its refusal means (an offer marked
+REJECTED or EXPIRED): those writes are kept and the other steps go on. Any other exception rolls
+the whole transaction back; the steps of that batch are then retried one transaction each, so only
+the faulty one fails, with its own error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session
+
+from execplanner_widgets.core.platform import SessionConflict, SessionNotFound
+
+from .store import Store
+
+__all__ = ["GroupCommit", "MAX_BATCH"]
+
+T = TypeVar("T")
+
+#: The most steps one transaction takes (a bound on how long the platform's turn is held).
+MAX_BATCH = 64
+#: Refusals a step may raise for its caller, keeping what it wrote.
+_KEPT = (SessionConflict, SessionNotFound)
+
+
+@dataclass
+class _Step:
+    run: Callable[[Session], Any]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+
+
+class GroupCommit:
+    """The write queue of one platform: :meth:`run` a step; queued steps commit together."""
+
+    def __init__(self, store: Store, platform: str, db: Callable[..., Awaitable[Any]]) -> None:
+        self.store = store
+        self.platform = platform
+        self._db = db  # runs a function in the platform's database threads
+        self._pending: list[_Step] = []
+        self._draining = False
+        self._lock = threading.Lock()
+        self._drainer: asyncio.Future[Any] | None = None
+        self.transactions = 0  # for tests and benchmarks: how many transactions the steps took
+        self.steps = 0
+
+    async def run(self, step: Callable[[Session], T]) -> T:
+        """Run ``step(session)`` in a write transaction of the platform (shared with the steps
+        queued beside it) and return its result once that transaction has committed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        with self._lock:
+            self._pending.append(_Step(step, loop, future))
+            start = not self._draining
+            self._draining = True
+        if start:  # this caller starts the drainer, and waits only for its own step
+            self._drainer = asyncio.ensure_future(self._db(self._drain))
+            self._drainer.add_done_callback(self._drainer_done)
+        return await future
+
+    def _drainer_done(self, drainer: asyncio.Future[Any]) -> None:
+        """The drainer could not run (the platform closed its threads): fail what is queued."""
+        if drainer.cancelled() or drainer.exception() is None:
+            return
+        error = drainer.exception()
+        with self._lock:
+            batch, self._pending, self._draining = self._pending, [], False
+        for step in batch:
+            _settle(step, None, error)
+
+    def _drain(self) -> None:
+        """Commit batches until nothing is queued (in a database thread; one drainer at a time)."""
+        while True:
+            with self._lock:
+                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+                if not batch:
+                    self._draining = False
+                    return
+            try:
+                self._commit(batch)
+            except BaseException as error:  # never leave a caller waiting
+                for step in batch:
+                    _settle(step, None, error)
+
+    def _commit(self, batch: list[_Step]) -> None:
+        outcomes: list[tuple[Any, BaseException | None]] = []
+        try:
+            with self.store.write(self.platform) as session:
+                for step in batch:
+                    try:
+                        outcomes.append((step.run(session), None))
+                    except _KEPT as refusal:
+                        outcomes.append((None, refusal))
+        except Exception as error:
+            if len(batch) == 1:
+                _settle(batch[0], None, error)
+                return
+            for step in batch:  # one transaction each: only the faulty step fails
+                self._commit([step])
+            return
+        self.transactions += 1
+        self.steps += len(batch)
+        for step, (value, error) in zip(batch, outcomes, strict=True):
+            _settle(step, value, error)
+
+
+def _settle(step: _Step, value: Any, error: BaseException | None) -> None:
+    """Hand a step's outcome to its caller's loop (once; a caller that went away is skipped)."""
+
+    def settle() -> None:
+        if step.future.done():
+            return
+        if error is not None:
+            step.future.set_exception(error)
+        else:
+            step.future.set_result(value)
+
+    if step.loop.is_closed():
+        return
+    step.loop.call_soon_threadsafe(settle)

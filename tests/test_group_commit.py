@@ -1,0 +1,138 @@
+"""Group commit on a real SQLite file: decisions that arrive together share one write transaction,
+in arrival order, each seeing the ones before it; a refusal keeps what it wrote; a faulty step fails
+alone; and booking through it under 24 concurrent accepts never overbooks."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import func, select
+from test_hosted_support import DATA, request_document
+
+from execplanner_widgets.core.platform import PlatformContext, SessionConflict
+from execplanner_widgets.model import SessionPhase, format_instant, parse_request, utcnow
+from jupyter_server_extension.hosted.group_commit import MAX_BATCH, GroupCommit
+from jupyter_server_extension.hosted.platform import HostedPlatform
+from jupyter_server_extension.hosted.store import OfferSetRow, Store, default_db_url
+
+
+def offerset(uuid: str) -> OfferSetRow:
+    return OfferSetRow(
+        uuid=uuid, platform="p", created=datetime.now(timezone.utc), result="NO", messages=[], options=[], request={}
+    )
+
+
+@pytest.fixture
+def queue(tmp_path):
+    store = Store(default_db_url(tmp_path))
+    store.create_all("p")
+    pool = ThreadPoolExecutor(max_workers=4)
+
+    async def db(function, *args):
+        return await asyncio.get_running_loop().run_in_executor(pool, functools.partial(function, *args))
+
+    yield store, GroupCommit(store, "p", db)
+    pool.shutdown(wait=True)
+    store.dispose()
+
+
+def count(store: Store) -> int:
+    with store.read() as session:
+        return int(session.scalar(select(func.count()).select_from(OfferSetRow)) or 0)
+
+
+@pytest.mark.asyncio
+async def test_steps_queued_together_commit_in_one_transaction_in_arrival_order(queue):
+    store, writes = queue
+    seen: list[int] = []
+
+    def step(index: int, session):
+        seen.append(int(session.scalar(select(func.count()).select_from(OfferSetRow)) or 0))
+        session.add(offerset(f"s{index}"))
+        session.flush()
+        return index
+
+    results = await asyncio.gather(*(writes.run(functools.partial(step, index)) for index in range(40)))
+    assert results == list(range(40))
+    assert seen == list(range(40))  # each step saw every earlier one
+    assert count(store) == 40
+    assert writes.steps == 40
+    assert writes.transactions < 40  # they shared transactions (all 40 queued before the first ran)
+
+
+@pytest.mark.asyncio
+async def test_a_batch_is_bounded(queue):
+    store, writes = queue
+    steps = [writes.run(functools.partial(lambda i, s: s.add(offerset(f"b{i}")), index)) for index in range(150)]
+    await asyncio.gather(*steps)
+    assert count(store) == 150
+    assert writes.transactions >= -(-150 // MAX_BATCH)
+
+
+@pytest.mark.asyncio
+async def test_a_refusal_keeps_its_writes_and_the_others_go_on(queue):
+    store, writes = queue
+
+    def refuse(session):
+        session.add(offerset("refused-but-recorded"))
+        session.flush()
+        raise SessionConflict("no room")
+
+    outcomes = await asyncio.gather(
+        writes.run(lambda s: s.add(offerset("before"))),
+        writes.run(refuse),
+        writes.run(lambda s: s.add(offerset("after"))),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[1], SessionConflict) and "no room" in str(outcomes[1])
+    with store.read() as session:
+        assert set(session.scalars(select(OfferSetRow.uuid))) == {"before", "refused-but-recorded", "after"}
+
+
+@pytest.mark.asyncio
+async def test_a_faulty_step_fails_alone(queue):
+    store, writes = queue
+
+    def faulty(session):
+        session.add(offerset("never"))
+        session.flush()
+        raise ValueError("a bug in one step")
+
+    outcomes = await asyncio.gather(
+        writes.run(lambda s: s.add(offerset("one"))),
+        writes.run(faulty),
+        writes.run(lambda s: s.add(offerset("two"))),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[1], ValueError)
+    with store.read() as session:
+        assert set(session.scalars(select(OfferSetRow.uuid))) == {"one", "two"}  # the bug's row rolled back
+
+
+@pytest.mark.asyncio
+async def test_concurrent_accepts_through_group_commit_never_overbook(tmp_path):
+    """24 offers for 1 core each on a 4-core platform, all accepted at once: 4 are booked at any
+    instant, whatever batches the accepts were grouped in (the offers crowd one hour)."""
+    platform = HostedPlatform.from_config(
+        "tight", "Tight", {"cores": 4, "offers": 1, "horizon": "P1D"}, PlatformContext(data_dir=tmp_path)
+    )
+    try:
+        window = f"{format_instant(utcnow() + timedelta(hours=2))}/PT1H"
+        request = parse_request(request_document(DATA / "sum_numbers.py", cores=1, duration="PT1H", start=window))
+        answers = await asyncio.gather(*(platform.offers(request, user=f"u{i}") for i in range(24)))
+        offered = [(i, answer.offers[0]) for i, answer in enumerate(answers) if answer.result == "YES"]
+        booked = await asyncio.gather(
+            *(platform.accept(offer.meta.uuid, user=f"u{i}") for i, offer in offered), return_exceptions=True
+        )
+        assert all(not isinstance(item, BaseException) for item in booked), booked
+        assert all(item.phase is SessionPhase.ACCEPTED for item in booked)
+        assert platform.service.writes.transactions < platform.service.writes.steps
+        start = min(offer.start for _, offer in offered)
+        end = max(offer.start for _, offer in offered) + timedelta(hours=1)
+        assert (await platform.peak_usage(start, end))[0] <= 4
+    finally:
+        await platform.aclose()
