@@ -400,7 +400,8 @@ class BookingService:
         would write after a no-op hook). A refusal is written (REJECTED, EXPIRED) before it is
         raised: :class:`.group_commit.GroupCommit` keeps it."""
         now = precise_now()
-        row = self.owned(session, uuid, user)
+        with session.no_autoflush:  # the steps before it in the batch flush once, at the commit
+            row = self.owned(session, uuid, user)
         problem = self._not_acceptable(session, row, now)
         if problem is None:
             problem = self._still_fits(session, row, now, capacity, allocation, user, external)
@@ -439,7 +440,7 @@ class BookingService:
         others = session.connection().execute(_SIBLINGS, {"offerset": row.offerset, "accepted": row.uuid}).all()
         for (other,) in others:
             sibling = session.get(SessionRow, other)
-            if sibling is None:
+            if sibling is None or sibling.phase != SessionPhase.OFFERED.value:  # as this batch left it
                 continue
             sibling.phase, sibling.modified = SessionPhase.REJECTED.value, now
             add_event(session, sibling, messages.sibling_rejected(row.uuid))
