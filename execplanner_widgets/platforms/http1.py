@@ -18,9 +18,14 @@ strictly:
   (``Accept-Encoding: identity``), nothing from the environment (no proxies, no ``.netrc``);
 * TLS with the caller's :class:`ssl.SSLContext` (one shared context, hostname checked by it);
 * a connection is reused only after a complete, well-framed answer that did not ask to close;
-  one that fails or is cancelled halfway is closed, never reused. A request on a reused
+  one that fails halfway is closed. When the caller gives up (a stream its reader left, a
+  timeout) before any byte of the answer came, the answer is still read, without parsing its
+  body, and the connection kept if it comes whole in time (else closed): leaving a stream of
+  1,000 answers does not cost 1,000 new connections at the next question. A request on a reused
   connection that the server closed before answering a single byte is sent once more on a new
   connection (the server dropped an idle keep-alive connection just as it was reused).
+* timeouts are checked by one watchman timer per pool (every :data:`WATCH_SECONDS`), not by a
+  timer per wait.
 """
 
 from __future__ import annotations
@@ -121,6 +126,7 @@ class _Connection(asyncio.Protocol):
         self.deadline = 0.0  # when the current wait times out (loop time)
         self.idle_since = 0.0
         self.received = 0  # bytes received since the last request was sent
+        self.drain_for: tuple[str, int] | None = None  # (method, max_body) of an answer read only to be dropped
 
     # ---------------------------------------------------------------- asyncio.Protocol callbacks
 
@@ -130,6 +136,9 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.buffer += data
         self.received += len(data)
+        if self.drain_for is not None:
+            self._drain()
+            return
         if len(self.buffer) > READ_AHEAD and not self.paused and self.transport is not None:
             self.transport.pause_reading()
             self.paused = True
@@ -175,6 +184,45 @@ class _Connection(asyncio.Protocol):
             waiting.discard(self)
             self.waiter = None
 
+    def _drain(self) -> None:
+        """Read and drop the answer its caller gave up on; once it is whole (and framed by a
+        Content-Length, within the limit, allowing another request), back to the pool. Anything
+        else closes the connection."""
+        assert self.drain_for is not None
+        method, max_body = self.drain_for
+        buffer = self.buffer
+        start = 0
+        while True:
+            end = buffer.find(b"\r\n\r\n", start)
+            if end < 0:
+                if len(buffer) - start > MAX_HEAD_BYTES:
+                    self.close()
+                return
+            try:
+                status, minor, headers = _parse_head(bytes(buffer[start:end]))
+            except ProtocolError:
+                self.close()
+                return
+            start = end + 4
+            if not 100 <= status < 200 or status == 101:
+                break
+        keep = status != 101 and minor == 1 and "close" not in headers.get("connection", "").lower()
+        length: int | None = 0
+        if method != "HEAD" and status not in (204, 304):
+            declared = headers.get("content-length")
+            length = None if "transfer-encoding" in headers or declared is None else _content_length(declared)
+        if not keep or length is None or length > max_body:
+            self.close()
+            return
+        if len(buffer) < start + length:
+            return  # more to come
+        if len(buffer) > start + length:
+            self.close()  # more than one answer: something is wrong
+            return
+        buffer.clear()
+        self.drain_for = None
+        self.pool._done(self, True)
+
     def close(self) -> None:
         self.closed = True
         if self.transport is not None:
@@ -191,21 +239,46 @@ class Pool:
         self._idle: dict[tuple[Origin, int], list[_Connection]] = {}
         self._contexts: dict[int, ssl.SSLContext] = {}
         self._waiting: set[_Connection] = set()
+        self._draining: set[_Connection] = set()
         self._watch: asyncio.TimerHandle | None = None
 
     def _check_deadlines(self) -> None:
         """The watchman: time out the waits that are past their deadline (one timer for every wait,
         instead of a timer per wait: a fan-out to 1,000 platforms would set and cancel 1,000)."""
         self._watch = None
-        if not self._waiting:
-            return
         loop = asyncio.get_running_loop()
         now = loop.time()
         for connection in [c for c in self._waiting if c.deadline <= now]:
             waiter = connection.waiter
             if waiter is not None and not waiter.done():
                 waiter.set_exception(Timeout("the server did not answer in time"))
-        self._watch = loop.call_later(WATCH_SECONDS, self._check_deadlines)
+        for connection in list(self._draining):
+            if connection.drain_for is None or connection.closed:
+                self._draining.discard(connection)
+            elif connection.deadline <= now:
+                self._draining.discard(connection)
+                connection.close()
+        if self._waiting or self._draining:
+            self._watch = loop.call_later(WATCH_SECONDS, self._check_deadlines)
+
+    def _drain_or_close(self, connection: _Connection, method: str, max_body: int, timeout: float) -> None:
+        """The caller gave up waiting (a stream its reader left, a platform's timeout): read the
+        answer as it comes and keep the connection if it comes whole and in time, instead of closing
+        it and making a new one for the next question. Only when nothing of the answer has been
+        consumed yet (reading starts over from its first byte); else the connection is closed."""
+        if connection.closed or connection.received != len(connection.buffer):
+            connection.close()
+            return
+        loop = asyncio.get_running_loop()
+        if connection.paused and connection.transport is not None:
+            connection.paused = False
+            connection.transport.resume_reading()
+        connection.drain_for = (method, max_body)
+        connection.deadline = loop.time() + timeout
+        self._draining.add(connection)
+        if self._watch is None:
+            self._watch = loop.call_later(WATCH_SECONDS, self._check_deadlines)
+        connection._drain()
 
     async def request(
         self,
@@ -250,7 +323,10 @@ class Pool:
                 if reused and dropped:
                     continue  # an idle connection the server had just closed: once more, on a new one
                 raise
-            except BaseException:  # failed or cancelled halfway: the connection is in an unknown state
+            except asyncio.CancelledError:
+                self._drain_or_close(connection, method, max_body, read_timeout)
+                raise
+            except BaseException:  # failed halfway: the connection is in an unknown state
                 connection.close()
                 raise
             self._done(connection, keep)
@@ -414,10 +490,9 @@ async def _read_response(connection: _Connection, method: str, max_body: int, ti
     declared = headers.get("content-length")
     if declared is None:
         return Response(status, headers, await _read_to_end(connection, max_body, timeout)), False
-    values = {value.strip() for value in declared.split(",")}
-    if len(values) != 1 or not next(iter(values)).isdigit() or not next(iter(values)).isascii():
+    length = _content_length(declared)
+    if length is None:
         raise ProtocolError(f"the answer has an invalid Content-Length {declared[:40]!r}")
-    length = int(next(iter(values)))
     if length > max_body:
         raise BodyTooLarge(max_body, length)
     while len(buffer) < length:
@@ -425,6 +500,13 @@ async def _read_response(connection: _Connection, method: str, max_body: int, ti
     body = bytes(buffer[:length])
     del buffer[:length]
     return Response(status, headers, body), keep
+
+
+def _content_length(declared: str) -> int | None:
+    """The length a Content-Length field gives (repeated equal values allowed), or None if invalid."""
+    values = {value.strip() for value in declared.split(",")}
+    value = values.pop() if len(values) == 1 else ""
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 def _parse_head(head: bytes) -> tuple[int, int, dict[str, str]]:

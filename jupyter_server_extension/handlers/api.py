@@ -30,6 +30,7 @@ answers garbage becomes an ERROR result or a 502/504 naming the platform, never 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import stat
 from collections.abc import Awaitable
@@ -141,15 +142,46 @@ class PlatformHandler(ProxyHandler):
 
 
 class OffersHandler(ProxyHandler):
-    """``POST offers``: every platform's answer at once, in configuration order."""
+    """``POST offers``: every platform's answer at once, in configuration order.
+
+    The JSON list is written as it fills: each answer is serialised when it arrives, and sent as
+    soon as every platform before it in the configuration has answered, so that neither the server
+    (serialising) nor the client (reading) has to do all the work after the last answer. The bytes
+    are the same as ``json.dumps`` of the whole list. A client that leaves stops the questions."""
 
     @web.authenticated
     @authorized
     async def post(self) -> None:
         request = self.read_request()
         selection = self.selected_platforms()
-        results = await self.federation.offers(request, user=self.username, platforms=selection)
-        self.write_document([result.to_wire() for result in results])
+        if self.wants_yaml():
+            results = await self.federation.offers(request, user=self.username, platforms=selection)
+            self.write_document([result.to_wire() for result in results])
+            return
+        names = selection if selection is not None else [platform.name for platform in self.federation]
+        position = {name: index for index, name in enumerate(names)}
+        self.set_status(200)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        arrived: dict[int, bytes] = {}
+        sent = 0
+        results = self.federation.stream_offers(request, user=self.username, platforms=selection)
+        try:
+            self.write(b"[")
+            async for result in results:
+                arrived[position[result.platform]] = json.dumps(result.to_wire()).encode()
+                if sent not in arrived:
+                    continue  # an earlier platform is still to answer
+                while sent in arrived:
+                    self.write(arrived.pop(sent) if sent == 0 else b", " + arrived.pop(sent))
+                    sent += 1
+                await self.flush()
+            self.write(b"]")
+        except StreamClosedError:
+            self.log.debug("ExecPlanner: the client left POST offers after %d result(s)", sent)
+            return
+        finally:
+            await results.aclose()
+        await self.finish(set_content_type="application/json; charset=UTF-8")
 
 
 class OffersStreamHandler(ProxyHandler):
