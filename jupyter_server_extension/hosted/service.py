@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from execplanner_widgets.core.platform import SessionConflict, SessionNotFound
@@ -48,11 +48,10 @@ SessionRows = tuple[SessionRow, list[EventRow]]
 
 __all__ = ["BookingService", "booked_slot", "release_hold"]
 
-#: The other offers of an accepted offer's set that are still open (built once).
-_SIBLINGS = select(SessionRow.uuid).where(
-    SessionRow.offerset == bindparam("offerset"),
-    SessionRow.uuid != bindparam("accepted"),
-    SessionRow.phase == SessionPhase.OFFERED.value,
+#: An offer and the other offers of its set that are still open (built once).
+_OFFER_AND_SIBLINGS = select(SessionRow).where(
+    SessionRow.offerset == select(SessionRow.offerset).where(SessionRow.uuid == bindparam("uuid")).scalar_subquery(),
+    or_(SessionRow.uuid == bindparam("uuid"), SessionRow.phase == SessionPhase.OFFERED.value),
 )
 
 log = logging.getLogger(__name__)
@@ -115,7 +114,11 @@ class BookingService:
     # --------------------------------------------------------------------------- reads
 
     def owned(self, session: Session, uuid: str, user: str | None) -> SessionRow:
-        row = session.get(SessionRow, uuid)
+        return self._mine(session.get(SessionRow, uuid), uuid, user)
+
+    def _mine(self, row: SessionRow | None, uuid: str, user: str | None) -> SessionRow:
+        """``row`` if it is ``user``'s session on this platform; :class:`SessionNotFound` otherwise
+        (another user's session is not found either: its existence is not ours to tell)."""
         if row is None or row.platform != self.platform or row.owner != user or row.deleted:
             raise SessionNotFound(f"no offer or session {uuid} on {self.platform}")
         return row
@@ -400,8 +403,11 @@ class BookingService:
         would write after a no-op hook). A refusal is written (REJECTED, EXPIRED) before it is
         raised: :class:`.group_commit.GroupCommit` keeps it."""
         now = precise_now()
-        with session.no_autoflush:  # the steps before it in the batch flush once, at the commit
-            row = self.owned(session, uuid, user)
+        # the offer and the other open offers of its set, in one query; without flushing: the steps
+        # before this one in the batch flush once, at the commit
+        with session.no_autoflush:
+            family = session.scalars(_OFFER_AND_SIBLINGS, {"uuid": uuid}).all()
+        row = self._mine(next((item for item in family if item.uuid == uuid), None), uuid, user)
         problem = self._not_acceptable(session, row, now)
         if problem is None:
             problem = self._still_fits(session, row, now, capacity, allocation, user, external)
@@ -409,7 +415,7 @@ class BookingService:
                 row.phase, row.modified = SessionPhase.REJECTED.value, now
                 add_event(session, row, f"could not be booked: {problem}", "WARN")
         if problem is None:
-            self._book_row(session, row, now)
+            self._book_row(session, row, now, [item for item in family if item is not row])
             if slot_booked:
                 row.slot_state = SLOT_BOOKED
         if problem is not None:
@@ -429,18 +435,15 @@ class BookingService:
             return f"the offer {row.uuid} is {row.phase}; only an OFFERED offer can be accepted"
         return None
 
-    def _book_row(self, session: Session, row: SessionRow, now: datetime) -> None:
+    def _book_row(self, session: Session, row: SessionRow, now: datetime, siblings: list[SessionRow]) -> None:
+        """Book ``row`` and reject the other offers of its set that are still open."""
         row.phase = SessionPhase.ACCEPTED.value
         row.accepted = row.modified = now
         row.expires = None
         row.destruction = row.available_end + self.options.retention
         add_event(session, row, messages.accepted(row.cores, row.memory, row.available_start, row.available_end))
-        # in plain SQL on the connection: an ORM query would flush this row's change first, and
-        # most offer sets have no other offer left to load
-        others = session.connection().execute(_SIBLINGS, {"offerset": row.offerset, "accepted": row.uuid}).all()
-        for (other,) in others:
-            sibling = session.get(SessionRow, other)
-            if sibling is None or sibling.phase != SessionPhase.OFFERED.value:  # as this batch left it
+        for sibling in siblings:
+            if sibling.phase != SessionPhase.OFFERED.value:  # as the steps before it in this batch left it
                 continue
             sibling.phase, sibling.modified = SessionPhase.REJECTED.value, now
             add_event(session, sibling, messages.sibling_rejected(row.uuid))

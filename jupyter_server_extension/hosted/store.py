@@ -25,7 +25,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, bindparam, create_engine, event, func, insert, inspect, or_, select, text, update
+from sqlalchemy import Engine, bindparam, create_engine, func, insert, inspect, or_, select, text, update
+from sqlalchemy import event as event_module
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -137,7 +138,7 @@ def _configure_sqlite(engine: Engine) -> None:
     """Take transaction control from the sqlite3 module: WAL, a long busy timeout, and
     ``BEGIN IMMEDIATE`` for write transactions."""
 
-    @event.listens_for(engine, "connect")
+    @event_module.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -150,7 +151,7 @@ def _configure_sqlite(engine: Engine) -> None:
         finally:
             cursor.close()
 
-    @event.listens_for(engine, "begin")
+    @event_module.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         immediate = connection.get_execution_options().get(_WRITE, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
@@ -184,11 +185,13 @@ class Store:
         if self.is_sqlite:
             _configure_sqlite(self.engine)
         self._write_engine = self.engine.execution_options(**{_WRITE: True})
-        self._reader = sessionmaker(self.engine, expire_on_commit=False)
-        self._writer = sessionmaker(self._write_engine, expire_on_commit=False)
+        self._reader = sessionmaker(self.engine, expire_on_commit=False, info={_DEFERS_EVENTS: True})
+        self._writer = sessionmaker(self._write_engine, expire_on_commit=False, info={_DEFERS_EVENTS: True})
+        for maker in (self._reader, self._writer):
+            event_module.listen(maker, "before_commit", _write_events)
         self._watchers: dict[str, Watcher] = {}
-        event.listen(self._writer, "after_flush", self._after_flush)
-        event.listen(self._writer, "do_orm_execute", self._on_statement)
+        event_module.listen(self._writer, "after_flush", self._after_flush)
+        event_module.listen(self._writer, "do_orm_execute", self._on_statement)
 
     def watch(self, platform: str, watcher: Watcher) -> None:
         """Tell ``watcher`` about every row of ``platform`` that this store's write transactions flush."""
@@ -385,11 +388,9 @@ def add_event(
 ) -> EventRow:
     """Record one step of ``row``'s history (``phase`` defaults to its current phase).
 
-    Written at once in plain SQL on the transaction's connection: an event is only ever inserted,
-    and the ORM's unit of work would cost more than the rest of an accept. A row still pending in
-    the session is flushed first (the event refers to it)."""
-    if row in session.new:
-        session.flush([row])
+    Events are only ever inserted, so they skip the ORM's unit of work: they wait in the session
+    and are written in one plain-SQL statement when it commits (after the rows they refer to), and
+    :func:`events_of` reads them with the stored ones meanwhile."""
     event = EventRow(
         session=row.uuid,
         time=precise_now().replace(microsecond=0),
@@ -397,23 +398,44 @@ def add_event(
         phase=str(phase or row.phase),
         message=message,
     )
-    values = {key: getattr(event, key) for key in _EVENT_COLUMNS}
-    event.id = session.connection().execute(_INSERT_EVENT, values).inserted_primary_key[0]
+    if not session.info.get(_DEFERS_EVENTS):  # a session not made by a Store: no commit hook
+        session.flush()
+        values = {key: getattr(event, key) for key in _EVENT_COLUMNS}
+        event.id = session.connection().execute(_INSERT_EVENT, values).inserted_primary_key[0]
+        return event
+    session.info.setdefault(_EVENTS, []).append(event)
     return event
 
 
 def add_events(session: Session, items: Sequence[tuple[str, str, str, str]]) -> None:
-    """Record one step each of many sessions' histories, ``(session uuid, message, level, phase)``,
-    in one statement (sessions moved on together by the scheduler)."""
-    if items:
-        time = precise_now().replace(microsecond=0)
-        rows = [
-            {"session": uuid, "time": time, "level": level, "phase": phase, "message": message}
-            for uuid, message, level, phase in items
-        ]
-        session.connection().execute(_INSERT_EVENT, rows)
+    """Record one step each of many sessions' histories, ``(session uuid, message, level, phase)``
+    (sessions moved on together by the scheduler)."""
+    time = precise_now().replace(microsecond=0)
+    events = [
+        EventRow(session=uuid, time=time, level=level, phase=phase, message=message)
+        for uuid, message, level, phase in items
+    ]
+    if session.info.get(_DEFERS_EVENTS):
+        session.info.setdefault(_EVENTS, []).extend(events)
+    elif events:
+        session.connection().execute(
+            _INSERT_EVENT, [{key: getattr(event, key) for key in _EVENT_COLUMNS} for event in events]
+        )
 
 
+def _write_events(session: Session) -> None:
+    """Write the events waiting in ``session`` (its ``before_commit``): the rows first, then one
+    insert of every event."""
+    pending = session.info.pop(_EVENTS, None)
+    if pending:
+        session.flush()
+        values = [{key: getattr(event, key) for key in _EVENT_COLUMNS} for event in pending]
+        session.connection().execute(_INSERT_EVENT, values)
+
+
+_EVENTS = "execplanner_events"
+#: Set in the ``info`` of every session a :class:`Store` makes: its events wait for the commit.
+_DEFERS_EVENTS = "execplanner_defers_events"
 _EVENT_COLUMNS = ("session", "time", "level", "phase", "message")
 _INSERT_EVENT = insert(EventRow.__table__)
 _SELECT_EVENTS = select(*(EventRow.__table__.c[key] for key in ("id", *_EVENT_COLUMNS)))
@@ -421,8 +443,8 @@ _SELECT_EVENTS_OF_ONE = _SELECT_EVENTS.where(EventRow.session == bindparam("one"
 
 
 def events_of(session: Session, uuids: list[str]) -> dict[str, list[EventRow]]:
-    """The history of each of ``uuids``, oldest first (read in plain SQL, without flushing the
-    session: events are written at once by :func:`add_event`)."""
+    """The history of each of ``uuids``, oldest first: the stored events (read in plain SQL,
+    without flushing the session) and those :func:`add_event` keeps for the commit."""
     found: dict[str, list[EventRow]] = {uuid: [] for uuid in uuids}
     if uuids:
         query = _SELECT_EVENTS_OF_ONE if len(uuids) == 1 else _SELECT_EVENTS.where(EventRow.session.in_(uuids))
@@ -437,4 +459,7 @@ def events_of(session: Session, uuids: list[str]) -> dict[str, list[EventRow]]:
                     message=item.message,
                 )
             )
+        for event in session.info.get(_EVENTS) or ():  # written at the commit; newer than any stored
+            if event.session in found:
+                found[event.session].append(event)
     return found
