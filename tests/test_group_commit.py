@@ -136,3 +136,31 @@ async def test_concurrent_accepts_through_group_commit_never_overbook(tmp_path):
         assert (await platform.peak_usage(start, end))[0] <= 4
     finally:
         await platform.aclose()
+
+
+@pytest.mark.asyncio
+async def test_two_offers_of_one_set_accepted_in_one_batch_book_once(tmp_path):
+    """Both offers of one request accepted at the same moment land in one batch (read ahead
+    together): the first is booked, the second finds itself REJECTED by it and is refused."""
+    platform = HostedPlatform.from_config(
+        "pair", "Pair", {"cores": 8, "offers": 2, "horizon": "P1D"}, PlatformContext(data_dir=tmp_path)
+    )
+    try:
+        window = f"{format_instant(utcnow() + timedelta(hours=2))}/PT6H"
+        request = parse_request(request_document(DATA / "sum_numbers.py", cores=8, duration="PT1H", start=window))
+        answer = await platform.offers(request, user="alice")
+        first, second = answer.offers
+        before = platform.service.writes.transactions
+        outcomes = await asyncio.gather(
+            platform.accept(first.meta.uuid, user="alice"),
+            platform.accept(second.meta.uuid, user="alice"),
+            return_exceptions=True,
+        )
+        assert platform.service.writes.transactions == before + 1  # one batch
+        assert outcomes[0].phase is SessionPhase.ACCEPTED
+        assert isinstance(outcomes[1], SessionConflict) and "REJECTED" in str(outcomes[1])
+        assert (await platform.session(second.meta.uuid, user="alice")).phase is SessionPhase.REJECTED
+        history = (await platform.session(first.meta.uuid, user="alice")).meta.messages
+        assert [item.message.split(":")[0] for item in history][:2] == ["offered", "accepted"]
+    finally:
+        await platform.aclose()

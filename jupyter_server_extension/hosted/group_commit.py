@@ -44,15 +44,24 @@ class _Step:
     run: Callable[[Session], Any]
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
+    hint: Any = None
 
 
 class GroupCommit:
     """The write queue of one platform: :meth:`run` a step; queued steps commit together."""
 
-    def __init__(self, store: Store, platform: str, db: Callable[..., Awaitable[Any]]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        platform: str,
+        db: Callable[..., Awaitable[Any]],
+        prepare: Callable[[Session, list[Any]], None] | None = None,
+    ) -> None:
         self.store = store
         self.platform = platform
         self._db = db  # runs a function in the platform's database threads
+        # reads, for the whole batch at once, what its steps will read (their hints say what)
+        self._prepare = prepare
         self._pending: list[_Step] = []
         self._draining = False
         self._lock = threading.Lock()
@@ -60,13 +69,14 @@ class GroupCommit:
         self.transactions = 0  # for tests and benchmarks: how many transactions the steps took
         self.steps = 0
 
-    async def run(self, step: Callable[[Session], T]) -> T:
+    async def run(self, step: Callable[[Session], T], hint: Any = None) -> T:
         """Run ``step(session)`` in a write transaction of the platform (shared with the steps
-        queued beside it) and return its result once that transaction has committed."""
+        queued beside it) and return its result once that transaction has committed. ``hint``
+        tells ``prepare`` what the step will read, so a batch reads it in one query, not one each."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         with self._lock:
-            self._pending.append(_Step(step, loop, future))
+            self._pending.append(_Step(step, loop, future, hint))
             start = not self._draining
             self._draining = True
         if start:  # this caller starts the drainer, and waits only for its own step
@@ -102,6 +112,9 @@ class GroupCommit:
         outcomes: list[tuple[Any, BaseException | None]] = []
         try:
             with self.store.write(self.platform) as session:
+                hints = [step.hint for step in batch if step.hint is not None]
+                if hints and self._prepare is not None:
+                    self._prepare(session, hints)
                 for step in batch:
                     try:
                         outcomes.append((step.run(session), None))

@@ -38,7 +38,17 @@ from .executors import BookedSlot, Executor, ExecutorRefused
 from .group_commit import GroupCommit
 from .options import HostedOptions
 from .plan import Plan, ceil_seconds, describe_need, offered_document, precise_now, whole_seconds
-from .store import EventRow, OfferSetRow, ReservationRow, SessionRow, Store, add_event, events_of, select_holds
+from .store import (
+    EventRow,
+    OfferSetRow,
+    ReservationRow,
+    SessionRow,
+    Store,
+    add_event,
+    events_of,
+    prefetch_events,
+    select_holds,
+)
 from .tables import SLOT_BOOKED, SLOT_RELEASED, run_under_way
 
 #: An offer set and its offers, each with its history: what a document is built from.
@@ -53,6 +63,14 @@ _OFFER_AND_SIBLINGS = select(SessionRow).where(
     SessionRow.offerset == select(SessionRow.offerset).where(SessionRow.uuid == bindparam("uuid")).scalar_subquery(),
     or_(SessionRow.uuid == bindparam("uuid"), SessionRow.phase == SessionPhase.OFFERED.value),
 )
+
+#: The same for many offers at once (a batch of accepts).
+_OFFERS_AND_SIBLINGS = select(SessionRow).where(
+    SessionRow.offerset.in_(select(SessionRow.offerset).where(SessionRow.uuid.in_(bindparam("uuids", expanding=True)))),
+    or_(SessionRow.uuid.in_(bindparam("uuids", expanding=True)), SessionRow.phase == SessionPhase.OFFERED.value),
+)
+#: ``session.info`` key of the families read ahead for a batch of accepts.
+_FAMILIES = "execplanner_offer_families"
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +127,7 @@ class BookingService:
         self.live = LiveCalendar(platform)
         store.watch(platform, self.live)
         # offers and accepts that arrive together share one write transaction
-        self.writes = GroupCommit(store, platform, db)
+        self.writes = GroupCommit(store, platform, db, self._prepare_accepts)
 
     # --------------------------------------------------------------------------- reads
 
@@ -381,7 +399,7 @@ class BookingService:
             external = await self.external_holds(row.start, row.hold_end)
         hooked = self._hooked("booked")
         rows: SessionRows = await self.writes.run(
-            lambda session: self._accept(session, uuid, user, capacity, allocation, external, not hooked)
+            lambda session: self._accept(session, uuid, user, capacity, allocation, external, not hooked), uuid
         )
         if hooked:
             await self.book(uuid)
@@ -403,10 +421,7 @@ class BookingService:
         would write after a no-op hook). A refusal is written (REJECTED, EXPIRED) before it is
         raised: :class:`.group_commit.GroupCommit` keeps it."""
         now = precise_now()
-        # the offer and the other open offers of its set, in one query; without flushing: the steps
-        # before this one in the batch flush once, at the commit
-        with session.no_autoflush:
-            family = session.scalars(_OFFER_AND_SIBLINGS, {"uuid": uuid}).all()
+        family = self._family(session, uuid)
         row = self._mine(next((item for item in family if item.uuid == uuid), None), uuid, user)
         problem = self._not_acceptable(session, row, now)
         if problem is None:
@@ -421,6 +436,29 @@ class BookingService:
         if problem is not None:
             raise SessionConflict(problem)
         return _with_events(session, row)
+
+    def _prepare_accepts(self, session: Session, uuids: list[str]) -> None:
+        """Read what a batch of accepts will read, in two queries for the whole batch: the offers
+        with the open offers of their sets, and their histories (a batch then costs the same few
+        round trips to PostgreSQL whatever its size)."""
+        with session.no_autoflush:  # the rows come into the session; nothing is pending yet
+            found = session.scalars(_OFFERS_AND_SIBLINGS, {"uuids": uuids}).all()
+        families: dict[str, list[SessionRow]] = {}
+        for item in found:
+            families.setdefault(item.offerset, []).append(item)
+        asked = [item for item in found if item.uuid in set(uuids)]
+        session.info[_FAMILIES] = {item.uuid: families[item.offerset] for item in asked}
+        prefetch_events(session, [item.uuid for item in asked])
+
+    def _family(self, session: Session, uuid: str) -> list[SessionRow]:
+        """The offer ``uuid`` and the other open offers of its set, as this transaction has them
+        (read ahead for its batch, else in one query). Without flushing: the steps before this
+        one in the batch flush once, at the commit."""
+        family = (session.info.get(_FAMILIES) or {}).get(uuid)
+        if family is not None:
+            return family
+        with session.no_autoflush:
+            return list(session.scalars(_OFFER_AND_SIBLINGS, {"uuid": uuid}).all())
 
     def _not_acceptable(self, session: Session, row: SessionRow, now: datetime) -> str | None:
         """Why the offer ``row`` cannot be accepted in its phase, or ``None``."""

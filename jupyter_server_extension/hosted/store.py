@@ -48,6 +48,7 @@ __all__ = [
     "add_events",
     "default_db_url",
     "events_of",
+    "prefetch_events",
     "select_holds",
 ]
 
@@ -434,6 +435,8 @@ def _write_events(session: Session) -> None:
 
 
 _EVENTS = "execplanner_events"
+#: Histories read ahead for a batch (:func:`prefetch_events`), as they were stored.
+_PREFETCHED = "execplanner_prefetched_events"
 #: Set in the ``info`` of every session a :class:`Store` makes: its events wait for the commit.
 _DEFERS_EVENTS = "execplanner_defers_events"
 _EVENT_COLUMNS = ("session", "time", "level", "phase", "message")
@@ -442,24 +445,41 @@ _SELECT_EVENTS = select(*(EventRow.__table__.c[key] for key in ("id", *_EVENT_CO
 _SELECT_EVENTS_OF_ONE = _SELECT_EVENTS.where(EventRow.session == bindparam("one"))
 
 
+def prefetch_events(session: Session, uuids: list[str]) -> None:
+    """Read the histories of ``uuids`` in one query for the rest of this transaction: the steps of a
+    batch that each read one history then read none (:func:`events_of` uses them)."""
+    found = _stored_events(session, uuids)
+    session.info.setdefault(_PREFETCHED, {}).update(found)
+
+
+def _stored_events(session: Session, uuids: list[str]) -> dict[str, list[EventRow]]:
+    found: dict[str, list[EventRow]] = {uuid: [] for uuid in uuids}
+    if not uuids:
+        return found
+    query = _SELECT_EVENTS_OF_ONE if len(uuids) == 1 else _SELECT_EVENTS.where(EventRow.session.in_(uuids))
+    for item in session.connection().execute(query.order_by(EventRow.id), {"one": uuids[0]}):
+        found[item.session].append(
+            EventRow(
+                id=item.id,
+                session=item.session,
+                time=item.time,
+                level=item.level,
+                phase=item.phase,
+                message=item.message,
+            )
+        )
+    return found
+
+
 def events_of(session: Session, uuids: list[str]) -> dict[str, list[EventRow]]:
     """The history of each of ``uuids``, oldest first: the stored events (read in plain SQL,
-    without flushing the session) and those :func:`add_event` keeps for the commit."""
-    found: dict[str, list[EventRow]] = {uuid: [] for uuid in uuids}
-    if uuids:
-        query = _SELECT_EVENTS_OF_ONE if len(uuids) == 1 else _SELECT_EVENTS.where(EventRow.session.in_(uuids))
-        for item in session.connection().execute(query.order_by(EventRow.id), {"one": uuids[0]}):
-            found[item.session].append(
-                EventRow(
-                    id=item.id,
-                    session=item.session,
-                    time=item.time,
-                    level=item.level,
-                    phase=item.phase,
-                    message=item.message,
-                )
-            )
-        for event in session.info.get(_EVENTS) or ():  # written at the commit; newer than any stored
-            if event.session in found:
-                found[event.session].append(event)
+    without flushing the session, or read ahead by :func:`prefetch_events`) and those
+    :func:`add_event` keeps for the commit."""
+    prefetched = session.info.get(_PREFETCHED) or {}
+    found = {uuid: list(prefetched[uuid]) for uuid in uuids if uuid in prefetched}
+    found.update(_stored_events(session, [uuid for uuid in uuids if uuid not in prefetched]))
+    found = {uuid: found[uuid] for uuid in uuids}
+    for event in session.info.get(_EVENTS) or ():  # written at the commit; newer than any stored
+        if event.session in found:
+            found[event.session].append(event)
     return found
