@@ -8,7 +8,9 @@ answer <= 1.2x the fastest platform (here all take 200 ms).
 The N platforms are ExecutionBroker services on one asynchronous HTTP server on 127.0.0.1 (one
 path prefix each, so 1,000 of them cost one thread, not 1,000): every ``POST requests`` waits
 200 ms, then answers YES with one offer. Each figure is the median of ``--rounds`` rounds after a
-warm-up round (connections made, clients built), measured in this one run.
+warm-up round (connections made, clients built), measured in this one run. A round is one
+``offers`` (total) and one stream read to its first answer and left, each after a pause of
+2 x 200 ms, so that it does not overlap the answers still coming for the stream left before it.
 
 Usage: ``python bench/bench_fanout_scale.py [--sizes 100,1000] [--rounds 3] [--no-server]``
 """
@@ -32,6 +34,10 @@ from pathlib import Path
 from _common import figure, write_platforms
 
 LATENCY = 0.2
+#: A pause before each question: a stream left after its first answer still has the other platforms'
+#: answers coming (they are read and their connections kept); a round measures one question, not
+#: the tail of the previous one.
+SETTLE = 2 * LATENCY
 REQUEST = {"executable": {"kind": "jupyter-notebook", "location": "a.ipynb"}, "compute": {"cores": {"min": 1}}}
 SESSION_KIND = (
     "https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds/session/scheduled-execution-session.yaml"
@@ -168,18 +174,23 @@ async def in_process(path: Path, state: Path, rounds: int) -> dict[str, float]:
     federation = build_federation(load_platforms_file(path), PlatformContext(data_dir=state))
     totals, firsts = [], []
     try:
-        await federation.offers(REQUEST)  # warm up: clients built, connections open
-        for _ in range(rounds):
+        for round_ in range(rounds + 1):  # the first round warms up: connections open, nothing measured
+            await asyncio.sleep(SETTLE)
             started = time.perf_counter()
             results = await federation.offers(REQUEST)
-            totals.append(time.perf_counter() - started)
+            took = time.perf_counter() - started
             bad = [result.error for result in results if result.status != "YES"]
             if bad:
                 raise RuntimeError(f"{len(bad)} platforms did not answer YES: {bad[:3]}")
+            await asyncio.sleep(SETTLE)
             started = time.perf_counter()
-            async for _result in federation.stream_offers(REQUEST):
-                firsts.append(time.perf_counter() - started)
-                break
+            stream = federation.stream_offers(REQUEST)
+            await anext(stream)
+            first = time.perf_counter() - started
+            await stream.aclose()  # the other platforms still answer; SETTLE lets them before the next round
+            if round_:
+                totals.append(took)
+                firsts.append(first)
     finally:
         await federation.aclose()
     return {"total": statistics.median(totals), "first": statistics.median(firsts)}
@@ -192,19 +203,23 @@ def through_proxy(path: Path, root: Path, rounds: int) -> dict[str, float]:
 
     totals, firsts = [], []
     with jupyter_server(root, path) as server, Planner(url=server.url, token=server.token) as planner:
-        planner.offers(REQUEST)
-        for _ in range(rounds):
+        for round_ in range(rounds + 1):  # the first round warms up
+            time.sleep(SETTLE)
             started = time.perf_counter()
             results = planner.offers(REQUEST)
-            totals.append(time.perf_counter() - started)
+            took = time.perf_counter() - started
             bad = [result for result in results if result.status != "YES"]
             if bad:
                 raise RuntimeError(f"{len(bad)} platforms did not answer YES through the proxy")
+            time.sleep(SETTLE)
             started = time.perf_counter()
             stream = planner.stream_offers(REQUEST)
             next(stream)
-            firsts.append(time.perf_counter() - started)
+            first = time.perf_counter() - started
             stream.close()
+            if round_:
+                totals.append(took)
+                firsts.append(first)
     return {"total": statistics.median(totals), "first": statistics.median(firsts)}
 
 

@@ -46,6 +46,13 @@ else:  # pragma: no cover - Python 3.10
         return await asyncio.wait_for(call, timeout)
 
 
+def _expire(group: list[asyncio.Task[PlatformResult]], expired: set[asyncio.Task[Any]]) -> None:
+    for task in group:
+        if not task.done():
+            expired.add(task)
+            task.cancel()
+
+
 class UnknownPlatform(KeyError):
     """No platform of that name is configured."""
 
@@ -98,13 +105,24 @@ class Federation:
 
     async def ask(self, platform: Platform, request: ExecutionRequest, *, user: str | None = None) -> PlatformResult:
         """One platform's answer, turned into a result whatever happens."""
-        started = time.perf_counter()
         timeout = self.timeout_for(platform)
+        return await self._settle(platform, _within(platform.offers(request, user=user), timeout), timeout)
+
+    async def _settle(
+        self,
+        platform: Platform,
+        call: Awaitable[Any],
+        timeout: float,
+        expired: set[asyncio.Task[Any]] | None = None,
+    ) -> PlatformResult:
+        """``call``'s answer as a result. A cancellation is a timeout when the fan-out's deadline
+        put this task in ``expired`` (anything else cancelling it is passed on)."""
+        started = time.perf_counter()
         status: Literal["YES", "NO", "ERROR"]
         response: OfferSetResponse | None = None
         error: str | None = None
         try:
-            answer = await _within(platform.offers(request, user=user), timeout)
+            answer = await call
             if not isinstance(answer, OfferSetResponse):
                 raise PlatformError(f"the platform answered {type(answer).__name__}, not an offer set")
             response, status = answer, answer.result
@@ -118,7 +136,12 @@ class Federation:
                 f"invalid answer: {failure.error_count()} problem(s), first: {failure.errors()[0]['msg']}",
             )
         except asyncio.CancelledError:
-            raise
+            task = asyncio.current_task()
+            if expired is None or task not in expired:
+                raise
+            if hasattr(task, "uncancel"):  # Python 3.11+: this cancellation is handled here
+                task.uncancel()
+            status, error = "ERROR", f"no answer within {timeout:g} s (timeout)"
         except Exception as failure:  # a plugin's bug must not spoil the other platforms' answers
             log.exception("platform %s failed", platform.name)
             status, error = "ERROR", f"{type(failure).__name__}: {failure}"
@@ -136,24 +159,80 @@ class Federation:
             return list(self.platforms)
         return [self.get(name) for name in names]
 
+    def _launch(
+        self, request: ExecutionRequest, user: str | None, names: Iterable[str] | None
+    ) -> tuple[list[asyncio.Task[PlatformResult]], list[asyncio.TimerHandle]]:
+        """One task per platform, started in configuration order, and one deadline timer per
+        distinct timeout (not a timer per platform): when it fires, the platforms of that timeout
+        that have not answered are cancelled and answer ERROR (timeout)."""
+        loop = asyncio.get_running_loop()
+        expired: set[asyncio.Task[Any]] = set()
+        groups: dict[float, list[asyncio.Task[PlatformResult]]] = {}
+        tasks = []
+        for platform in self._select(names):
+            timeout = self.timeout_for(platform)
+            task = loop.create_task(self._settle(platform, platform.offers(request, user=user), timeout, expired))
+            groups.setdefault(timeout, []).append(task)
+            tasks.append(task)
+        now = loop.time()
+        timers = [loop.call_at(now + timeout, _expire, group, expired) for timeout, group in groups.items()]
+        return tasks, timers
+
     async def offers(
         self, request: Any, *, user: str | None = None, platforms: Iterable[str] | None = None
     ) -> ResultList:
         """Every platform's answer, in configuration order."""
         request = share(parse_request(request))  # our own copy: platforms may share its encodings
-        selected = self._select(platforms)
-        return ResultList(await asyncio.gather(*(self.ask(platform, request, user=user) for platform in selected)))
+        tasks, timers = self._launch(request, user, platforms)
+        try:
+            return ResultList(await asyncio.gather(*tasks))
+        finally:
+            for timer in timers:
+                timer.cancel()
+            for task in tasks:
+                task.cancel()
 
     async def stream_offers(
         self, request: Any, *, user: str | None = None, platforms: Iterable[str] | None = None
     ) -> AsyncIterator[PlatformResult]:
         """Every platform's answer, as soon as it arrives."""
-        request = share(parse_request(request))
-        tasks = [asyncio.ensure_future(self.ask(platform, request, user=user)) for platform in self._select(platforms)]
+        batches = self.stream_offer_batches(request, user=user, platforms=platforms)
         try:
-            for next_done in asyncio.as_completed(tasks):
-                yield await next_done
+            async for batch in batches:
+                for result in batch:
+                    yield result
         finally:
+            await batches.aclose()
+
+    async def stream_offer_batches(
+        self, request: Any, *, user: str | None = None, platforms: Iterable[str] | None = None
+    ) -> AsyncIterator[list[PlatformResult]]:
+        """Every platform's answer as it arrives, grouped: each list holds the answers that came
+        while the reader was busy with the previous one (a single answer when it keeps up). For a
+        server that sends them on: one write to the client per list, not per answer."""
+        request = share(parse_request(request))
+        tasks, timers = self._launch(request, user, platforms)
+        done: list[asyncio.Task[PlatformResult]] = []
+        news = asyncio.Event()
+
+        def arrived(task: asyncio.Task[PlatformResult]) -> None:
+            done.append(task)
+            news.set()
+
+        for task in tasks:
+            task.add_done_callback(arrived)
+        remaining = len(tasks)
+        try:
+            while remaining:
+                await news.wait()
+                news.clear()
+                batch = done[:]
+                del done[:]
+                remaining -= len(batch)
+                yield [task.result() for task in batch]
+        finally:
+            for timer in timers:
+                timer.cancel()
             for task in tasks:
                 task.cancel()
 
