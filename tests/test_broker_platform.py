@@ -132,3 +132,13 @@ def test_federation_with_a_slow_a_down_and_a_hanging_broker(tmp_path):
     assert by_name["stuck"].status == "ERROR" and "timeout" in by_name["stuck"].error
     assert took < 3  # bounded by the slowest timeout (1 s), not the sum of latencies
     assert order.index("fast") < order.index("slow") < order.index("stuck")
+
+
+def test_a_token_that_would_break_the_request_is_refused_without_showing_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("REMOTE_TOKEN", "s3cr3t\r\nX-Injected: 1")
+    with run_broker(answer_yes()) as broker:
+        platform = broker_platform(broker.url, tmp_path, token_env="REMOTE_TOKEN")
+        with pytest.raises(PlatformError) as caught:
+            asyncio.run(platform.offers(REQUEST))
+        assert "token" in str(caught.value) and "s3cr3t" not in str(caught.value)
+        assert broker.requests == []
