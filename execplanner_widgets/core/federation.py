@@ -46,8 +46,8 @@ else:  # pragma: no cover - Python 3.10
         return await asyncio.wait_for(call, timeout)
 
 
-def _expire(group: list[asyncio.Task[PlatformResult]], expired: set[asyncio.Task[Any]]) -> None:
-    for task in group:
+def _expire(group: set[asyncio.Task[PlatformResult]], expired: set[asyncio.Task[Any]]) -> None:
+    for task in list(group):
         if not task.done():
             expired.add(task)
             task.cancel()
@@ -167,12 +167,14 @@ class Federation:
         that have not answered are cancelled and answer ERROR (timeout)."""
         loop = asyncio.get_running_loop()
         expired: set[asyncio.Task[Any]] = set()
-        groups: dict[float, list[asyncio.Task[PlatformResult]]] = {}
+        groups: dict[float, set[asyncio.Task[PlatformResult]]] = {}
         tasks = []
         for platform in self._select(names):
             timeout = self.timeout_for(platform)
             task = loop.create_task(self._settle(platform, platform.offers(request, user=user), timeout, expired))
-            groups.setdefault(timeout, []).append(task)
+            group = groups.setdefault(timeout, set())
+            group.add(task)
+            task.add_done_callback(group.discard)  # the timer holds only the tasks still running
             tasks.append(task)
         now = loop.time()
         timers = [loop.call_at(now + timeout, _expire, group, expired) for timeout, group in groups.items()]
@@ -212,28 +214,30 @@ class Federation:
         server that sends them on: one write to the client per list, not per answer."""
         request = share(parse_request(request))
         tasks, timers = self._launch(request, user, platforms)
+        running = set(tasks)  # the answers already passed on are not kept: a server sends them and forgets them
+        del tasks
         done: list[asyncio.Task[PlatformResult]] = []
         news = asyncio.Event()
 
         def arrived(task: asyncio.Task[PlatformResult]) -> None:
+            running.discard(task)
             done.append(task)
             news.set()
 
-        for task in tasks:
+        for task in running:
             task.add_done_callback(arrived)
-        remaining = len(tasks)
         try:
-            while remaining:
+            while running or done:
                 await news.wait()
                 news.clear()
                 batch = done[:]
                 del done[:]
-                remaining -= len(batch)
                 yield [task.result() for task in batch]
+                del batch
         finally:
             for timer in timers:
                 timer.cancel()
-            for task in tasks:
+            for task in list(running):
                 task.cancel()
 
     async def start(self) -> None:
