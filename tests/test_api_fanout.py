@@ -4,7 +4,10 @@ others answer; in the stream the fast answers arrive first, before the hanging p
 from __future__ import annotations
 
 import json
+import threading
 import time
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from brokers import answer_no, answer_yes, garbage, hang, run_broker, static_entry, write_platforms
@@ -109,3 +112,83 @@ async def test_stream_sends_fast_answers_before_the_hanging_platform_times_out(j
         raise AssertionError(f"{name} never arrived")
 
     assert arrival_of("slower") < arrival_of("stuck"), [(round(m, 2), c[:40]) for m, c in arrivals]
+
+
+# ------------------------------------------------ the kernel client reads POST offers as it arrives
+
+
+def _result(name: str) -> dict:
+    return {"platform": name, "title": f"Platform {name}", "status": "ERROR", "error": 'é, ]} " [', "elapsed": 0.1}
+
+
+@contextmanager
+def _list_server(pieces: list[bytes]):
+    """A real HTTP/1.1 server on 127.0.0.1 answering ``POST .../offers`` with ``pieces``, each
+    sent as its own chunk after a pause (so the client gets the list in awkward parts)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for piece in pieces:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                self.wfile.flush()
+                time.sleep(0.01)
+            self.wfile.write(b"0\r\n\r\n")
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _backend(url: str):
+    import httpx
+
+    from execplanner_widgets.client.discovery import ServerInfo
+    from execplanner_widgets.client.server import ServerBackend
+
+    return ServerBackend(ServerInfo(url, "t", "test"), httpx.Client(), 10)
+
+
+@pytest.mark.parametrize("size", [1, 7, 4096])
+def test_the_kernel_reads_the_list_of_results_in_any_pieces(size):
+    text = " [\n" + ",\r\n ".join(json.dumps(_result(name)) for name in ("a", "b", "c")) + "\t]\n"
+    data = text.encode()
+    pieces = [data[index : index + size] for index in range(0, len(data), size)]
+    with _list_server(pieces) as url:
+        backend = _backend(url)
+        try:
+            results = backend.offers(REQUEST, None)
+        finally:
+            backend.close()
+    assert [(result.platform, result.error) for result in results] == [(n, 'é, ]} " [') for n in "abc"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"[", b'[{"platform": "a"', b"{}", b"[1]", b'[{"a": 1}} ]', b"[] []", b"[,]", b'[{"a": 1},]', b"\xff["],
+)
+def test_a_list_that_is_not_one_is_a_clear_error(body):
+    from execplanner_widgets.client.errors import PlannerError
+
+    with _list_server([body] if body else []) as url:
+        backend = _backend(url)
+        try:
+            with pytest.raises((PlannerError, ValueError)) as caught:
+                backend.offers(REQUEST, None)
+        finally:
+            backend.close()
+    assert "not JSON" in str(caught.value) or "Field required" in str(caught.value)
