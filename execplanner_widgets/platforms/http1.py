@@ -351,7 +351,9 @@ class Pool:
         if len(stack) >= MAX_IDLE_PER_ORIGIN:
             connection.close()
             return
-        connection.idle_since = asyncio.get_running_loop().time()
+        now = connection.idle_since = asyncio.get_running_loop().time()
+        if stack and now - stack[0].idle_since >= IDLE_SECONDS:  # the oldest, unused since a bigger burst
+            stack.pop(0).close()
         stack.append(connection)
 
     def _reusable(self, key: tuple[Origin, int]) -> _Connection | None:
