@@ -228,8 +228,10 @@ class OffersStreamHandler(ProxyHandler):
             async for batch in batches:  # the answers that came together leave together
                 for result in batch:
                     self.write(stream_format.item(result.to_wire()))
+                    count += 1
+                    if count == 1:  # the first answer leaves before the others of its batch are serialised
+                        await self.flush()
                 await self.flush()
-                count += len(batch)
             self.write(stream_format.end(count))
         except StreamClosedError:
             self.log.debug("ExecPlanner: the client left the offers stream after %d result(s)", count)
