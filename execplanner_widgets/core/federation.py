@@ -10,6 +10,7 @@ same results as they arrive, for user interfaces that fill in progressively.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import sys
 import time
@@ -50,6 +51,64 @@ def _expire(group: set[asyncio.Task[PlatformResult]], expired: set[asyncio.Task[
     for task in list(group):
         if not task.done():
             expired.add(task)
+            task.cancel()
+
+
+class _FanOut:
+    """One question put to many platforms: a task per platform, started in configuration order,
+    and one deadline timer per distinct timeout (not one per platform): when it fires, the
+    platforms of that timeout still running are cancelled and answer ERROR (timeout). Every
+    finished task is counted in ``remaining``, noted in ``finished`` (unless ``ordered``: then
+    ``tasks`` keeps them all in order) and announced by ``news``. One callback and one context
+    for all tasks: nothing is allocated per platform beyond its task."""
+
+    def __init__(
+        self,
+        federation: Federation,
+        request: ExecutionRequest,
+        user: str | None,
+        names: Iterable[str] | None,
+        *,
+        ordered: bool,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        self.ordered = ordered
+        self.expired: set[asyncio.Task[Any]] = set()
+        self.group_of: dict[asyncio.Task[PlatformResult], set[asyncio.Task[PlatformResult]]] = {}
+        self.tasks: list[asyncio.Task[PlatformResult]] = []
+        self.finished: list[asyncio.Task[PlatformResult]] = []
+        self.news = asyncio.Event()
+        groups: dict[float, set[asyncio.Task[PlatformResult]]] = {}
+        context = contextvars.copy_context()
+        done = self._done
+        for platform in federation._select(names):
+            timeout = federation.timeout_for(platform)
+            call = platform.offers(request, user=user)
+            task = loop.create_task(federation._settle(platform, call, timeout, self.expired))
+            group = groups.setdefault(timeout, set())
+            group.add(task)
+            self.group_of[task] = group
+            task.add_done_callback(done, context=context)
+            if ordered:
+                self.tasks.append(task)
+        self.remaining = len(self.group_of)
+        now = loop.time()
+        self.timers = [loop.call_at(now + timeout, _expire, group, self.expired) for timeout, group in groups.items()]
+
+    def _done(self, task: asyncio.Task[PlatformResult]) -> None:
+        group = self.group_of.pop(task, None)
+        if group is not None:
+            group.discard(task)
+        self.remaining -= 1
+        if not self.ordered:
+            self.finished.append(task)
+        self.news.set()
+
+    def close(self) -> None:
+        """Stop the deadline timers and cancel what still runs (the reader left, or was cancelled)."""
+        for timer in self.timers:
+            timer.cancel()
+        for task in list(self.group_of):
             task.cancel()
 
 
@@ -159,40 +218,19 @@ class Federation:
             return list(self.platforms)
         return [self.get(name) for name in names]
 
-    def _launch(
-        self, request: ExecutionRequest, user: str | None, names: Iterable[str] | None
-    ) -> tuple[list[asyncio.Task[PlatformResult]], list[asyncio.TimerHandle]]:
-        """One task per platform, started in configuration order, and one deadline timer per
-        distinct timeout (not a timer per platform): when it fires, the platforms of that timeout
-        that have not answered are cancelled and answer ERROR (timeout)."""
-        loop = asyncio.get_running_loop()
-        expired: set[asyncio.Task[Any]] = set()
-        groups: dict[float, set[asyncio.Task[PlatformResult]]] = {}
-        tasks = []
-        for platform in self._select(names):
-            timeout = self.timeout_for(platform)
-            task = loop.create_task(self._settle(platform, platform.offers(request, user=user), timeout, expired))
-            group = groups.setdefault(timeout, set())
-            group.add(task)
-            task.add_done_callback(group.discard)  # the timer holds only the tasks still running
-            tasks.append(task)
-        now = loop.time()
-        timers = [loop.call_at(now + timeout, _expire, group, expired) for timeout, group in groups.items()]
-        return tasks, timers
-
     async def offers(
         self, request: Any, *, user: str | None = None, platforms: Iterable[str] | None = None
     ) -> ResultList:
         """Every platform's answer, in configuration order."""
         request = share(parse_request(request))  # our own copy: platforms may share its encodings
-        tasks, timers = self._launch(request, user, platforms)
+        fan = _FanOut(self, request, user, platforms, ordered=True)
         try:
-            return ResultList(await asyncio.gather(*tasks))
+            while fan.remaining:
+                await fan.news.wait()
+                fan.news.clear()
+            return ResultList(task.result() for task in fan.tasks)
         finally:
-            for timer in timers:
-                timer.cancel()
-            for task in tasks:
-                task.cancel()
+            fan.close()
 
     async def stream_offers(
         self, request: Any, *, user: str | None = None, platforms: Iterable[str] | None = None
@@ -211,34 +249,20 @@ class Federation:
     ) -> AsyncIterator[list[PlatformResult]]:
         """Every platform's answer as it arrives, grouped: each list holds the answers that came
         while the reader was busy with the previous one (a single answer when it keeps up). For a
-        server that sends them on: one write to the client per list, not per answer."""
+        server that sends them on: one write to the client per list, not per answer; and no answer
+        is kept once passed on (a server sends them and forgets them)."""
         request = share(parse_request(request))
-        tasks, timers = self._launch(request, user, platforms)
-        running = set(tasks)  # the answers already passed on are not kept: a server sends them and forgets them
-        del tasks
-        done: list[asyncio.Task[PlatformResult]] = []
-        news = asyncio.Event()
-
-        def arrived(task: asyncio.Task[PlatformResult]) -> None:
-            running.discard(task)
-            done.append(task)
-            news.set()
-
-        for task in running:
-            task.add_done_callback(arrived)
+        fan = _FanOut(self, request, user, platforms, ordered=False)
         try:
-            while running or done:
-                await news.wait()
-                news.clear()
-                batch = done[:]
-                del done[:]
+            while fan.remaining or fan.finished:
+                await fan.news.wait()
+                fan.news.clear()
+                batch = fan.finished[:]
+                del fan.finished[:]
                 yield [task.result() for task in batch]
                 del batch
         finally:
-            for timer in timers:
-                timer.cancel()
-            for task in list(running):
-                task.cancel()
+            fan.close()
 
     async def start(self) -> None:
         for platform in self.platforms:

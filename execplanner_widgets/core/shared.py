@@ -31,13 +31,13 @@ def share(request: T) -> T:
     return request
 
 
-def once(request: object, key: Hashable, make: Callable[[], T]) -> T:
-    """``make()``, computed once per shared ``request`` and ``key`` (every time for a request not shared)."""
+def once(request: object, key: Hashable, make: Callable[..., T], *args: Any) -> T:
+    """``make(*args)``, computed once per shared ``request`` and ``key`` (every time for a request not shared)."""
     table = _SHARED.get(id(request))
     if table is None:
-        return make()
+        return make(*args)
     try:
         return table[key]
     except KeyError:
-        value = table[key] = make()
+        value = table[key] = make(*args)
         return value

@@ -46,6 +46,10 @@ _HEADERS = {"Accept": "application/json, application/yaml;q=0.9", "User-Agent": 
 _HEADERS_WITH_BODY = {**_HEADERS, "Content-Type": "application/json"}
 
 
+def _encode_request(request: ExecutionRequest, dialect: str) -> bytes:
+    return _json_bytes(write_request(request.to_broker(), dialect))
+
+
 def _json_bytes(document: Any) -> bytes:
     """A request body as JSON (UTF-8, compact, no NaN), as httpx's ``json=`` wrote it."""
     return json.dumps(document, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
@@ -288,9 +292,7 @@ class BrokerPlatform(Platform):
 
     async def offers(self, request: ExecutionRequest, *, user: str | None = None) -> OfferSetResponse:
         dialect = self.options.dialect
-        body = once(
-            request, ("broker-request", dialect), lambda: _json_bytes(write_request(request.to_broker(), dialect))
-        )
+        body = once(request, ("broker-request", dialect), _encode_request, request, dialect)
         status, document = await self._call("POST", self._url("requests"), body)
         document = self._check(status, document, "the offer set")
         try:

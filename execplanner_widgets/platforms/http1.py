@@ -313,8 +313,9 @@ class Pool:
             message = head + b"\r\n"
         else:
             message = head + b"Content-Length: %d\r\n\r\n" % len(body) + body
-        for attempt in (0, 1):
-            connection = self._reusable(key) if attempt == 0 else None
+        retried = False
+        while True:
+            connection = None if retried else self._reusable(key)
             reused = connection is not None
             if connection is None:
                 connection = await self._connect(key, tls, connect_timeout)
@@ -322,11 +323,14 @@ class Pool:
             try:
                 assert connection.transport is not None
                 connection.transport.write(message)
-                response, keep = await _read_response(connection, method, max_body, read_timeout)
+                await connection.more(read_timeout)
+                whole = _whole(connection, method, max_body)  # the usual case: all of it in one go
+                response, keep = whole or await _read_response(connection, method, max_body, read_timeout)
             except ProtocolError:
                 dropped = connection.closed and not connection.received  # closed by the server, nothing said
                 connection.close()
-                if reused and dropped:
+                if reused and dropped and not retried:
+                    retried = True
                     continue  # an idle connection the server had just closed: once more, on a new one
                 raise
             except asyncio.CancelledError:
@@ -337,7 +341,6 @@ class Pool:
                 raise
             self._done(connection, keep)
             return response
-        raise ProtocolError("the server closed the connection before answering")  # pragma: no cover
 
     def _done(self, connection: _Connection, keep: bool) -> None:
         """Back to the pool after a complete answer that allows it; else closed."""
@@ -507,6 +510,32 @@ async def _read_response(connection: _Connection, method: str, max_body: int, ti
         await connection.more(timeout)
     body = bytes(buffer[:length])
     del buffer[:length]
+    return Response(status, headers, body), keep
+
+
+def _whole(connection: _Connection, method: str, max_body: int) -> tuple[Response, bool] | None:
+    """The answer, if it has come whole and is framed the simple way (a final status, then
+    Content-Length or no body); None otherwise, consuming nothing, and :func:`_read_response` reads
+    it from the same bytes (interim answers, chunks, a body still on its way, errors)."""
+    buffer = connection.buffer
+    end = buffer.find(b"\r\n\r\n")
+    if end < 0 or end > MAX_HEAD_BYTES:
+        return None
+    status, minor, headers = _parse_head(bytes(buffer[:end]))
+    if status < 200 or "transfer-encoding" in headers:
+        return None
+    length: int | None = 0
+    if method != "HEAD" and status not in (204, 304):
+        declared = headers.get("content-length")
+        length = None if declared is None else _content_length(declared)
+        if length is None or length > max_body:
+            return None
+    start = end + 4
+    if len(buffer) < start + length:
+        return None
+    body = bytes(buffer[start : start + length])
+    del buffer[: start + length]
+    keep = minor == 1 and "close" not in headers.get("connection", "").lower()
     return Response(status, headers, body), keep
 
 
