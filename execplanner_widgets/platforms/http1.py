@@ -393,6 +393,16 @@ class Pool:
             raise ConnectFailed(f"cannot connect to {origin.host}:{origin.port}: {error}") from None
         return connection
 
+    def idle(self, origin: Origin | None = None) -> int:
+        """How many open connections wait to be reused (to ``origin`` only, if given)."""
+        return sum(
+            1
+            for key, stack in self._idle.items()
+            if origin is None or key[0] == origin
+            for connection in stack
+            if not connection.closed
+        )
+
     def close_idle(self, origin: Origin | None = None) -> None:
         """Close the idle connections (to ``origin`` only, if given); busy ones are kept until done."""
         for key in list(self._idle):
