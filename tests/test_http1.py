@@ -278,3 +278,91 @@ def test_targets_are_escaped_not_sent_raw():
     origin, target = http1.origin_and_target("http://Example.ORG:8080/a b/%41?q=a b#frag")
     assert origin == http1.Origin("http", "example.org", 8080)
     assert target == "/a%20b/%41?q=a%20b"
+
+
+# ------------------------------------------------------------------------------------------ TLS
+
+
+def _self_signed(folder) -> tuple[str, str]:
+    """A certificate for 127.0.0.1, signed by itself (cryptography comes with the test extras)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return str(cert_path), str(key_path)
+
+
+def test_tls_is_verified_with_the_context_given_and_connections_are_kept(tmp_path):
+    import ssl
+
+    cert, key = _self_signed(tmp_path)
+    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_side.load_cert_chain(cert, key)
+    answer = ok(b'{"result": "NO", "meta": {"messages": [{"message": "busy"}]}}')
+
+    async def scenario():
+        connections = 0
+
+        async def serve(reader, writer):
+            nonlocal connections
+            connections += 1
+            try:
+                await answering(answer)(reader, writer)
+            except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+                pass
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_side)
+        url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/broker/"
+        try:
+            trusting = ssl.create_default_context(cafile=cert)
+            for _ in range(2):
+                got = await http1.pool().request("GET", url, headers=HEADERS, max_body=1000, tls=trusting)
+                assert got.status == 200 and b"busy" in got.body
+            assert connections == 1
+
+            with pytest.raises(http1.ConnectFailed):  # the system's trust store does not know this certificate
+                await http1.pool().request("GET", url, headers=HEADERS, max_body=1000, tls=ssl.create_default_context())
+
+            from execplanner_widgets.core.platform import PlatformContext, PlatformError
+            from execplanner_widgets.model import parse_request
+            from execplanner_widgets.platforms.broker import BrokerPlatform
+
+            request = parse_request({"executable": {"kind": "jupyter-notebook", "location": "a.ipynb"}})
+            checked = BrokerPlatform.from_config("tls", None, {"url": url}, PlatformContext(data_dir=tmp_path))
+            with pytest.raises(PlatformError, match="cannot connect"):
+                await checked.offers(request)
+            unchecked = BrokerPlatform.from_config(
+                "tls", None, {"url": url, "verify": False}, PlatformContext(data_dir=tmp_path)
+            )
+            assert (await unchecked.offers(request)).reasons == ["busy"]
+        finally:
+            http1.pool().close_idle()
+            server.close()
+
+    run(scenario())
