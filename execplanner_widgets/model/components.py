@@ -67,11 +67,19 @@ class WireModel(BaseModel):
 
 
 def _prune(value: Any) -> Any:
-    """Drop empty lists and mappings, recursively; keep zeros and empty strings, which mean something."""
-    if isinstance(value, dict):
-        pruned = {key: _prune(item) for key, item in value.items()}
-        return {key: item for key, item in pruned.items() if item not in ([], {})}
-    if isinstance(value, list):
+    """Drop empty lists and mappings, recursively; keep zeros and empty strings, which mean something.
+
+    Only plain dicts and lists come here (a JSON-mode dump), so their exact types are tested: this
+    runs over every answer a federation relays."""
+    kind = type(value)
+    if kind is dict:
+        pruned = {}
+        for key, item in value.items():
+            item = _prune(item)
+            if (type(item) is not list and type(item) is not dict) or item:
+                pruned[key] = item
+        return pruned
+    if kind is list:
         return [_prune(item) for item in value]
     return value
 

@@ -14,6 +14,7 @@ kept exactly as written: the platform that receives it decides, and says NO, as 
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Literal
 
@@ -110,7 +111,15 @@ def canonical_kind(value: str, category: str | None = None) -> str:
 
     ``category`` picks the right family when a short name could be ambiguous, and guards against a
     data kind being accepted as an executable: a known name of another category is kept verbatim.
+    Answers for short texts are remembered: an offer set names the same few kinds many times.
     """
+    if type(value) is str and len(value) <= 256:
+        return _canonical_cached(value, category)
+    return _canonical(value, category)
+
+
+def _canonical(value: str, category: str | None) -> str:
+    """:func:`canonical_kind`."""
     text = value.strip()
     candidates = [text]
     for pattern in _URI_PATTERNS:
@@ -123,6 +132,9 @@ def canonical_kind(value: str, category: str | None = None) -> str:
         if found and (category is None or found[0] == category):
             return kind_uri(*found)
     return text
+
+
+_canonical_cached = functools.lru_cache(maxsize=1024)(_canonical)
 
 
 def short_kind(value: str | None) -> str:

@@ -12,6 +12,7 @@ request such as ``min: 8G, max: 8G`` never turns into ``min > max``.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from datetime import timedelta
@@ -99,6 +100,14 @@ def parse_size_gib(value: object, *, units: str | None = None) -> int:
     ExecutionBroker ``MinMaxComputeLong`` carries), and strings such as ``"32Gi"``, ``"8G"``,
     ``"512Mi"``, ``"1.5T"`` or ``"64"``.
     """
+    # exact types: a bool (equal to 0 or 1 as a cache key) or a float takes the long way
+    if type(value) is int or (type(value) is str and len(value) <= _CACHED_TEXT):
+        return _size_cached(value, units)
+    return _size(value, units)
+
+
+def _size(value: object, units: str | None) -> int:
+    """:func:`parse_size_gib`."""
     if isinstance(value, bool):
         raise UnitError(f"expected a size such as 8, '8Gi' or '512Mi', got {value!r}")
     if isinstance(value, (int, float, Decimal)):
@@ -122,6 +131,9 @@ def parse_size_gib(value: object, *, units: str | None = None) -> int:
     size_bytes = number * _SIZE_UNITS[unit]
     gib = size_bytes / GIB
     return int(math.ceil(gib))
+
+
+_size_cached = functools.lru_cache(maxsize=1024)(_size)
 
 
 def format_size(gib: int | None) -> str:
@@ -157,35 +169,49 @@ def parse_duration(value: object) -> timedelta:
     elif isinstance(value, (int, float)):
         result = timedelta(seconds=float(value))
     elif isinstance(value, str):
-        text = value.strip()
-        iso = _ISO_DURATION_RE.match(text)
-        short = None if iso else _SHORTHAND_RE.match(text)
-        match = iso or short
-        words = None if match and any(match.groupdict().values()) else _duration_words(text)
-        if words is not None and any(words.values()):
-            result = timedelta(
-                weeks=words["w"], days=words["d"], hours=words["h"], minutes=words["m"], seconds=words["s"]
-            )
-            if result < timedelta(0):  # pragma: no cover - the pattern admits no sign
-                raise UnitError(f"a duration cannot be negative, got {value!r}")
-            return result
-        if not text or not match or not any(match.groupdict().values()):
-            if _CALENDAR_DURATION_RE.match(text) or _CALENDAR_YEARS_RE.match(text) or _CALENDAR_WORDS_RE.search(text):
-                raise UnitError(
-                    f"durations in years or months depend on the calendar; write days or weeks instead "
-                    f"(e.g. '90 days' or 'P90D'), got {value!r}"
-                )
-            raise UnitError(
-                f"expected a duration such as '2 hours', '9h30m', '10m', '2d' or an ISO 8601 duration such as 'PT9H30M', "
-                f"got {value!r}"
-            )
-        parts = {key: _to_float(val) for key, val in match.groupdict().items()}
-        result = timedelta(weeks=parts["w"], days=parts["d"], hours=parts["h"], minutes=parts["m"], seconds=parts["s"])
+        return _duration_text_cached(value) if len(value) <= _CACHED_TEXT else _duration_text(value)
     else:
         raise UnitError(f"expected a duration such as 'PT1H' or '9h30m', got {value!r}")
     if result < timedelta(0):
         raise UnitError(f"a duration cannot be negative, got {value!r}")
     return result
+
+
+#: Texts up to this length are parsed once and remembered (an offer set repeats the same few
+#: durations and sizes hundreds of times; a long text is rare and not worth keeping).
+_CACHED_TEXT = 64
+
+
+def _duration_text(value: str) -> timedelta:
+    """:func:`parse_duration` of a text."""
+    text = value.strip()
+    iso = _ISO_DURATION_RE.match(text)
+    short = None if iso else _SHORTHAND_RE.match(text)
+    match = iso or short
+    words = None if match and any(match.groupdict().values()) else _duration_words(text)
+    if words is not None and any(words.values()):
+        result = timedelta(weeks=words["w"], days=words["d"], hours=words["h"], minutes=words["m"], seconds=words["s"])
+        if result < timedelta(0):  # pragma: no cover - the pattern admits no sign
+            raise UnitError(f"a duration cannot be negative, got {value!r}")
+        return result
+    if not text or not match or not any(match.groupdict().values()):
+        if _CALENDAR_DURATION_RE.match(text) or _CALENDAR_YEARS_RE.match(text) or _CALENDAR_WORDS_RE.search(text):
+            raise UnitError(
+                f"durations in years or months depend on the calendar; write days or weeks instead "
+                f"(e.g. '90 days' or 'P90D'), got {value!r}"
+            )
+        raise UnitError(
+            f"expected a duration such as '2 hours', '9h30m', '10m', '2d' or an ISO 8601 duration such as 'PT9H30M', "
+            f"got {value!r}"
+        )
+    parts = {key: _to_float(val) for key, val in match.groupdict().items()}
+    result = timedelta(weeks=parts["w"], days=parts["d"], hours=parts["h"], minutes=parts["m"], seconds=parts["s"])
+    if result < timedelta(0):  # pragma: no cover - the patterns admit no sign
+        raise UnitError(f"a duration cannot be negative, got {value!r}")
+    return result
+
+
+_duration_text_cached = functools.lru_cache(maxsize=1024)(_duration_text)
 
 
 def format_duration(value: timedelta) -> str:
