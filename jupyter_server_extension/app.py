@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
-from traitlets import Dict, Float, Int, TraitError, Unicode, default, validate
+from tornado.ioloop import IOLoop
+from traitlets import Bool, Dict, Float, Int, TraitError, Unicode, default, validate
 
 from execplanner_widgets.core.config import ConfigError, build_federation, load_platforms_file, resolve_platforms_path
 from execplanner_widgets.core.federation import Federation
@@ -65,6 +67,16 @@ class ExecPlanner(ExtensionApp):
         "a larger answer is an ERROR result for that platform.",
     )
 
+    freeze_startup_objects = Bool(
+        True,
+        config=True,
+        help="Once the server runs, collect garbage and move every object that survived start-up (modules, "
+        "classes, configuration: hundreds of thousands) out of the garbage collector's sight (gc.freeze). "
+        "A fan-out to hundreds of platforms makes many short-lived objects, and each full collection "
+        "would walk all of start-up's objects again (measured: a 1,000-platform question through the "
+        "proxy 2.5x -> 2.1x the platforms' latency). Undone when the extension stops.",
+    )
+
     @validate("timeout", "overall_timeout")
     def _positive_seconds(self, proposal: Any) -> float:
         if proposal["value"] <= 0:
@@ -105,6 +117,8 @@ class ExecPlanner(ExtensionApp):
             self.config_error = _describe_problem(error, path)
             for line in self.config_error.splitlines():
                 self.log.error("ExecPlanner: %s", line)
+        if self.freeze_startup_objects:
+            IOLoop.current().add_callback(self._freeze_startup_objects)
 
     def _build(self, path: Path, is_demo: bool) -> None:
         config = load_platforms_file(path)
@@ -161,8 +175,21 @@ class ExecPlanner(ExtensionApp):
         if self.config_error is None:
             await self.federation.start()
 
+    _froze = False
+
+    def _freeze_startup_objects(self) -> None:
+        """See :attr:`freeze_startup_objects` (run on the server's loop once it has started, so the
+        objects of every extension's start-up are included; garbage is collected first)."""
+        gc.collect()
+        gc.freeze()
+        self._froze = True
+        self.log.debug("ExecPlanner: %d objects of start-up frozen out of garbage collection", gc.get_freeze_count())
+
     async def stop_extension(self) -> None:
         """Close the platforms; never raises (a server must always be stoppable)."""
+        if self._froze:
+            gc.unfreeze()  # back to the oldest generation: collectable again (a server in a test process)
+            self._froze = False
         federation = getattr(self, "federation", None)
         if federation is None:
             return

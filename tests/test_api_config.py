@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 import logging
 
@@ -82,3 +84,17 @@ async def test_unknown_platform_timeout_names_are_warned_about(jp_serverapp, cap
     caplog.set_level(logging.WARNING)
     _extension(jp_serverapp)._apply_timeouts()
     assert "'ghost', which is not a configured platform" in caplog.text
+
+
+async def test_startup_objects_are_frozen_out_of_garbage_collection_until_the_extension_stops(jp_serverapp):
+    """``freeze_startup_objects`` (on by default): once the server's loop runs, what survived start-up
+    is moved out of the collector's sight (``gc.freeze``); stopping the extension gives it back."""
+    extension = _extension(jp_serverapp)
+    assert extension.freeze_startup_objects
+    for _ in range(50):  # the freeze is a callback on the server's loop
+        if extension._froze:
+            break
+        await asyncio.sleep(0.01)
+    assert extension._froze and gc.get_freeze_count() > 1000
+    await extension.stop_extension()
+    assert not extension._froze and gc.get_freeze_count() == 0
