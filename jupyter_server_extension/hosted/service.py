@@ -46,8 +46,8 @@ from .store import (
     Store,
     add_event,
     events_of,
-    prefetch_events,
     select_holds,
+    sessions_with_histories,
 )
 from .tables import SLOT_BOOKED, SLOT_RELEASED, run_under_way
 
@@ -438,17 +438,15 @@ class BookingService:
         return _with_events(session, row)
 
     def _prepare_accepts(self, session: Session, uuids: list[str]) -> None:
-        """Read what a batch of accepts will read, in two queries for the whole batch: the offers
-        with the open offers of their sets, and their histories (a batch then costs the same few
+        """Read what a batch of accepts will read, in one query for the whole batch: the offers with
+        the open offers of their sets, and the offers' histories (a batch then costs the same few
         round trips to PostgreSQL whatever its size)."""
-        with session.no_autoflush:  # the rows come into the session; nothing is pending yet
-            found = session.scalars(_OFFERS_AND_SIBLINGS, {"uuids": uuids}).all()
+        asked = set(uuids)
+        found = sessions_with_histories(session, _OFFERS_AND_SIBLINGS, {"uuids": uuids}, asked)
         families: dict[str, list[SessionRow]] = {}
         for item in found:
             families.setdefault(item.offerset, []).append(item)
-        asked = [item for item in found if item.uuid in set(uuids)]
-        session.info[_FAMILIES] = {item.uuid: families[item.offerset] for item in asked}
-        prefetch_events(session, [item.uuid for item in asked])
+        session.info[_FAMILIES] = {item.uuid: families[item.offerset] for item in found if item.uuid in asked}
 
     def _family(self, session: Session, uuid: str) -> list[SessionRow]:
         """The offer ``uuid`` and the other open offers of its set, as this transaction has them

@@ -29,6 +29,7 @@ from sqlalchemy import Engine, bindparam, create_engine, func, insert, inspect, 
 from sqlalchemy import event as event_module
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql import Select
 
 from execplanner_widgets.model.phases import FINAL_PHASES, OFFERED_PHASES, RELEASED_PHASES, SessionPhase, values
 
@@ -48,7 +49,7 @@ __all__ = [
     "add_events",
     "default_db_url",
     "events_of",
-    "prefetch_events",
+    "sessions_with_histories",
     "select_holds",
 ]
 
@@ -445,11 +446,30 @@ _SELECT_EVENTS = select(*(EventRow.__table__.c[key] for key in ("id", *_EVENT_CO
 _SELECT_EVENTS_OF_ONE = _SELECT_EVENTS.where(EventRow.session == bindparam("one"))
 
 
-def prefetch_events(session: Session, uuids: list[str]) -> None:
-    """Read the histories of ``uuids`` in one query for the rest of this transaction: the steps of a
-    batch that each read one history then read none (:func:`events_of` uses them)."""
-    found = _stored_events(session, uuids)
-    session.info.setdefault(_PREFETCHED, {}).update(found)
+def sessions_with_histories(
+    session: Session, rows: Select[tuple[SessionRow]], params: dict[str, Any], asked: set[str]
+) -> list[SessionRow]:
+    """The sessions ``rows`` selects, with the histories of the ``asked`` ones joined in (one
+    statement, one round trip), kept for the rest of this transaction: :func:`events_of` then reads
+    none of them again. Without flushing: what is pending stays so."""
+    table = EventRow.__table__
+    joined = table.c.session == SessionRow.uuid
+    query = rows.add_columns(*_SELECT_EVENTS.selected_columns).outerjoin(
+        table, joined & SessionRow.uuid.in_(sorted(asked))
+    )
+    found: dict[str, SessionRow] = {}
+    histories: dict[str, list[EventRow]] = {uuid: [] for uuid in asked}
+    with session.no_autoflush:
+        for row, *event in session.execute(query.order_by(table.c.id), params):
+            found.setdefault(row.uuid, row)
+            if event[0] is not None:
+                histories[row.uuid].append(_event(*event))
+    session.info.setdefault(_PREFETCHED, {}).update({uuid: items for uuid, items in histories.items() if uuid in found})
+    return list(found.values())
+
+
+def _event(id: int, session: str, time: datetime, level: str, phase: str | None, message: str) -> EventRow:
+    return EventRow(id=id, session=session, time=time, level=level, phase=phase, message=message)
 
 
 def _stored_events(session: Session, uuids: list[str]) -> dict[str, list[EventRow]]:
@@ -458,22 +478,13 @@ def _stored_events(session: Session, uuids: list[str]) -> dict[str, list[EventRo
         return found
     query = _SELECT_EVENTS_OF_ONE if len(uuids) == 1 else _SELECT_EVENTS.where(EventRow.session.in_(uuids))
     for item in session.connection().execute(query.order_by(EventRow.id), {"one": uuids[0]}):
-        found[item.session].append(
-            EventRow(
-                id=item.id,
-                session=item.session,
-                time=item.time,
-                level=item.level,
-                phase=item.phase,
-                message=item.message,
-            )
-        )
+        found[item.session].append(_event(*item))
     return found
 
 
 def events_of(session: Session, uuids: list[str]) -> dict[str, list[EventRow]]:
     """The history of each of ``uuids``, oldest first: the stored events (read in plain SQL,
-    without flushing the session, or read ahead by :func:`prefetch_events`) and those
+    without flushing the session, or read ahead by :func:`sessions_with_histories`) and those
     :func:`add_event` keeps for the commit."""
     prefetched = session.info.get(_PREFETCHED) or {}
     found = {uuid: list(prefetched[uuid]) for uuid in uuids if uuid in prefetched}
