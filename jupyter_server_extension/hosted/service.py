@@ -2,10 +2,11 @@
 serialised transaction, with the executor asked where the engine has its own say.
 
 The decisions are synchronous (SQLAlchemy sessions) and run in the platform's database threads. Every
-one that can change the calendar runs in :meth:`Store.write`, reads ``now`` *after* it has the
-platform's lock, and reads the holds it decides on inside the same transaction: two requests or two
-accepts can never decide on the same free capacity. Accepting re-checks the capacity as well, so even
-a configuration change between offer and accept cannot overbook.
+one that can change the calendar runs in a :meth:`Store.write` transaction (shared by the offers and
+accepts that arrive together: :mod:`.group_commit`), reads ``now`` *after* it has the platform's
+lock, and decides on the calendar as that transaction has it: two requests or two accepts can never
+decide on the same free capacity. Accepting re-checks the capacity as well, so even a configuration
+change between offer and accept cannot overbook.
 
 The executor's hooks are asynchronous and run on the engine loop, outside the transactions: its
 :meth:`~.executors.Executor.external_holds` are read just before a decision and added to the
@@ -123,7 +124,7 @@ class BookingService:
         self._db = db
         self._engine = engine
         # the calendar in memory, kept in step by the store (see calendar_live): a question reads
-        # no bookings; the database stays the truth and accepting re-checks against it
+        # no bookings, and neither does the re-check of an accept; the database stays the truth
         self.live = LiveCalendar(platform)
         store.watch(platform, self.live)
         # offers and accepts that arrive together share one write transaction
