@@ -144,6 +144,7 @@ def _settle(step: _Step, value: Any, error: BaseException | None) -> None:
         else:
             step.future.set_result(value)
 
-    if step.loop.is_closed():
-        return
-    step.loop.call_soon_threadsafe(settle)
+    try:
+        step.loop.call_soon_threadsafe(settle)
+    except RuntimeError:  # the caller's loop closed meanwhile: nobody is waiting any more
+        pass
