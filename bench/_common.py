@@ -9,13 +9,9 @@ and noisy); nothing here is a pass/fail test.
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -72,54 +68,14 @@ def jupyter_server(root: Path, platforms_file: Path, **kwargs: Any) -> Iterator[
         yield server
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _postgres_binary(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
-    return str(candidates[-1]) if candidates else None
-
-
 @contextmanager
 def postgres() -> Iterator[str | None]:
-    """A throw-away PostgreSQL on 127.0.0.1 (as ``postgres`` when run as root); None if unavailable."""
-    initdb, pg_ctl = _postgres_binary("initdb"), _postgres_binary("pg_ctl")
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        initdb = None
-    if not initdb or not pg_ctl:
-        yield None
-        return
-    prefix: list[str] = []
-    owner = None
-    if os.geteuid() == 0:
-        import pwd
+    """A throw-away PostgreSQL on 127.0.0.1 (the tests' ``postgres_server``); None if unavailable."""
+    from postgres_server import PostgresUnavailable, throwaway_postgres
 
+    with ExitStack() as stack:
         try:
-            owner = pwd.getpwnam("postgres")
-        except KeyError:
-            yield None
-            return
-        prefix = ["runuser", "-u", "postgres", "--"]
-    folder = Path(tempfile.mkdtemp(prefix="execplanner-bench-pg-"))
-    if owner is not None:
-        os.chown(folder, owner.pw_uid, owner.pw_gid)
-    data, port = folder / "data", _free_port()
-    run: dict[str, Any] = {"check": True, "capture_output": True, "timeout": 120}
-    subprocess.run([*prefix, initdb, "-D", str(data), "-U", "execplanner", "--auth=trust", "-E", "UTF8"], **run)
-    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
-    subprocess.run([*prefix, pg_ctl, "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"], **run)
-    try:
-        yield f"postgresql+psycopg://execplanner@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(
-            [*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"], capture_output=True, timeout=60
-        )
-        shutil.rmtree(folder, ignore_errors=True)
+            url: str | None = stack.enter_context(throwaway_postgres(max_connections=200))
+        except PostgresUnavailable:
+            url = None
+        yield url

@@ -5,17 +5,13 @@ here in a temporary folder when PostgreSQL and psycopg are installed; skipped ot
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
 import threading
 import time
+from contextlib import ExitStack
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
+from postgres_server import PostgresUnavailable, throwaway_postgres
 from sqlalchemy import select, text
 from test_hosted_support import DATA, request_document
 
@@ -112,53 +108,15 @@ def test_unusable_database_urls_are_explained():
 # ------------------------------------------------------------------------------ PostgreSQL
 
 
-def _postgres_binary(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
-    return str(candidates[-1]) if candidates else None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def postgres_url():
-    """A throw-away PostgreSQL server on 127.0.0.1 (as the ``postgres`` user when run as root)."""
-    pytest.importorskip("psycopg")
-    initdb, pg_ctl = _postgres_binary("initdb"), _postgres_binary("pg_ctl")
-    if not initdb or not pg_ctl:
-        pytest.skip("PostgreSQL (initdb, pg_ctl) is not installed")
-    prefix: list[str] = []
-    if os.geteuid() == 0:
-        if not shutil.which("runuser"):
-            pytest.skip("running as root without runuser: cannot start PostgreSQL")
+    """A throw-away PostgreSQL server on 127.0.0.1 (:mod:`postgres_server`), for this module."""
+    with ExitStack() as stack:
         try:
-            import pwd
-
-            owner = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root and there is no postgres user to run PostgreSQL")
-        prefix = ["runuser", "-u", "postgres", "--"]
-    folder = Path(tempfile.mkdtemp(prefix="execplanner-pg-"))
-    if prefix:
-        os.chown(folder, owner.pw_uid, owner.pw_gid)
-    data, port = folder / "data", _free_port()
-    run = {"check": True, "capture_output": True, "timeout": 120}
-    subprocess.run([*prefix, initdb, "-D", str(data), "-U", "execplanner", "--auth=trust", "-E", "UTF8"], **run)
-    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run([*prefix, pg_ctl, "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"], **run)
-    try:
-        yield f"postgresql+psycopg://execplanner@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(
-            [*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"], capture_output=True, timeout=60
-        )
-        shutil.rmtree(folder, ignore_errors=True)
+            url = stack.enter_context(throwaway_postgres())
+        except PostgresUnavailable as missing:
+            pytest.skip(str(missing))
+        yield url
 
 
 @pytest.mark.asyncio
