@@ -33,6 +33,7 @@ __all__ = [
     "Slot",
     "find_slots",
     "from_seconds",
+    "session_holds",
     "to_seconds",
 ]
 
@@ -62,6 +63,17 @@ class Hold:
 
     def amounts(self) -> tuple[int, int, int]:
         return self.cores, self.memory, self.storage
+
+
+def session_holds(
+    start: datetime, compute_end: datetime, storage_end: datetime, cores: int, memory: int, storage: int
+) -> list[Hold]:
+    """What a session holds: cores and memory until ``compute_end``, storage until ``storage_end``
+    (one hold when storage ends with the compute, else two)."""
+    begin, compute_until, storage_until = to_seconds(start), to_seconds(compute_end), to_seconds(storage_end)
+    if storage and storage_until > compute_until:
+        return [Hold(begin, compute_until, cores, memory, 0), Hold(begin, storage_until, 0, 0, storage)]
+    return [Hold(begin, compute_until, cores, memory, storage)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,14 +25,14 @@ import threading
 from collections.abc import Hashable, Iterator
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from execplanner_widgets.model.phases import OFFERED_PHASES, RELEASED_PHASES, SessionPhase, values
 
-from .calendar import Hold, to_seconds
+from .calendar import Hold, session_holds, to_seconds
 from .calendar_index import BookingCalendar
-from .tables import ReservationRow, SessionRow
+from .tables import ReservationRow, SessionRow, holding_clause
 
 __all__ = ["LiveCalendar", "RESERVATIONS", "row_entry"]
 
@@ -40,17 +40,6 @@ __all__ = ["LiveCalendar", "RESERVATIONS", "row_entry"]
 RESERVATIONS = ("reservations",)
 _RELEASED = frozenset(values(RELEASED_PHASES))
 _OFFERED = frozenset(values(OFFERED_PHASES))
-
-
-def session_holds(
-    start: datetime, compute_end: datetime, storage_end: datetime, cores: int, memory: int, storage: int
-) -> list[Hold]:
-    """What a session holds: compute until ``compute_end``, storage until ``storage_end``
-    (the same split as :func:`.store.select_holds`)."""
-    begin, compute_until, storage_until = to_seconds(start), to_seconds(compute_end), to_seconds(storage_end)
-    if storage and storage_until > compute_until:
-        return [Hold(begin, compute_until, cores, memory, 0), Hold(begin, storage_until, 0, 0, storage)]
-    return [Hold(begin, compute_until, cores, memory, storage)]
 
 
 def row_entry(row: SessionRow | ReservationRow) -> tuple[Hashable, list[Hold] | None, Hashable, float | None]:
@@ -136,8 +125,7 @@ class LiveCalendar:
         ).where(
             SessionRow.platform == self.platform,
             SessionRow.hold_end > now,
-            SessionRow.phase.not_in(list(_RELEASED)),
-            or_(SessionRow.phase.not_in(list(_OFFERED)), SessionRow.expires > now),
+            holding_clause(now),
         )
         for uuid, owner, phase, expires, start, compute_end, storage_end, cores, memory, storage in session.execute(
             query

@@ -33,7 +33,7 @@ from execplanner_widgets.model import ExecutionRequest
 from execplanner_widgets.model.phases import QUEUED_PHASES, SessionPhase, offer_expired
 
 from . import messages
-from .calendar import Capacity, Hold, Profile, find_slots, from_seconds, to_seconds
+from .calendar import Capacity, Hold, Profile, from_seconds, to_seconds
 from .calendar_live import LiveCalendar
 from .executors import BookedSlot, Executor, ExecutorRefused
 from .group_commit import GroupCommit
@@ -59,13 +59,7 @@ SessionRows = tuple[SessionRow, list[EventRow]]
 
 __all__ = ["BookingService", "booked_slot", "release_hold"]
 
-#: An offer and the other offers of its set that are still open (built once).
-_OFFER_AND_SIBLINGS = select(SessionRow).where(
-    SessionRow.offerset == select(SessionRow.offerset).where(SessionRow.uuid == bindparam("uuid")).scalar_subquery(),
-    or_(SessionRow.uuid == bindparam("uuid"), SessionRow.phase == SessionPhase.OFFERED.value),
-)
-
-#: The same for many offers at once (a batch of accepts).
+#: Offers and the other offers of their sets that are still open (built once).
 _OFFERS_AND_SIBLINGS = select(SessionRow).where(
     SessionRow.offerset.in_(select(SessionRow.offerset).where(SessionRow.uuid.in_(bindparam("uuids", expanding=True)))),
     or_(SessionRow.uuid.in_(bindparam("uuids", expanding=True)), SessionRow.phase == SessionPhase.OFFERED.value),
@@ -283,25 +277,26 @@ class BookingService:
         """Find the slots and hold them as offers, in the platform's write transaction ``session``."""
         now = precise_now()
         earliest, latest = max(plan.earliest, ceil_seconds(now)), plan.latest
-        span_end = latest + timedelta(seconds=plan.need.storage_duration)
+        window = to_seconds(earliest), to_seconds(latest)
         slots = []
+        platform_has_room = False  # for a NO within an allocation: would the platform alone have room?
         if earliest <= latest:
             calendar = self.live.current(session, now)
             calendar.set_overlay(external)
             slots = calendar.find_slots(
                 plan.need,
                 capacity,
-                to_seconds(earliest),
-                to_seconds(latest),
+                *window,
                 self.options.offers,
                 owner=user,
                 allocation=allocation,
                 now=to_seconds(now),
             )
+            if not slots and allocation is not None:
+                platform_has_room = bool(calendar.find_slots(plan.need, capacity, *window, 1))
         document = request.to_broker()
         if not slots:
-            holds = self.holds(session, earliest, span_end, now) + external if allocation is not None else []
-            reason = self._no_slot_reason(plan, holds, capacity, allocation, earliest, latest)
+            reason = self._no_slot_reason(plan, earliest, latest, allocation, platform_has_room)
             description = f"{self.title} has no free time for this request"
             texts = [messages.message_document(reason, "WARN")]
             offerset = self._offerset(document, "NO", texts, [], user, description)
@@ -361,21 +356,13 @@ class BookingService:
         return row
 
     def _no_slot_reason(
-        self,
-        plan: Plan,
-        holds: list[Hold],
-        capacity: Capacity,
-        allocation: Capacity | None,
-        earliest: datetime,
-        latest: datetime,
+        self, plan: Plan, earliest: datetime, latest: datetime, allocation: Capacity | None, platform_has_room: bool
     ) -> str:
         wanted = describe_need(plan.need, plan.run)
         if earliest > latest:
             return "the requested start window ends before now; no offer can start in it"
-        if allocation is not None:
-            platform_only = [(Profile.from_holds(holds), capacity)]
-            if find_slots(platform_only, plan.need, to_seconds(earliest), to_seconds(latest), 1):
-                return messages.allocation_taken(self.title, allocation, latest, wanted)
+        if allocation is not None and platform_has_room:
+            return messages.allocation_taken(self.title, allocation, latest, wanted)
         return messages.no_free_time(self.title, wanted, earliest, latest)
 
     # -------------------------------------------------------------------------- accept
@@ -447,17 +434,16 @@ class BookingService:
         families: dict[str, list[SessionRow]] = {}
         for item in found:
             families.setdefault(item.offerset, []).append(item)
-        session.info[_FAMILIES] = {item.uuid: families[item.offerset] for item in found if item.uuid in asked}
+        known = session.info.setdefault(_FAMILIES, {})
+        known.update(dict.fromkeys(asked, []))  # an unknown offer has no family: not found
+        known.update({item.uuid: families[item.offerset] for item in found if item.uuid in asked})
 
     def _family(self, session: Session, uuid: str) -> list[SessionRow]:
-        """The offer ``uuid`` and the other open offers of its set, as this transaction has them
-        (read ahead for its batch, else in one query). Without flushing: the steps before this
-        one in the batch flush once, at the commit."""
-        family = (session.info.get(_FAMILIES) or {}).get(uuid)
-        if family is not None:
-            return family
-        with session.no_autoflush:
-            return list(session.scalars(_OFFER_AND_SIBLINGS, {"uuid": uuid}).all())
+        """The offer ``uuid`` and the other open offers of its set, as this transaction has them:
+        read ahead for its batch (:meth:`_prepare_accepts`), or now for a step that came alone."""
+        if uuid not in session.info.get(_FAMILIES, {}):
+            self._prepare_accepts(session, [uuid])
+        return session.info[_FAMILIES][uuid]  # type: ignore[no-any-return]
 
     def _not_acceptable(self, session: Session, row: SessionRow, now: datetime) -> str | None:
         """Why the offer ``row`` cannot be accepted in its phase, or ``None``."""

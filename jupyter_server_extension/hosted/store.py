@@ -25,17 +25,27 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, bindparam, create_engine, func, insert, inspect, or_, select, text, update
+from sqlalchemy import Engine, bindparam, create_engine, func, insert, inspect, select, text, update
 from sqlalchemy import event as event_module
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import Select
 
-from execplanner_widgets.model.phases import FINAL_PHASES, OFFERED_PHASES, RELEASED_PHASES, SessionPhase, values
+from execplanner_widgets.model.phases import FINAL_PHASES, SessionPhase, values
 
-from .calendar import Hold, to_seconds
+from .calendar import Hold, session_holds, to_seconds
 from .plan import precise_now
-from .tables import SLOT_BOOKED, SLOT_RELEASED, Base, EventRow, LockRow, OfferSetRow, ReservationRow, SessionRow
+from .tables import (
+    SLOT_BOOKED,
+    SLOT_RELEASED,
+    Base,
+    EventRow,
+    LockRow,
+    OfferSetRow,
+    ReservationRow,
+    SessionRow,
+    holding_clause,
+)
 
 __all__ = [
     "Base",
@@ -202,17 +212,22 @@ class Store:
     def _after_flush(self, session: Session, _context: Any) -> None:
         if not self._watchers:
             return
-        locked = session.info.get(_PLATFORM)
         for rows, deleted in ((session.new, False), (session.dirty, False), (session.deleted, True)):
             for row in rows:
-                if isinstance(row, (SessionRow, ReservationRow)):
-                    target = self._watchers.get(row.platform)
-                    if target is None:
-                        continue
-                    if row.platform == locked:
-                        target.changed(row, deleted)
-                    else:  # changed without that platform's lock: do not follow, reload
-                        target.invalidate()
+                self._tell(session, row, deleted)
+
+    def _tell(self, session: Session, row: object, deleted: bool = False) -> None:
+        """Tell the watcher of ``row``'s platform that this transaction wrote it (a session or a
+        reservation); written without that platform's lock, it cannot follow: it reloads."""
+        if not isinstance(row, (SessionRow, ReservationRow)):
+            return
+        target = self._watchers.get(row.platform)
+        if target is None:
+            return
+        if row.platform == session.info.get(_PLATFORM):
+            target.changed(row, deleted)
+        else:
+            target.invalidate()
 
     def _on_statement(self, state: Any) -> None:
         """Bulk statements on the calendar's tables bypass the flush: the calendar cannot follow them."""
@@ -317,13 +332,8 @@ class Store:
         connection = session.connection()
         for table in sorted(by_table, key=_TABLE_ORDER.index):
             connection.execute(insert(table), by_table[table])
-        locked = session.info.get(_PLATFORM)
         for row in rows:
-            if isinstance(row, SessionRow) and (watcher := self._watchers.get(row.platform)) is not None:
-                if row.platform == locked:
-                    watcher.changed(row)
-                else:
-                    watcher.invalidate()
+            self._tell(session, row)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -356,8 +366,7 @@ def select_holds(
         SessionRow.platform == platform,
         SessionRow.hold_end > low,
         SessionRow.start < high,
-        SessionRow.phase.not_in(values(RELEASED_PHASES)),
-        or_(SessionRow.phase.not_in(values(OFFERED_PHASES)), SessionRow.expires > now),  # offer_expired, in SQL
+        holding_clause(now),
     )
     if by_owner:
         query = query.where(SessionRow.owner.is_(None) if owner is None else SessionRow.owner == owner)
@@ -365,13 +374,7 @@ def select_holds(
         query = query.where(SessionRow.uuid != exclude)
     holds: list[Hold] = []
     for start, compute_end, storage_end, cores, memory, storage in session.execute(query):
-        begin = to_seconds(start)
-        compute_until, storage_until = to_seconds(compute_end), to_seconds(storage_end)
-        if storage and storage_until > compute_until:
-            holds.append(Hold(begin, compute_until, cores, memory, 0))
-            holds.append(Hold(begin, storage_until, 0, 0, storage))
-        else:
-            holds.append(Hold(begin, compute_until, cores, memory, storage))
+        holds.extend(session_holds(start, compute_end, storage_end, cores, memory, storage or 0))
     if not by_owner:
         reserved = select(
             ReservationRow.start,
@@ -400,12 +403,7 @@ def add_event(
         phase=str(phase or row.phase),
         message=message,
     )
-    if not session.info.get(_DEFERS_EVENTS):  # a session not made by a Store: no commit hook
-        session.flush()
-        values = {key: getattr(event, key) for key in _EVENT_COLUMNS}
-        event.id = session.connection().execute(_INSERT_EVENT, values).inserted_primary_key[0]
-        return event
-    session.info.setdefault(_EVENTS, []).append(event)
+    _pending_events(session).append(event)
     return event
 
 
@@ -413,16 +411,18 @@ def add_events(session: Session, items: Sequence[tuple[str, str, str, str]]) -> 
     """Record one step each of many sessions' histories, ``(session uuid, message, level, phase)``
     (sessions moved on together by the scheduler)."""
     time = precise_now().replace(microsecond=0)
-    events = [
+    _pending_events(session).extend(
         EventRow(session=uuid, time=time, level=level, phase=phase, message=message)
         for uuid, message, level, phase in items
-    ]
-    if session.info.get(_DEFERS_EVENTS):
-        session.info.setdefault(_EVENTS, []).extend(events)
-    elif events:
-        session.connection().execute(
-            _INSERT_EVENT, [{key: getattr(event, key) for key in _EVENT_COLUMNS} for event in events]
-        )
+    )
+
+
+def _pending_events(session: Session) -> list[EventRow]:
+    """The events ``session`` will write when it commits (only a :class:`Store`'s sessions do)."""
+    if not session.info.get(_DEFERS_EVENTS):
+        raise ValueError("events are written by the sessions of a Store (Store.read or Store.write)")
+    pending: list[EventRow] = session.info.setdefault(_EVENTS, [])
+    return pending
 
 
 def _write_events(session: Session) -> None:

@@ -20,11 +20,12 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    and_,
     or_,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from execplanner_widgets.model.phases import RUNNING_PHASES, SessionPhase, values
+from execplanner_widgets.model.phases import OFFERED_PHASES, RELEASED_PHASES, RUNNING_PHASES, SessionPhase, values
 
 __all__ = [
     "Base",
@@ -35,6 +36,7 @@ __all__ = [
     "SessionRow",
     "SLOT_BOOKED",
     "SLOT_RELEASED",
+    "holding_clause",
     "run_under_way",
     "run_under_way_clause",
 ]
@@ -157,6 +159,15 @@ def run_under_way(row: SessionRow) -> bool:
     (``run_started`` is set when a runner claims it)."""
     phase = SessionPhase(row.phase)
     return phase in RUNNING_PHASES or (phase is SessionPhase.WAITING and row.run_started is not None)
+
+
+def holding_clause(now: datetime) -> ColumnElement[bool]:
+    """The sessions that hold capacity at ``now``: not released, and not an offer whose time is up
+    (:func:`~execplanner_widgets.model.phases.offer_expired`, in SQL)."""
+    return and_(
+        SessionRow.phase.not_in(values(RELEASED_PHASES)),
+        or_(SessionRow.phase.not_in(values(OFFERED_PHASES)), SessionRow.expires > now),
+    )
 
 
 def run_under_way_clause() -> ColumnElement[bool]:
