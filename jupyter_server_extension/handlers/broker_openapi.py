@@ -25,7 +25,7 @@ from execplanner_widgets.model import ExecutionRequest, ExecutionSession, OfferS
 from execplanner_widgets.model.status import ErrorBody
 
 from .broker_io import BrokerHandler
-from .openapi import ModelSchemas
+from .openapi import JUPYTER_TOKEN_SCHEME, ModelSchemas
 
 __all__ = ["BrokerOpenApiHandler", "broker_openapi_document"]
 
@@ -243,14 +243,7 @@ def _document_without_server() -> dict[str, Any]:
         "paths": _paths(),
         "components": {
             "schemas": _SCHEMAS.components(),
-            "securitySchemes": {
-                "jupyterToken": {
-                    "type": "apiKey",
-                    "in": "header",
-                    "name": "Authorization",
-                    "description": "`token <Jupyter server token>`",
-                }
-            },
+            "securitySchemes": {"jupyterToken": JUPYTER_TOKEN_SCHEME},
         },
     }
 

@@ -22,7 +22,15 @@ from execplanner_widgets.model.status import ErrorBody, JobStatus
 
 from .models import PhaseChange
 
-__all__ = ["openapi_document"]
+__all__ = ["JUPYTER_TOKEN_SCHEME", "ModelSchemas", "openapi_document"]
+
+#: How every ExecPlanner route is authenticated with a token (both OpenAPI documents name it).
+JUPYTER_TOKEN_SCHEME = {
+    "type": "apiKey",
+    "in": "header",
+    "name": "Authorization",
+    "description": "`token <Jupyter server token>`",
+}
 
 REF = "#/components/schemas/{model}"
 
@@ -355,12 +363,7 @@ def _document_without_server() -> dict[str, Any]:
         "components": {
             "schemas": schemas,
             "securitySchemes": {
-                "jupyterToken": {
-                    "type": "apiKey",
-                    "in": "header",
-                    "name": "Authorization",
-                    "description": "`token <Jupyter server token>`",
-                },
+                "jupyterToken": JUPYTER_TOKEN_SCHEME,
                 "jupyterCookie": {
                     "type": "apiKey",
                     "in": "cookie",
