@@ -185,26 +185,22 @@ _CACHED_TEXT = 64
 def _duration_text(value: str) -> timedelta:
     """:func:`parse_duration` of a text."""
     text = value.strip()
-    iso = _ISO_DURATION_RE.match(text)
-    short = None if iso else _SHORTHAND_RE.match(text)
-    match = iso or short
-    words = None if match and any(match.groupdict().values()) else _duration_words(text)
-    if words is not None and any(words.values()):
-        result = timedelta(weeks=words["w"], days=words["d"], hours=words["h"], minutes=words["m"], seconds=words["s"])
-        if result < timedelta(0):  # pragma: no cover - the pattern admits no sign
-            raise UnitError(f"a duration cannot be negative, got {value!r}")
-        return result
-    if not text or not match or not any(match.groupdict().values()):
-        if _CALENDAR_DURATION_RE.match(text) or _CALENDAR_YEARS_RE.match(text) or _CALENDAR_WORDS_RE.search(text):
+    match = _ISO_DURATION_RE.match(text) or _SHORTHAND_RE.match(text)
+    if match and any(match.groupdict().values()):
+        parts = {key: _to_float(val) for key, val in match.groupdict().items()}
+    else:
+        words = _duration_words(text)
+        if not text or words is None or not any(words.values()):
+            if _CALENDAR_DURATION_RE.match(text) or _CALENDAR_YEARS_RE.match(text) or _CALENDAR_WORDS_RE.search(text):
+                raise UnitError(
+                    f"durations in years or months depend on the calendar; write days or weeks instead "
+                    f"(e.g. '90 days' or 'P90D'), got {value!r}"
+                )
             raise UnitError(
-                f"durations in years or months depend on the calendar; write days or weeks instead "
-                f"(e.g. '90 days' or 'P90D'), got {value!r}"
+                f"expected a duration such as '2 hours', '9h30m', '10m', '2d' or an ISO 8601 duration such as "
+                f"'PT9H30M', got {value!r}"
             )
-        raise UnitError(
-            f"expected a duration such as '2 hours', '9h30m', '10m', '2d' or an ISO 8601 duration such as 'PT9H30M', "
-            f"got {value!r}"
-        )
-    parts = {key: _to_float(val) for key, val in match.groupdict().items()}
+        parts = words
     result = timedelta(weeks=parts["w"], days=parts["d"], hours=parts["h"], minutes=parts["m"], seconds=parts["s"])
     if result < timedelta(0):  # pragma: no cover - the patterns admit no sign
         raise UnitError(f"a duration cannot be negative, got {value!r}")
