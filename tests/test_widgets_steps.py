@@ -786,7 +786,13 @@ def test_a_running_job_shows_the_tail_of_its_output(platforms):  # noqa: F811 - 
 
     planner = WithLog(platforms.planner)
     monitor = JobMonitor(planner, booked(platforms, "remote"), platform="remote", poll=0.1)
-    wait_for(lambda: "step" in monitor.output, RUN_FOR + WAIT, "the output tail")
+    # wait for what is asserted, the view: ``output`` is set (in the poll thread) before its
+    # observer redraws the view, so waiting on ``output`` raced the redraw
+    wait_for(
+        lambda: "step" in monitor.output and "Output (last lines)" in monitor.view.value,
+        RUN_FOR + WAIT,
+        "the output tail",
+    )
     assert "Output (last lines)" in monitor.view.value and "&lt;b&gt;done&lt;/b&gt;" in monitor.view.value
     assert planner.asked[0] == 30
     monitor.close()
