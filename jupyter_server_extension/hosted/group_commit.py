@@ -13,6 +13,9 @@ A step is a function of the open session. It may raise :class:`SessionConflict` 
 REJECTED or EXPIRED): those writes are kept and the other steps go on. Any other exception rolls
 the whole transaction back; the steps of that batch are then retried one transaction each, so only
 the faulty one fails, with its own error.
+
+Batches are taken on the caller's event loop where the store can write there
+(:meth:`.store.Store.on_loop`: PostgreSQL through psycopg), else in the platform's database threads.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from execplanner_widgets.core.platform import SessionConflict, SessionNotFound
@@ -80,38 +84,54 @@ class GroupCommit:
             start = not self._draining
             self._draining = True
         if start:  # this caller starts the drainer, and waits only for its own step
-            self._drainer = asyncio.ensure_future(self._db(self._drain))
+            on_loop = self.store.writes_on(loop)
+            self._drainer = asyncio.ensure_future(self._drain_on_loop() if on_loop else self._db(self._drain))
             self._drainer.add_done_callback(self._drainer_done)
         return await future
 
     def _drainer_done(self, drainer: asyncio.Future[Any]) -> None:
-        """The drainer could not run (the platform closed its threads): fail what is queued."""
-        if drainer.cancelled() or drainer.exception() is None:
+        """The drainer could not run (the platform closed its threads, or its loop stopped): fail
+        what is queued, so that no caller waits for ever and the next one starts a drainer."""
+        if not drainer.cancelled() and drainer.exception() is None:
             return
-        error = drainer.exception()
+        error = RuntimeError("the platform stopped taking bookings") if drainer.cancelled() else drainer.exception()
         with self._lock:
             batch, self._pending, self._draining = self._pending, [], False
         for step in batch:
             _settle(step, None, error)
 
+    def _next_batch(self) -> list[_Step]:
+        """The next steps in arrival order (none: the drainer ends, and the next caller starts one)."""
+        with self._lock:
+            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+            if not batch:
+                self._draining = False
+            return batch
+
     def _drain(self) -> None:
         """Commit batches until nothing is queued (in a database thread; one drainer at a time)."""
-        while True:
-            with self._lock:
-                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-                if not batch:
-                    self._draining = False
-                    return
+        while batch := self._next_batch():
             try:
                 self._commit(batch)
             except BaseException as error:  # never leave a caller waiting
                 for step in batch:
                     _settle(step, None, error)
 
-    def _commit(self, batch: list[_Step]) -> None:
+    async def _drain_on_loop(self) -> None:
+        """:meth:`_drain` on the caller's loop, each batch on a connection the store lends there."""
+        while batch := self._next_batch():
+            try:
+                await self.store.on_loop(lambda connection, batch=batch: self._commit(batch, connection))  # type: ignore[misc]
+            except BaseException as error:
+                for step in batch:
+                    _settle(step, None, error)
+                if isinstance(error, asyncio.CancelledError):
+                    raise
+
+    def _commit(self, batch: list[_Step], connection: Connection | None = None, reconnect: bool = True) -> None:
         outcomes: list[tuple[Any, BaseException | None]] = []
         try:
-            with self.store.write(self.platform) as session:
+            with self.store.write(self.platform, connection) as session:
                 hints = [step.hint for step in batch if step.hint is not None]
                 if hints and self._prepare is not None:
                     self._prepare(session, hints)
@@ -121,11 +141,16 @@ class GroupCommit:
                     except _KEPT as refusal:
                         outcomes.append((None, refusal))
         except Exception as error:
+            if reconnect and getattr(error, "connection_invalidated", False):
+                # the database dropped the connection (a restart, an idle timeout) and nothing was
+                # committed: the same batch again, once, on a new connection
+                self._commit(batch, connection, reconnect=False)
+                return
             if len(batch) == 1:
                 _settle(batch[0], None, error)
                 return
             for step in batch:  # one transaction each: only the faulty step fails
-                self._commit([step])
+                self._commit([step], connection)
             return
         self.transactions += 1
         self.steps += len(batch)

@@ -218,7 +218,7 @@ class HostedPlatform(Platform):
         self._engine.stop()
         self._pool_closed = True
         self._pool.shutdown(wait=True)
-        self.store.dispose()
+        await self.store.aclose()
 
     def _wake(self) -> None:
         if self._runner is not None:

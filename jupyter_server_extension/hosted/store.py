@@ -12,22 +12,31 @@ servers, two processes or two threads can never both see the same free capacity:
   lock before the first read (readers keep going thanks to WAL);
 * other databases: the transaction first locks the platform's row in ``hosted_locks``
   (``SELECT ... FOR UPDATE``), which queues every writer of the same platform behind it.
+
+Where the driver has an asyncio side (psycopg), the write transactions of the requests a server
+answers also run on its event loop (:meth:`Store.on_loop`): a transaction is a handful of round
+trips to the database server, and waiting for them in a thread means waiting, after each one, for
+the interpreter lock held by the thread that answers HTTP; on the loop the wait costs nothing and
+the loop answers other requests meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Engine, bindparam, create_engine, func, insert, inspect, select, text, update
+from sqlalchemy import Connection, Engine, bindparam, create_engine, func, insert, inspect, select, text, update
 from sqlalchemy import event as event_module
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import Select
 
@@ -62,6 +71,8 @@ __all__ = [
     "sessions_with_histories",
     "select_holds",
 ]
+
+T = TypeVar("T")
 
 _WRITE = "execplanner_write"
 #: One lock per SQLite file in this process: writers queue here, first come first served, instead
@@ -117,6 +128,18 @@ def _column_values(row: Any) -> dict[str, Any]:
         elif column.autoincrement is not True:
             values[column.key] = None
     return values
+
+
+def _has_async_driver(url: str) -> bool:
+    """Whether SQLAlchemy has an asyncio variant of ``url``'s driver (psycopg has; psycopg2 has
+    not), and greenlet, which that needs, is installed."""
+    try:
+        import greenlet  # noqa: F401
+
+        parsed = make_url(url)
+        return bool(parsed.get_dialect().get_async_dialect_cls(parsed).is_async)
+    except Exception:  # no such driver, or no greenlet: the writes stay in threads
+        return False
 
 
 def default_db_url(data_dir: Path) -> str:
@@ -202,6 +225,9 @@ class Store:
         for maker in (self._reader, self._writer):
             event_module.listen(maker, "before_commit", _write_events)
         self._watchers: dict[str, Watcher] = {}
+        # the asyncio twin of the engine, on the first loop that writes through it (see on_loop)
+        self._loop_engine: tuple[asyncio.AbstractEventLoop, AsyncEngine] | None = None
+        self._async_driver = not self.is_sqlite and _has_async_driver(url)
         event_module.listen(self._writer, "after_flush", self._after_flush)
         event_module.listen(self._writer, "do_orm_execute", self._on_statement)
 
@@ -294,8 +320,9 @@ class Store:
             yield session
 
     @contextmanager
-    def write(self, platform: str) -> Iterator[Session]:
-        """A transaction that holds the platform's calendar until it commits or rolls back.
+    def write(self, platform: str, connection: Connection | None = None) -> Iterator[Session]:
+        """A transaction that holds the platform's calendar until it commits or rolls back (on
+        ``connection`` when given: one :meth:`on_loop` lends).
 
         Taking the turn bumps the platform's generation (an ``UPDATE`` of its lock row, which is
         what queues the other writers on every database), so a watcher can tell its own writes
@@ -305,7 +332,10 @@ class Store:
         if queue is not None:
             queue.acquire()
         try:
-            with self._writer.begin() as session:
+            with (
+                self._writer(bind=connection) if connection is not None else self._writer() as session,
+                session.begin(),
+            ):
                 session.info[_PLATFORM] = platform
                 # on the connection, not through the ORM: the lock row is never loaded as an object
                 generation = session.connection().execute(_BUMP, {"locked": platform}).scalar()
@@ -334,6 +364,37 @@ class Store:
             connection.execute(insert(table), by_table[table])
         for row in rows:
             self._tell(session, row)
+
+    def writes_on(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Whether :meth:`on_loop` may run on ``loop``: the driver has an asyncio side, and no
+        other loop (still open) uses it; an asyncio connection belongs to the loop that opened it."""
+        if not self._async_driver:
+            return False
+        return self._loop_engine is None or self._loop_engine[0] is loop or self._loop_engine[0].is_closed()
+
+    async def on_loop(self, function: Callable[[Connection], T]) -> T:
+        """Run ``function(connection)`` on the running loop: its statements are awaited there (the
+        synchronous ORM code runs in a greenlet, as SQLAlchemy's asyncio extension does it), with
+        no thread in between. Only where :meth:`writes_on` says so."""
+        loop = asyncio.get_running_loop()
+        if self._loop_engine is None or self._loop_engine[0] is not loop:
+            if not self.writes_on(loop):
+                raise RuntimeError(f"{self.safe_url} already writes on another event loop")
+            # a closed loop's connections cannot be closed any more: the server sees them go
+            self._loop_engine = (loop, create_async_engine(self.url))
+        async with self._loop_engine[1].connect() as connection:
+            return await connection.run_sync(function)
+
+    async def aclose(self) -> None:
+        """Close every connection: those of the running loop's asyncio engine and the pool's."""
+        paired, self._loop_engine = self._loop_engine, None
+        if paired is not None:
+            loop, engine = paired
+            if loop is asyncio.get_running_loop():
+                await engine.dispose()
+            elif loop.is_running():
+                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(engine.dispose(), loop))
+        self.dispose()
 
     def dispose(self) -> None:
         self.engine.dispose()
