@@ -4,9 +4,12 @@ in strict mode (see pyproject.toml) so that the two do not fight over the event 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+from postgres_server import PostgresUnavailable, throwaway_postgres
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -43,3 +46,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"skipped in CI, where nothing may skip: {reason}"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throw-away PostgreSQL server on 127.0.0.1 (:mod:`postgres_server`) for the whole run; the
+    tests that use it name their platforms apart. Skipped without PostgreSQL (never in CI)."""
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(throwaway_postgres())
+        except PostgresUnavailable as missing:
+            pytest.skip(str(missing))
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def hosted_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty hosted-platform database: a SQLite file, or the PostgreSQL server's."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'hosted.sqlite'}"
+    return str(request.getfixturevalue("postgres_url"))

@@ -114,11 +114,15 @@ async def test_a_faulty_step_fails_alone(queue):
 
 
 @pytest.mark.asyncio
-async def test_concurrent_accepts_through_group_commit_never_overbook(tmp_path):
+async def test_concurrent_accepts_through_group_commit_never_overbook(hosted_db_url, tmp_path):
     """24 offers for 1 core each on a 4-core platform, all accepted at once: 4 are booked at any
-    instant, whatever batches the accepts were grouped in (the offers crowd one hour)."""
+    instant, whatever batches the accepts were grouped in (the offers crowd one hour); on SQLite
+    (batches in a database thread) and on PostgreSQL (batches on this loop)."""
     platform = HostedPlatform.from_config(
-        "tight", "Tight", {"cores": 4, "offers": 1, "horizon": "P1D"}, PlatformContext(data_dir=tmp_path)
+        "tight",
+        "Tight",
+        {"cores": 4, "offers": 1, "horizon": "P1D", "db_url": hosted_db_url},
+        PlatformContext(data_dir=tmp_path),
     )
     try:
         window = f"{format_instant(utcnow() + timedelta(hours=2))}/PT1H"
@@ -139,11 +143,14 @@ async def test_concurrent_accepts_through_group_commit_never_overbook(tmp_path):
 
 
 @pytest.mark.asyncio
-async def test_two_offers_of_one_set_accepted_in_one_batch_book_once(tmp_path):
+async def test_two_offers_of_one_set_accepted_in_one_batch_book_once(hosted_db_url, tmp_path):
     """Both offers of one request accepted at the same moment land in one batch (read ahead
     together): the first is booked, the second finds itself REJECTED by it and is refused."""
     platform = HostedPlatform.from_config(
-        "pair", "Pair", {"cores": 8, "offers": 2, "horizon": "P1D"}, PlatformContext(data_dir=tmp_path)
+        "pair",
+        "Pair",
+        {"cores": 8, "offers": 2, "horizon": "P1D", "db_url": hosted_db_url},
+        PlatformContext(data_dir=tmp_path),
     )
     try:
         window = f"{format_instant(utcnow() + timedelta(hours=2))}/PT6H"

@@ -7,11 +7,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from contextlib import ExitStack
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from postgres_server import PostgresUnavailable, throwaway_postgres
 from sqlalchemy import select, text
 from test_hosted_support import DATA, request_document
 
@@ -106,17 +104,6 @@ def test_unusable_database_urls_are_explained():
 
 
 # ------------------------------------------------------------------------------ PostgreSQL
-
-
-@pytest.fixture(scope="module")
-def postgres_url():
-    """A throw-away PostgreSQL server on 127.0.0.1 (:mod:`postgres_server`), for this module."""
-    with ExitStack() as stack:
-        try:
-            url = stack.enter_context(throwaway_postgres())
-        except PostgresUnavailable as missing:
-            pytest.skip(str(missing))
-        yield url
 
 
 @pytest.mark.asyncio
