@@ -108,25 +108,22 @@ class GroupCommit:
                 self._draining = False
             return batch
 
-    def _drain(self) -> None:
-        """Commit batches until nothing is queued (in a database thread; one drainer at a time)."""
+    def _drain(self, connection: Connection | None = None) -> None:
+        """Commit batches until nothing is queued (one drainer at a time): in a database thread, or
+        on the caller's loop through the ``connection`` the store lends there for the whole drain."""
         while batch := self._next_batch():
             try:
-                self._commit(batch)
+                self._commit(batch, connection)
             except BaseException as error:  # never leave a caller waiting
                 for step in batch:
                     _settle(step, None, error)
+                if isinstance(error, asyncio.CancelledError):  # the loop is going: the rest fail too
+                    raise
 
     async def _drain_on_loop(self) -> None:
-        """:meth:`_drain` on the caller's loop, each batch on a connection the store lends there."""
-        while batch := self._next_batch():
-            try:
-                await self.store.on_loop(lambda connection, batch=batch: self._commit(batch, connection))  # type: ignore[misc]
-            except BaseException as error:
-                for step in batch:
-                    _settle(step, None, error)
-                if isinstance(error, asyncio.CancelledError):
-                    raise
+        """:meth:`_drain` on the caller's loop (its statements are awaited there, see
+        :meth:`.store.Store.on_loop`); what it cannot start fails in :meth:`_drainer_done`."""
+        await self.store.on_loop(self._drain)
 
     def _commit(self, batch: list[_Step], connection: Connection | None = None, reconnect: bool = True) -> None:
         outcomes: list[tuple[Any, BaseException | None]] = []
