@@ -15,6 +15,7 @@ from test_hosted_support import DATA, request_document
 
 from execplanner_widgets.core.platform import PlatformContext, SessionConflict
 from execplanner_widgets.model import SessionPhase, format_instant, parse_request, utcnow
+from jupyter_server_extension.hosted.calendar_live import LiveCalendar
 from jupyter_server_extension.hosted.platform import HostedPlatform
 from jupyter_server_extension.hosted.store import LockRow, OfferSetRow, SessionRow, Store, default_db_url
 
@@ -279,3 +280,46 @@ async def test_a_platform_asked_from_a_second_loop_writes_in_its_threads_meanwhi
         assert (await platform.accept(here.offers[0].meta.uuid, user="ann")).phase is SessionPhase.ACCEPTED
     finally:
         await platform.aclose()
+
+
+@pytest.mark.asyncio
+async def test_postgresql_writes_reload_a_stale_calendar_in_a_thread_not_on_the_loop(
+    postgres_url, tmp_path, monkeypatch
+):
+    """Reloading the calendar reads and sorts every booking: where writes run on the loop, a write
+    that finds the calendar stale (at first use, or after another server wrote) is taken in a
+    database thread, and the writes after it on the loop again."""
+    calls: list[tuple[int, bool]] = []
+    current = LiveCalendar.current
+
+    def watched(self, session, now):
+        calls.append((threading.get_ident(), self.stale))
+        return current(self, session, now)
+
+    monkeypatch.setattr(LiveCalendar, "current", watched)
+    servers = [
+        HostedPlatform.from_config(
+            "pg-reload",
+            "On PostgreSQL",
+            {"cores": 4, "offers": 1, "db_url": postgres_url},
+            PlatformContext(data_dir=tmp_path / f"s{index}"),
+        )
+        for index in range(2)
+    ]
+    loop_thread = threading.get_ident()
+    try:
+        window = f"{format_instant(utcnow() + timedelta(hours=3))}/PT0S"
+        request = parse_request(request_document(DATA / "sum_numbers.py", cores=1, duration="PT30M", start=window))
+        assert (await servers[0].offers(request, user="ann")).result == "YES"  # first use: a load
+        assert (await servers[0].offers(request, user="ann")).result == "YES"
+        assert (await servers[1].offers(request, user="bob")).result == "YES"  # the other server writes
+        assert (await servers[0].offers(request, user="ann")).result == "YES"  # so this one reloads
+        mine = list(calls)
+        reloads = [thread for thread, stale in mine if stale]
+        assert len(reloads) == 3  # servers[0] twice, servers[1] once
+        assert loop_thread not in reloads
+        assert (loop_thread, False) in mine  # the write between them ran on the loop
+        assert servers[0].service.live.reloads == 2
+    finally:
+        for server in servers:
+            await server.aclose()

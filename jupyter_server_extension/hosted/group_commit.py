@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from execplanner_widgets.core.platform import SessionConflict, SessionNotFound
 
-from .store import Store
+from .store import StaleCalendar, Store
 
 __all__ = ["GroupCommit", "MAX_BATCH"]
 
@@ -108,24 +108,36 @@ class GroupCommit:
                 self._draining = False
             return batch
 
-    def _drain(self, connection: Connection | None = None) -> None:
+    def _drain(self, connection: Connection | None = None) -> bool:
         """Commit batches until nothing is queued (one drainer at a time): in a database thread, or
-        on the caller's loop through the ``connection`` the store lends there for the whole drain."""
+        on the caller's loop through the ``connection`` the store lends there for the whole drain.
+        False if it stopped on the loop because the calendar must be reloaded (the steps it had
+        not taken are queued first again)."""
         while batch := self._next_batch():
             try:
-                self._commit(batch, connection)
+                left = self._commit(batch, connection)
             except BaseException as error:  # never leave a caller waiting
                 for step in batch:
                     _settle(step, None, error)
                 if isinstance(error, asyncio.CancelledError):  # the loop is going: the rest fail too
                     raise
+                continue
+            if left:
+                with self._lock:
+                    self._pending[:0] = left
+                return False
+        return True
 
     async def _drain_on_loop(self) -> None:
         """:meth:`_drain` on the caller's loop (its statements are awaited there, see
-        :meth:`.store.Store.on_loop`); what it cannot start fails in :meth:`_drainer_done`."""
-        await self.store.on_loop(self._drain)
+        :meth:`.store.Store.on_loop`); a reload of the calendar, and what follows it in the queue,
+        is taken in a database thread. What it cannot start fails in :meth:`_drainer_done`."""
+        if not await self.store.on_loop(self._drain):
+            await self._db(self._drain)
 
-    def _commit(self, batch: list[_Step], connection: Connection | None = None, reconnect: bool = True) -> None:
+    def _commit(self, batch: list[_Step], connection: Connection | None = None, reconnect: bool = True) -> list[_Step]:
+        """Take ``batch`` in one transaction and settle its steps; return those it did not take
+        because, on the loop, the calendar must first be reloaded (:class:`.store.StaleCalendar`)."""
         outcomes: list[tuple[Any, BaseException | None]] = []
         try:
             with self.store.write(self.platform, connection) as session:
@@ -137,22 +149,25 @@ class GroupCommit:
                         outcomes.append((step.run(session), None))
                     except _KEPT as refusal:
                         outcomes.append((None, refusal))
+        except StaleCalendar:
+            return batch
         except Exception as error:
             if reconnect and getattr(error, "connection_invalidated", False):
                 # the database dropped the connection (a restart, an idle timeout) and nothing was
                 # committed: the same batch again, once, on a new connection
-                self._commit(batch, connection, reconnect=False)
-                return
+                return self._commit(batch, connection, reconnect=False)
             if len(batch) == 1:
                 _settle(batch[0], None, error)
-                return
-            for step in batch:  # one transaction each: only the faulty step fails
-                self._commit([step], connection)
-            return
+                return []
+            for index, step in enumerate(batch):  # one transaction each: only the faulty step fails
+                if self._commit([step], connection):
+                    return batch[index:]  # (the rollback left the calendar to reload)
+            return []
         self.transactions += 1
         self.steps += len(batch)
         for step, (value, error) in zip(batch, outcomes, strict=True):
             _settle(step, value, error)
+        return []
 
 
 def _settle(step: _Step, value: Any, error: BaseException | None) -> None:

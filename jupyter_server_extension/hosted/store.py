@@ -63,6 +63,7 @@ __all__ = [
     "OfferSetRow",
     "ReservationRow",
     "SessionRow",
+    "StaleCalendar",
     "Store",
     "add_event",
     "add_events",
@@ -101,6 +102,9 @@ _BUMP = (
 
 class Watcher(Protocol):
     """Told about a platform's write transactions while they hold its lock (see :mod:`.calendar_live`)."""
+
+    #: It must reload from the database before it can answer (it missed or undid something).
+    stale: bool
 
     def begin(self, generation: int | None) -> None: ...
 
@@ -190,6 +194,13 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(connection: Any) -> None:
         immediate = connection.get_execution_options().get(_WRITE, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+class StaleCalendar(Exception):
+    """A write transaction on the loop found the platform's calendar in need of a reload (another
+    server wrote, or a transaction rolled back): reloading reads and sorts every booking, which
+    must not hold up the loop, so the transaction is given up before any step ran, to be taken in
+    a database thread."""
 
 
 class Store:
@@ -322,7 +333,8 @@ class Store:
     @contextmanager
     def write(self, platform: str, connection: Connection | None = None) -> Iterator[Session]:
         """A transaction that holds the platform's calendar until it commits or rolls back (on
-        ``connection`` when given: one :meth:`on_loop` lends).
+        ``connection`` when given: one :meth:`on_loop` lends, where a calendar that needs reloading
+        raises :class:`StaleCalendar` instead).
 
         Taking the turn bumps the platform's generation (an ``UPDATE`` of its lock row, which is
         what queues the other writers on every database), so a watcher can tell its own writes
@@ -341,6 +353,8 @@ class Store:
                 generation = session.connection().execute(_BUMP, {"locked": platform}).scalar()
                 if watcher is not None:
                     watcher.begin(generation)
+                    if connection is not None and watcher.stale:
+                        raise StaleCalendar(platform)
                 yield session
         except BaseException:
             if watcher is not None:
