@@ -73,6 +73,11 @@ class GroupCommit:
         self.transactions = 0  # for tests and benchmarks: how many transactions the steps took
         self.steps = 0
 
+    @property
+    def busy(self) -> bool:
+        """Whether a drainer is taking batches (a step queued now joins its queue)."""
+        return self._draining
+
     async def run(self, step: Callable[[Session], T], hint: Any = None) -> T:
         """Run ``step(session)`` in a write transaction of the platform (shared with the steps
         queued beside it) and return its result once that transaction has committed. ``hint``

@@ -399,15 +399,20 @@ class Store:
         async with self._loop_engine[1].connect() as connection:
             return await connection.run_sync(function)
 
-    async def aclose(self) -> None:
-        """Close every connection: those of the running loop's asyncio engine and the pool's."""
+    async def aclose(self, timeout: float = 10.0) -> None:
+        """Close every connection: the pool's, and those of the asyncio engine on its own loop
+        (waited for at most ``timeout`` s there; a loop that has closed took them with it)."""
         paired, self._loop_engine = self._loop_engine, None
         if paired is not None:
             loop, engine = paired
-            if loop is asyncio.get_running_loop():
-                await engine.dispose()
-            elif loop.is_running():
-                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(engine.dispose(), loop))
+            try:
+                if loop is asyncio.get_running_loop():
+                    await asyncio.wait_for(engine.dispose(), timeout)
+                elif loop.is_running():
+                    closing = asyncio.run_coroutine_threadsafe(engine.dispose(), loop)
+                    await asyncio.wait_for(asyncio.wrap_future(closing), timeout)
+            except (asyncio.TimeoutError, RuntimeError, OSError):  # closing must never hang the host
+                pass
         self.dispose()
 
     def dispose(self) -> None:
