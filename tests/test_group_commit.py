@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
@@ -15,6 +17,7 @@ from test_hosted_support import DATA, request_document
 
 from execplanner_widgets.core.platform import PlatformContext, SessionConflict
 from execplanner_widgets.model import SessionPhase, format_instant, parse_request, utcnow
+from jupyter_server_extension.hosted.calendar_live import LiveCalendar
 from jupyter_server_extension.hosted.group_commit import MAX_BATCH, GroupCommit
 from jupyter_server_extension.hosted.platform import HostedPlatform
 from jupyter_server_extension.hosted.store import OfferSetRow, Store, default_db_url
@@ -175,3 +178,41 @@ async def test_two_offers_of_one_set_accepted_in_one_batch_book_once(hosted_db_u
         assert [item.message.split(":")[0] for item in history][:2] == ["offered", "accepted"]
     finally:
         await platform.aclose()
+
+
+@pytest.mark.asyncio
+async def test_on_postgresql_the_batch_that_reloads_goes_to_a_thread_and_the_rest_stay_on_the_loop(postgres_url):
+    """Writes run on the loop where the driver allows (PostgreSQL through psycopg); the batch that
+    finds the calendar stale is taken in a database thread (reloading reads every booking), and
+    the steps queued behind it meanwhile are taken on the loop again, not left to the thread."""
+    store = Store(postgres_url)
+    store.create_all("gc-loop")
+    live = LiveCalendar("gc-loop")
+    store.watch("gc-loop", live)
+    pool = ThreadPoolExecutor(max_workers=2)
+
+    async def db(function, *args):
+        return await asyncio.get_running_loop().run_in_executor(pool, functools.partial(function, *args))
+
+    writes = GroupCommit(store, "gc-loop", db)
+    where: list[tuple[str, int]] = []
+
+    def step(name: str, pause: float, session):
+        live.current(session, utcnow())
+        where.append((name, threading.get_ident()))
+        time.sleep(pause)  # the first one holds its thread while the others queue
+        return name
+
+    try:
+        assert live.stale and store.writes_on(asyncio.get_running_loop())
+        first = asyncio.ensure_future(writes.run(functools.partial(step, "reload", 0.3)))
+        await asyncio.sleep(0.1)
+        rest = [writes.run(functools.partial(step, f"s{index}", 0)) for index in range(5)]
+        assert await asyncio.gather(first, *rest) == ["reload", "s0", "s1", "s2", "s3", "s4"]
+        loop_thread = threading.get_ident()
+        assert where[0][0] == "reload" and where[0][1] != loop_thread
+        assert [thread for name, thread in where[1:]] == [loop_thread] * 5
+        assert live.reloads == 1 and writes.transactions == 2
+    finally:
+        await store.aclose()
+        pool.shutdown(wait=True)

@@ -113,11 +113,12 @@ class GroupCommit:
                 self._draining = False
             return batch
 
-    def _drain(self, connection: Connection | None = None) -> bool:
+    def _drain(self, connection: Connection | None = None, once: bool = False) -> bool:
         """Commit batches until nothing is queued (one drainer at a time): in a database thread, or
         on the caller's loop through the ``connection`` the store lends there for the whole drain.
-        False if it stopped on the loop because the calendar must be reloaded (the steps it had
-        not taken are queued first again)."""
+        True once the queue is empty (and this drainer has ended). False, with the drainer still
+        on duty, when it stopped on the loop because the calendar must be reloaded (the steps it
+        had not taken are queued first again), or after one batch if ``once``."""
         while batch := self._next_batch():
             try:
                 left = self._commit(batch, connection)
@@ -126,19 +127,23 @@ class GroupCommit:
                     _settle(step, None, error)
                 if isinstance(error, asyncio.CancelledError):  # the loop is going: the rest fail too
                     raise
-                continue
+                left = []
             if left:
                 with self._lock:
                     self._pending[:0] = left
+                return False
+            if once:
                 return False
         return True
 
     async def _drain_on_loop(self) -> None:
         """:meth:`_drain` on the caller's loop (its statements are awaited there, see
-        :meth:`.store.Store.on_loop`); a reload of the calendar, and what follows it in the queue,
-        is taken in a database thread. What it cannot start fails in :meth:`_drainer_done`."""
-        if not await self.store.on_loop(self._drain):
-            await self._db(self._drain)
+        :meth:`.store.Store.on_loop`); the batch that finds the calendar in need of a reload is
+        taken in a database thread, and the loop goes on with the next. What it cannot start fails
+        in :meth:`_drainer_done`."""
+        while not await self.store.on_loop(self._drain):
+            if await self._db(self._drain, None, True):
+                return
 
     def _commit(self, batch: list[_Step], connection: Connection | None = None, reconnect: bool = True) -> list[_Step]:
         """Take ``batch`` in one transaction and settle its steps; return those it did not take

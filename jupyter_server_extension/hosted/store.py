@@ -199,8 +199,8 @@ def _configure_sqlite(engine: Engine) -> None:
 class StaleCalendar(Exception):
     """A write transaction on the loop found the platform's calendar in need of a reload (another
     server wrote, or a transaction rolled back): reloading reads and sorts every booking, which
-    must not hold up the loop, so the transaction is given up before any step ran, to be taken in
-    a database thread."""
+    must not hold up the loop, so the transaction is given up before any step ran, and its batch
+    taken in a database thread."""
 
 
 class Store:
