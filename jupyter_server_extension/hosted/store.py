@@ -394,7 +394,9 @@ class Store:
         if self._loop_engine is None or self._loop_engine[0] is not loop:
             if not self.writes_on(loop):
                 raise RuntimeError(f"{self.safe_url} already writes on another event loop")
-            # a closed loop's connections cannot be closed any more: the server sees them go
+            # a closed loop's connections cannot be closed any more: the server sees them go. No
+            # check before each use (a round trip): a connection the server dropped fails the first
+            # statement, and the group commit takes that batch again on a new one
             self._loop_engine = (loop, create_async_engine(self.url))
         async with self._loop_engine[1].connect() as connection:
             return await connection.run_sync(function)
