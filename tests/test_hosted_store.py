@@ -5,6 +5,9 @@ here in a temporary folder when PostgreSQL and psycopg are installed; skipped ot
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -327,3 +330,47 @@ async def test_postgresql_writes_reload_a_stale_calendar_in_a_thread_not_on_the_
     finally:
         for server in servers:
             await server.aclose()
+
+
+WITHOUT_GREENLET = """
+import asyncio, json, sys
+sys.modules["greenlet"] = None  # as in an install without the postgres extra: importing it fails
+from pathlib import Path
+from execplanner_widgets.core.config import platform_classes
+from execplanner_widgets.core.platform import PlatformContext
+from execplanner_widgets.model import parse_request
+from jupyter_server_extension.hosted.platform import HostedPlatform
+
+assert not getattr(platform_classes()["hosted"], "broken", False)
+
+async def main(url, folder):
+    platform = HostedPlatform.from_config(
+        "pg-no-greenlet", "T", {"cores": 2, "offers": 1, "db_url": url}, PlatformContext(data_dir=Path(folder))
+    )
+    try:
+        assert not platform.store.writes_on(asyncio.get_running_loop())
+        request = parse_request(json.loads(sys.argv[3]))
+        answer = await platform.offers(request, user="ann")
+        assert answer.result == "YES", answer
+        booked = await platform.accept(answer.offers[0].meta.uuid, user="ann")
+        print(booked.phase.value)
+    finally:
+        await platform.aclose()
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+def test_without_greenlet_hosted_platforms_load_and_book_on_postgresql_in_threads(postgres_url, tmp_path):
+    """SQLAlchemy's asyncio extension needs greenlet, which a plain install (without the postgres
+    extra) lacks: the hosted platforms still load, and PostgreSQL writes run in threads."""
+    window = f"{format_instant(utcnow() + timedelta(hours=4))}/PT0S"
+    request = request_document(DATA / "sum_numbers.py", cores=1, duration="PT10M", start=window)
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_GREENLET, postgres_url, str(tmp_path), json.dumps(request)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "ACCEPTED"

@@ -30,13 +30,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine, bindparam, create_engine, func, insert, inspect, select, text, update
 from sqlalchemy import event as event_module
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import Select
 
@@ -55,6 +54,10 @@ from .tables import (
     SessionRow,
     holding_clause,
 )
+
+if TYPE_CHECKING:  # the asyncio extension needs greenlet, which only the postgres extra brings
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
 
 __all__ = [
     "Base",
@@ -397,6 +400,8 @@ class Store:
             # a closed loop's connections cannot be closed any more: the server sees them go. No
             # check before each use (a round trip): a connection the server dropped fails the first
             # statement, and the group commit takes that batch again on a new one
+            from sqlalchemy.ext.asyncio import create_async_engine
+
             self._loop_engine = (loop, create_async_engine(self.url))
         async with self._loop_engine[1].connect() as connection:
             return await connection.run_sync(function)
