@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from postgres_server import PostgresUnavailable, throwaway_postgres
 
+from jupyter_server_extension.hosted.store import default_db_url
+
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 #: The IVOA reference material the tests check against, copied into the repository with its
@@ -62,7 +64,8 @@ def postgres_url() -> Iterator[str]:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def hosted_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The URL of an empty hosted-platform database: a SQLite file, or the PostgreSQL server's."""
+    """A hosted-platform database URL: a SQLite file of the test's own, or the session's PostgreSQL
+    server (shared: the tests name their platforms apart)."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'hosted.sqlite'}"
+        return default_db_url(tmp_path)
     return str(request.getfixturevalue("postgres_url"))
