@@ -110,17 +110,22 @@ def test_unusable_database_urls_are_explained():
 # ------------------------------------------------------------------------------ PostgreSQL
 
 
-@pytest.mark.asyncio
-async def test_bookings_on_postgresql_never_overbook(postgres_url, tmp_path):
-    servers = [
+def servers_sharing(name: str, url: str, folder, cores: int) -> list[HostedPlatform]:
+    """Two servers' views of one platform ``name`` on the database ``url`` (one offer per request)."""
+    return [
         HostedPlatform.from_config(
-            "pg",
+            name,
             "On PostgreSQL",
-            {"cores": 3, "offers": 1, "db_url": postgres_url},
-            PlatformContext(data_dir=tmp_path / f"s{i}"),
+            {"cores": cores, "offers": 1, "db_url": url},
+            PlatformContext(data_dir=folder / f"s{i}"),
         )
         for i in range(2)
     ]
+
+
+@pytest.mark.asyncio
+async def test_bookings_on_postgresql_never_overbook(postgres_url, tmp_path):
+    servers = servers_sharing("pg", postgres_url, tmp_path, cores=3)
     try:
         window = f"{format_instant(utcnow() + timedelta(hours=1))}/PT0S"
         request = parse_request(request_document(DATA / "sum_numbers.py", cores=1, duration="PT30M", start=window))
@@ -300,15 +305,7 @@ async def test_postgresql_writes_reload_a_stale_calendar_in_a_thread_not_on_the_
         return current(self, session, now)
 
     monkeypatch.setattr(LiveCalendar, "current", watched)
-    servers = [
-        HostedPlatform.from_config(
-            "pg-reload",
-            "On PostgreSQL",
-            {"cores": 4, "offers": 1, "db_url": postgres_url},
-            PlatformContext(data_dir=tmp_path / f"s{index}"),
-        )
-        for index in range(2)
-    ]
+    servers = servers_sharing("pg-reload", postgres_url, tmp_path, cores=4)
     loop_thread = threading.get_ident()
     try:
         window = f"{format_instant(utcnow() + timedelta(hours=3))}/PT0S"
