@@ -43,6 +43,17 @@ def queue(tmp_path):
     store.dispose()
 
 
+async def between(writes: GroupCommit, first: str, middle, last: str) -> list:
+    """Queue a step that adds offer set ``first``, then ``middle``, then one that adds ``last``,
+    all at once (so they share a batch); their outcomes, exceptions included."""
+    return await asyncio.gather(
+        writes.run(lambda session: session.add(offerset(first))),
+        writes.run(middle),
+        writes.run(lambda session: session.add(offerset(last))),
+        return_exceptions=True,
+    )
+
+
 def count(store: Store) -> int:
     with store.read() as session:
         return int(session.scalar(select(func.count()).select_from(OfferSetRow)) or 0)
@@ -85,12 +96,7 @@ async def test_a_refusal_keeps_its_writes_and_the_others_go_on(queue):
         session.flush()
         raise SessionConflict("no room")
 
-    outcomes = await asyncio.gather(
-        writes.run(lambda s: s.add(offerset("before"))),
-        writes.run(refuse),
-        writes.run(lambda s: s.add(offerset("after"))),
-        return_exceptions=True,
-    )
+    outcomes = await between(writes, "before", refuse, "after")
     assert isinstance(outcomes[1], SessionConflict) and "no room" in str(outcomes[1])
     with store.read() as session:
         assert set(session.scalars(select(OfferSetRow.uuid))) == {"before", "refused-but-recorded", "after"}
@@ -105,12 +111,7 @@ async def test_a_faulty_step_fails_alone(queue):
         session.flush()
         raise ValueError("a bug in one step")
 
-    outcomes = await asyncio.gather(
-        writes.run(lambda s: s.add(offerset("one"))),
-        writes.run(faulty),
-        writes.run(lambda s: s.add(offerset("two"))),
-        return_exceptions=True,
-    )
+    outcomes = await between(writes, "one", faulty, "two")
     assert isinstance(outcomes[1], ValueError)
     with store.read() as session:
         assert set(session.scalars(select(OfferSetRow.uuid))) == {"one", "two"}  # the bug's row rolled back
