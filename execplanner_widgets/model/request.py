@@ -15,6 +15,7 @@ from .components import (
     ExecutableModel,
     StorageResource,
     WireModel,
+    empty,
 )
 from .kinds import short_kind
 from .types import Duration, Interval
@@ -54,11 +55,11 @@ class ExecutionRequest(WireModel):
 
     executable: ExecutableModel
     compute: ComputeResource | None = None
-    storage: list[StorageResource] = Field(default_factory=list)
-    data: list[DataResourceModel] = Field(default_factory=list)
+    storage: list[StorageResource] = Field(default_factory=list, exclude_if=empty)
+    data: list[DataResourceModel] = Field(default_factory=list, exclude_if=empty)
     schedule: ScheduleBlock | None = None
-    costs: list[dict[str, Any]] | None = None
-    metrics: list[dict[str, Any]] | None = None
+    costs: list[dict[str, Any]] | None = Field(default=None, exclude_if=empty)
+    metrics: list[dict[str, Any]] | None = Field(default=None, exclude_if=empty)
 
     @field_validator("storage", "data", mode="before")
     @classmethod

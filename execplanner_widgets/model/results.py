@@ -40,10 +40,11 @@ class PlatformResult(BaseModel):
         return self.response.reasons if self.response else []
 
     def to_wire(self) -> dict[str, Any]:
-        data = self.model_dump(mode="json", exclude={"response"}, exclude_none=True)
-        if self.response is not None:
-            data["response"] = self.response.to_wire()
-        return data
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    def to_wire_json(self) -> bytes:
+        """:meth:`to_wire` as UTF-8 JSON, written in one pass: what the proxy relays for each platform."""
+        return self.model_dump_json(by_alias=True, exclude_none=True).encode()
 
     def _repr_html_(self) -> str:
         from ..html import result_html

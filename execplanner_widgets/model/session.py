@@ -18,6 +18,7 @@ from .components import (
     ScheduleInterval,
     StorageResource,
     WireModel,
+    empty,
 )
 from .kinds import UPDATE_ENUM_VALUE, kind_uri
 from .phases import FINAL_PHASES, SessionPhase
@@ -78,11 +79,11 @@ class ExecutionSession(Component):
     expires: Instant | None = None
     executable: ExecutableModel | None = None
     compute: ComputeResource | None = None
-    storage: list[StorageResource] = Field(default_factory=list)
-    data: list[DataResourceModel] = Field(default_factory=list)
+    storage: list[StorageResource] = Field(default_factory=list, exclude_if=empty)
+    data: list[DataResourceModel] = Field(default_factory=list, exclude_if=empty)
     schedule: SessionSchedule | None = None  # type: ignore[assignment]
-    connectors: list[Connector] = Field(default_factory=list)
-    results: list[ResultItem] = Field(default_factory=list)
+    connectors: list[Connector] = Field(default_factory=list, exclude_if=empty)
+    results: list[ResultItem] = Field(default_factory=list, exclude_if=empty)
 
     _category: ClassVar[str] = "session"
 
@@ -141,7 +142,7 @@ class OfferSetResponse(WireModel):
     meta: ComponentMetadata | None = None
     result: Literal["YES", "NO"]
     description: str | None = None
-    offers: list[ExecutionSession] = Field(default_factory=list)
+    offers: list[ExecutionSession] = Field(default_factory=list, exclude_if=empty)
 
     @model_validator(mode="before")
     @classmethod

@@ -30,7 +30,6 @@ answers garbage becomes an ERROR result or a 502/504 naming the platform, never 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import stat
 from collections.abc import Awaitable
@@ -154,8 +153,9 @@ class OffersHandler(ProxyHandler):
 
     The JSON list is written as it fills: each answer is serialised when it arrives, and sent as
     soon as every platform before it in the configuration has answered, so that neither the server
-    (serialising) nor the client (reading) has to do all the work after the last answer. The bytes
-    are the same as ``json.dumps`` of the whole list. A client that leaves stops the questions."""
+    (serialising) nor the client (reading) has to do all the work after the last answer. The
+    document is the list of every result's wire form, each written once, by pydantic's serialiser.
+    A client that leaves stops the questions."""
 
     @web.authenticated
     @authorized
@@ -178,7 +178,7 @@ class OffersHandler(ProxyHandler):
             self.write(b"[")
             async for batch in batches:
                 for result in batch:
-                    arrived[position[result.platform]] = json.dumps(result.to_wire()).encode()
+                    arrived[position[result.platform]] = result.to_wire_json()
                 if sent not in arrived:
                     continue  # an earlier platform is still to answer
                 while sent in arrived:
@@ -227,7 +227,7 @@ class OffersStreamHandler(ProxyHandler):
             await self.flush()
             async for batch in batches:  # the answers that came together leave together
                 for result in batch:
-                    self.write(stream_format.item(result.to_wire()))
+                    self.write(stream_format.item(result.to_wire_json()))
                     count += 1
                     if count == 1:  # the first answer leaves before the others of its batch are serialised
                         await self.flush()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
 
 __all__ = ["NDJSON", "SSE", "StreamFormat", "choose_stream_format"]
 
@@ -23,12 +22,11 @@ class StreamFormat:
     name: str
     content_type: str
 
-    def item(self, document: dict[str, Any]) -> bytes:
-        """One platform's result, framed."""
-        text = json.dumps(document, separators=(",", ":"))
+    def item(self, document: bytes) -> bytes:
+        """One platform's result (its JSON, which has no line break), framed."""
         if self.name == "sse":
-            return f"event: result\ndata: {text}\n\n".encode()
-        return (text + "\n").encode()
+            return b"event: result\ndata: " + document + b"\n\n"
+        return document + b"\n"
 
     def end(self, count: int) -> bytes:
         """The end of the stream: SSE says so explicitly (NDJSON ends with the response)."""
