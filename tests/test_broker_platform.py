@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 import uuid as uuid_module
 
 import pytest
-from brokers import Reply, answer_no, answer_yes, hang, run_broker
+from brokers import Reply, answer_no, answer_yes, garbage, hang, run_broker
 
 from execplanner_widgets import SessionPhase, parse_request
 from execplanner_widgets.core.config import build_federation, default_context, load_platforms_file
@@ -142,3 +143,58 @@ def test_a_token_that_would_break_the_request_is_refused_without_showing_it(tmp_
             asyncio.run(platform.offers(REQUEST))
         assert "token" in str(caught.value) and "s3cr3t" not in str(caught.value)
         assert broker.requests == []
+
+
+V1_ANSWER = {
+    "result": "yes",
+    "messages": [{"level": "info", "message": "one slot left"}],
+    "offers": [
+        {
+            "kind": "https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds/session/scheduled-execution-session.yaml",
+            "meta": {"uuid": "0b3f1a52-7d6e-4c1e-9a57-2f0c8a6d3e11", "created": "2026-12-07T10:00:00+01:00"},
+            "schedule": {"available": {"start": "2026-12-07T11:00:00Z/PT2H", "duration": "PT1H"}},
+            "compute": {
+                "kind": "simple-compute-resource",
+                "cores": {"min": "2"},
+                "memory": {"min": 512, "units": "MiB"},
+            },
+            "future-field": [],
+        }
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (json.dumps(V1_ANSWER).encode(), "application/json"),  # read straight from the bytes
+        (json.dumps(V1_ANSWER).encode(), "application/json; charset=utf-8"),
+        (json.dumps(V1_ANSWER, indent=2).encode(), "text/plain"),  # not said to be JSON: the general way
+        (json.dumps({**V1_ANSWER, "note": {"type": "extension"}}).encode(), "application/json"),  # "type": general
+    ],
+)
+def test_an_answer_reads_the_same_from_its_bytes_as_the_general_way(tmp_path, body, content_type):
+    from execplanner_widgets.model import OfferSetResponse
+    from execplanner_widgets.model.answer_dialects import read_answer
+
+    with run_broker(garbage(body, content_type=content_type)) as broker:
+        answer = asyncio.run(broker_platform(broker.url, tmp_path).offers(REQUEST))
+    assert answer == OfferSetResponse.model_validate(read_answer(json.loads(body)))
+    assert answer.reasons == ["one slot left"] and answer.offers[0].cores == 2 and answer.offers[0].memory == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"[1, 2]", "answered the offer set with no document"),
+        (b'"YES"', "answered the offer set with no document"),
+        (b'{"result": "YES"', "answered something that is not JSON or YAML"),
+        (b'{"result": "YES", "offers": []}', "a YES answer must carry at least one offer"),
+        (b'{"result": "MAYBE"}', "invalid offer set (result:"),
+    ],
+)
+def test_answers_that_are_not_offer_sets_say_so_as_before(tmp_path, body, message):
+    with run_broker(garbage(body, content_type="application/json")) as broker:
+        with pytest.raises(PlatformError) as caught:
+            asyncio.run(broker_platform(broker.url, tmp_path).offers(REQUEST))
+    assert message in str(caught.value)

@@ -352,6 +352,83 @@ def test_negative_and_unparseable_values_name_the_field():
     assert "ISO 8601" in errors["schedule.requested.duration"]
 
 
+def test_ranges_read_whole_numbers_sizes_with_units_and_a_bare_minimum():
+    compute = parse_request(
+        {
+            "executable": {"kind": "jupyter-notebook"},
+            "compute": {"cores": {"min": "2", "max": 4.0}, "memory": {"min": 512, "max": 2048, "units": "MiB"}},
+        }
+    ).compute
+    assert (compute.cores.min, compute.cores.max) == (2, 4)
+    assert (compute.memory.min, compute.memory.max) == (1, 2)  # MiB rounded up to whole GiB
+    assert "units" not in compute.memory.to_wire()
+    bare = parse_request({"executable": {"kind": "jupyter-notebook"}, "compute": {"cores": 3, "memory": "8Gi"}})
+    assert (bare.compute.cores.min, bare.compute.cores.max, bare.compute.memory.min) == (3, None, 8)
+
+
+def test_range_problems_are_each_named_at_their_bound():
+    errors = errors_of(
+        {
+            "executable": {"kind": "jupyter-notebook"},
+            "compute": {"cores": {"min": 2.5, "max": True}, "memory": {"min": "32Gi", "max": "8Gi"}},
+        }
+    )
+    assert errors == {
+        "compute.cores.min": "expected a whole number of cores, got 2.5",
+        "compute.cores.max": "expected a whole number of cores, got True",
+        "compute.memory": "the minimum (32) is greater than the maximum (8)",
+    }
+    # a negative bound is the field's own problem, not an order between the two
+    assert errors_of({"executable": {"kind": "jupyter-notebook"}, "compute": {"cores": {"min": 5, "max": -1}}}) == {
+        "compute.cores.max": "Input should be greater than or equal to 0"
+    }
+
+
+def test_an_offer_set_reads_the_same_from_a_mapping_and_from_json_bytes():
+    loose = {
+        "result": "no",
+        "messages": [{"level": "warning", "message": "the queue is full"}],
+        "meta": {"uuid": "u-1", "messages": [{"message": "asked at 10:00"}]},
+    }
+    for answer in (OfferSetResponse.model_validate(loose), OfferSetResponse.model_validate_json(json.dumps(loose))):
+        assert answer.result == "NO"
+        assert answer.reasons == ["asked at 10:00", "the queue is full"]  # the schema's place first
+        assert answer.messages[1].level == "WARN"
+        assert answer.to_wire() == {
+            "meta": {
+                "uuid": "u-1",
+                "messages": [{"message": "asked at 10:00"}, {"level": "WARN", "message": "the queue is full"}],
+            },
+            "result": "NO",
+        }
+    for document in ({"result": "YES"}, {"result": "YES", "offers": []}):
+        with pytest.raises(ValueError, match="a YES answer must carry at least one offer"):
+            OfferSetResponse.model_validate(document)
+        with pytest.raises(ValueError, match="a YES answer must carry at least one offer"):
+            OfferSetResponse.model_validate_json(json.dumps(document))
+
+
+def test_the_wire_form_leaves_out_empty_lists_and_is_written_once():
+    session = ExecutionSession.model_validate(
+        {
+            "kind": "scheduled-execution-session",
+            "meta": {"uuid": "s-1", "messages": []},
+            "executable": {"kind": "docker-container", "command": [], "environment": {}},
+            "compute": {"cores": {"min": 0}},
+            "storage": [],
+            "future-field": [],  # unknown to this model: relayed as it came
+        }
+    )
+    wire = session.to_wire()
+    assert wire["meta"] == {"uuid": "s-1"}
+    assert wire["executable"] == {"kind": kind_uri("executable", "docker-container")}
+    assert wire["compute"]["cores"] == {"min": 0}  # a zero means something and stays
+    assert "storage" not in wire and "results" not in wire and "connectors" not in wire
+    assert wire["future-field"] == []
+    assert json.loads(session.to_wire_json()) == wire
+    assert session.storage == [] and session.executable.command == []  # in Python, nothing is missing
+
+
 def test_a_request_needs_an_executable_with_a_kind():
     assert errors_of({"compute": {"cores": 2}}) == {
         "executable": "a request needs an executable (e.g. a notebook or container)"

@@ -43,3 +43,14 @@ def test_a_kind_of_another_category_is_not_taken():
     # a data kind given where an executable is expected stays as written: the platform says NO
     assert canonical_kind("simple-data-resource", "executable") == "simple-data-resource"
     assert is_known("simple-data-resource", "data")
+
+
+def test_a_canonical_uri_is_its_own_canonical_form_in_every_category():
+    # canonical_kind answers these without parsing: that is right only if parsing would give them back
+    from execplanner_widgets.model.kinds import KNOWN_KINDS, _canonical
+
+    uris = [kind_uri(category, short) for category, shorts in KNOWN_KINDS.items() for short in shorts]
+    for uri in uris:
+        for category in [*KNOWN_KINDS, None]:
+            assert _canonical(uri, category) == uri
+            assert canonical_kind(uri, category) == uri

@@ -112,3 +112,61 @@ def test_readable_forms():
     assert human_duration(None) == "-"
     assert format_size(2048) == "2 TiB"
     assert format_size(8) == "8 GiB"
+
+
+class _Text(str):
+    """A string that is not exactly ``str``: parse_instant reads it the general way (the pydantic
+    datetime validator), which is what its RFC 3339 shortcut must agree with."""
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-12-07T03:04:55Z",
+        "2026-12-07T03:04:55+01:00",
+        "2026-12-07T03:04:55-05:30",
+        "2026-12-07T03:04:55+23:59",
+        "2026-12-07T03:04:55",  # no zone: UTC, the broker's convention
+        "2026-12-07T03:04:55.123Z",
+        "2026-12-07T03:04:55.123456+00:00",
+        "0001-01-01T00:00:00Z",
+        "9999-12-31T23:59:59.999999Z",
+        "2024-02-29T12:00:00Z",
+    ],
+)
+def test_instants_read_the_same_by_the_shortcut_and_the_general_way(text):
+    from datetime import timezone
+
+    from execplanner_widgets.model.types import format_instant, parse_instant
+
+    quick, general = parse_instant(text), parse_instant(_Text(text))
+    assert quick == general and quick.tzinfo is timezone.utc and general.utcoffset() == timedelta(0)
+    assert parse_instant(format_instant(quick)) == quick
+
+
+@pytest.mark.parametrize(
+    "text", ["2026-02-30T00:00:00Z", "2026-12-07T24:00:00Z", "2026-12-07T23:59:60Z", "2026-13-01T00:00:00Z"]
+)
+def test_impossible_instants_are_refused_with_the_general_message(text):
+    from execplanner_widgets.model.types import parse_instant
+
+    with pytest.raises(ValueError, match="expected an ISO 8601 date and time") as quick:
+        parse_instant(text)
+    with pytest.raises(ValueError) as general:
+        parse_instant(_Text(text))
+    assert str(quick.value) == str(general.value)
+
+
+def test_instants_are_written_as_format_instant_writes_them():
+    from datetime import datetime, timezone
+
+    from execplanner_widgets.model import ComponentMetadata
+    from execplanner_widgets.model.types import format_instant
+
+    for moment in (
+        datetime(2026, 12, 7, 3, 4, 55, tzinfo=timezone.utc),
+        datetime(2026, 12, 7, 3, 4, 55, 120000, tzinfo=timezone.utc),
+    ):
+        meta = ComponentMetadata(created=moment)
+        assert meta.to_wire()["created"] == format_instant(moment)
+        assert f'"created":"{format_instant(moment)}"'.encode() in meta.to_wire_json()

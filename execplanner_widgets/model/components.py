@@ -18,9 +18,11 @@ from pydantic import (
     Field,
     NonNegativeInt,
     Tag,
+    ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from .kinds import canonical_kind, kind_uri
 from .types import Duration, GiB, Instant, Interval
@@ -218,34 +220,58 @@ class Component(WireModel):
 
 
 class _Range(WireModel):
-    """A ``{min, max}`` pair. A bare number means "at least this"."""
+    """A ``{min, max}`` pair of whole numbers. A bare number means "at least this".
 
-    min: int | None = None
-    max: int | None = None
+    Everything a range needs is read in one validator call: a federation reads two ranges in
+    every offer of every platform, and whole numbers (the usual case) are passed on as they are."""
+
+    min: NonNegativeInt | None = None
+    max: NonNegativeInt | None = None
+
+    #: Whether a ``units`` field applies to bare numbers (and is then dropped).
+    _takes_units: ClassVar[bool] = False
+
+    @classmethod
+    def _bound(cls, value: Any, units: Any) -> Any:
+        """One bound as a whole number, or as it came for the field's own check to refuse;
+        ValueError says why it cannot be one."""
+        return value
 
     @model_validator(mode="before")
     @classmethod
-    def _scalar_is_minimum(cls, value: Any) -> Any:
+    def _read(cls, value: Any) -> Any:
         if isinstance(value, (int, float, str)) and not isinstance(value, bool):
-            return {"min": value}
+            value = {"min": value}
+        if not isinstance(value, dict):
+            return value  # a range already made, or something the model refuses
+        units = value.get("units") if cls._takes_units else None
+        read: dict[str, Any] = {}
+        problems: list[InitErrorDetails] = []
+        for name in ("min", "max"):
+            bound = value.get(name)
+            if bound is None or (type(bound) is int and bound >= 0 and not units):
+                continue
+            try:
+                read[name] = cls._bound(bound, units)
+            except ValueError as error:
+                reason = PydanticCustomError("value_error", "{reason}", {"reason": str(error)})
+                problems.append(InitErrorDetails(type=reason, loc=(name,), input=bound))
+        if problems:  # each at its own field, as a field validator would place it
+            raise ValidationError.from_exception_data(cls.__name__, problems)
+        low, high = read.get("min", value.get("min")), read.get("max", value.get("max"))
+        if type(low) is int and type(high) is int and 0 <= high < low:
+            raise ValueError(f"the minimum ({low}) is greater than the maximum ({high})")
+        if units or read:
+            value = {key: item for key, item in value.items() if not (units and key == "units")}
+            value.update(read)
         return value
-
-    @model_validator(mode="after")
-    def _ordered(self) -> _Range:
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"the minimum ({self.min}) is greater than the maximum ({self.max})")
-        return self
 
 
 class CoreRange(_Range):
     """``SimpleComputeCores``: CPU cores, minimum needed and maximum usable."""
 
-    min: NonNegativeInt | None = None
-    max: NonNegativeInt | None = None
-
-    @field_validator("min", "max", mode="before")
     @classmethod
-    def _whole_cores(cls, value: Any) -> Any:
+    def _bound(cls, value: Any, units: Any) -> Any:
         if isinstance(value, bool):
             raise ValueError(f"expected a whole number of cores, got {value!r}")
         if isinstance(value, float):
@@ -264,22 +290,17 @@ class SizeRange(_Range):
     """``SimpleComputeMemory`` / ``SimpleStorageSize``: GiB, given as numbers or strings with units.
 
     A ``units`` field (as in ``MinMaxComputeLong``) applies to bare numbers and is then dropped,
-    since the v1.0 simple kinds are always GiB.
+    since the v1.0 simple kinds are always GiB; a string carries its own unit.
     """
 
     min: GiB | None = None
     max: GiB | None = None
 
-    @model_validator(mode="before")
+    _takes_units: ClassVar[bool] = True
+
     @classmethod
-    def _apply_units(cls, value: Any) -> Any:
-        if isinstance(value, dict) and value.get("units"):
-            units = value["units"]
-            value = {k: v for k, v in value.items() if k != "units"}
-            for bound in ("min", "max"):
-                if value.get(bound) is not None and not isinstance(value[bound], str):
-                    value[bound] = parse_size_gib(value[bound], units=units)
-        return value
+    def _bound(cls, value: Any, units: Any) -> Any:
+        return parse_size_gib(value, units=None if isinstance(value, str) else units)
 
 
 # -------------------------------------------------------------------------------------- compute

@@ -100,6 +100,13 @@ def kind_uri(category: str, short: str) -> str:
     return f"{CALYCOPIS_BASE}/{category}/{short}.yaml"
 
 
+#: Every canonical URI. Each is its own canonical form in any category: a known kind of another
+#: category is kept as written, like any kind this project does not know.
+_CANONICAL_URIS = frozenset(
+    f"{CALYCOPIS_BASE}/{category}/{short}.yaml" for category, shorts in KNOWN_KINDS.items() for short in shorts
+)
+
+
 def _known_short(name: str) -> tuple[str, str] | None:
     lowered = name.lower()
     lowered = _ALIASES.get(lowered, lowered).lower()
@@ -113,6 +120,8 @@ def canonical_kind(value: str, category: str | None = None) -> str:
     data kind being accepted as an executable: a known name of another category is kept verbatim.
     Answers for short texts are remembered: an offer set names the same few kinds many times.
     """
+    if value in _CANONICAL_URIS:  # already canonical, whatever the category asked (most kinds on the wire)
+        return value
     if type(value) is str and len(value) <= 256:
         return _canonical_cached(value, category)
     return _canonical(value, category)

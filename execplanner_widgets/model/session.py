@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Discriminator, Field, model_validator
+from pydantic import BeforeValidator, Discriminator, Field, TypeAdapter, ValidationError, model_validator
 
 from .components import (
     Component,
@@ -39,6 +39,10 @@ __all__ = [
 ]
 
 SCHEDULED_SESSION = kind_uri("session", "scheduled-execution-session")
+
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
 
 
 class Connector(WireModel):
@@ -131,6 +135,9 @@ class ExecutionSession(Component):
         return session_html(self)
 
 
+_MESSAGE_LIST: TypeAdapter[list[MessageItem]] = TypeAdapter(list[MessageItem])
+
+
 class OfferSetResponse(WireModel):
     """``OfferSetResponse``: YES with offers, or NO with messages that say why.
 
@@ -140,25 +147,25 @@ class OfferSetResponse(WireModel):
 
     kind: str | None = None
     meta: ComponentMetadata | None = None
-    result: Literal["YES", "NO"]
+    result: Annotated[Literal["YES", "NO"], BeforeValidator(_upper)]
     description: str | None = None
     offers: list[ExecutionSession] = Field(default_factory=list, exclude_if=empty)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _messages_into_meta(cls, value: Any) -> Any:
-        if isinstance(value, dict) and isinstance(value.get("messages"), list):
-            value = dict(value)
-            messages = value.pop("messages")
-            meta = dict(value.get("meta") or {})
-            meta["messages"] = list(meta.get("messages") or []) + messages
-            value["meta"] = meta
-        if isinstance(value, dict) and isinstance(value.get("result"), str):
-            value = {**value, "result": value["result"].upper()}
-        return value
-
     @model_validator(mode="after")
-    def _yes_has_offers(self) -> OfferSetResponse:
+    def _settled(self) -> OfferSetResponse:
+        """Top-level ``messages`` moved into ``meta``, and a YES with no offer refused. After the
+        fields, not before: a validator that sees the raw input would make reading an answer from
+        JSON build the whole document as Python objects first."""
+        extra = self.__pydantic_extra__
+        if extra and isinstance(extra.get("messages"), list):
+            try:
+                moved = _MESSAGE_LIST.validate_python(extra.pop("messages"))
+            except ValidationError as error:
+                raise ValueError(f"messages: {error.errors()[0]['msg']}") from None
+            meta = self.meta if self.meta is not None else ComponentMetadata()
+            meta.messages = [*meta.messages, *moved]
+            self.meta = meta
+            self.__pydantic_fields_set__.add("meta")
         if self.result == "YES" and not self.offers:
             raise ValueError("a YES answer must carry at least one offer")
         return self

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer, TypeAdapter, WithJsonSchema
+from pydantic import BeforeValidator, Field, PlainSerializer, TypeAdapter, WithJsonSchema
 
-from .units import format_duration, parse_duration, parse_size_gib
+from .units import format_duration, parse_duration
 
 __all__ = ["Duration", "GiB", "Instant", "Interval", "TimeInterval", "format_instant", "parse_instant", "utcnow"]
 
@@ -115,10 +115,12 @@ def _interval(value: Any) -> TimeInterval:
     return TimeInterval.parse(value)
 
 
+#: Written by pydantic's own serialiser, which writes an instant in UTC exactly as
+#: :func:`format_instant` does (``...Z``, microseconds only when there are some); every instant a
+#: model reads is in UTC, and one written in another zone keeps its offset.
 Instant = Annotated[
     datetime,
     BeforeValidator(parse_instant),
-    PlainSerializer(format_instant, return_type=str, when_used="json"),
     WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
 
@@ -136,8 +138,10 @@ Duration = Annotated[
     WithJsonSchema({"type": "string", "format": "duration", "examples": ["PT9H30M", "P2D"]}),
 ]
 
+#: A whole number of GiB. Sizes with units (``8Gi``, ``512Mi``) are read into it by the model that
+#: holds it (:class:`~execplanner_widgets.model.components.SizeRange`), with its ``units`` field.
 GiB = Annotated[
     int,
-    BeforeValidator(parse_size_gib),
+    Field(ge=0),
     WithJsonSchema({"type": "integer", "minimum": 0, "description": "GiB (2^30 bytes)"}),
 ]
