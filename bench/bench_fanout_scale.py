@@ -1,6 +1,7 @@
 """Row 4 of issue 12: asking N = 100 and N = 1,000 platforms over real HTTP, each answering in 200 ms,
-in-process (``Federation``) and through the proxy of a real ``jupyter server`` (kernel ``Planner``);
-and when the first streamed answer arrives.
+in-process (the kernel's local mode, ``Planner(platforms_file)``) and through the proxy of a real
+``jupyter server`` (the kernel's server mode, ``Planner(url=...)``); and when the first streamed
+answer arrives.
 
 Goals: total / 200 ms <= 1.25x at N = 100 and <= 2x at N = 1,000 on both paths; first streamed
 answer <= 1.2x the fastest platform (here all take 200 ms).
@@ -167,32 +168,30 @@ def platforms_file(folder: Path, origin: str, count: int) -> Path:
     return write_platforms(folder / f"platforms-{count}.yaml", entries)
 
 
-async def in_process(path: Path, state: Path, rounds: int) -> dict[str, float]:
-    from execplanner_widgets.core.config import build_federation, load_platforms_file
-    from execplanner_widgets.core.platform import PlatformContext
+def in_process(path: Path, state: Path, rounds: int) -> dict[str, float]:
+    """The kernel's local mode: the federation runs in this process, as ``Planner(platforms_file)``
+    runs it in a notebook."""
+    from execplanner_widgets import Planner
 
-    federation = build_federation(load_platforms_file(path), PlatformContext(data_dir=state))
     totals, firsts = [], []
-    try:
+    with Planner(path, mode="local", data_dir=state) as planner:
         for round_ in range(rounds + 1):  # the first round warms up: connections open, nothing measured
-            await asyncio.sleep(SETTLE)
+            time.sleep(SETTLE)
             started = time.perf_counter()
-            results = await federation.offers(REQUEST)
+            results = planner.offers(REQUEST)
             took = time.perf_counter() - started
             bad = [result.error for result in results if result.status != "YES"]
             if bad:
                 raise RuntimeError(f"{len(bad)} platforms did not answer YES: {bad[:3]}")
-            await asyncio.sleep(SETTLE)
+            time.sleep(SETTLE)
             started = time.perf_counter()
-            stream = federation.stream_offers(REQUEST)
-            await anext(stream)
+            stream = planner.stream_offers(REQUEST)
+            next(stream)
             first = time.perf_counter() - started
-            await stream.aclose()  # the other platforms still answer; SETTLE lets them before the next round
+            stream.close()  # the other platforms still answer; SETTLE lets them before the next round
             if round_:
                 totals.append(took)
                 firsts.append(first)
-    finally:
-        await federation.aclose()
     return {"total": statistics.median(totals), "first": statistics.median(firsts)}
 
 
@@ -238,7 +237,7 @@ def main() -> None:
         for count in [int(size) for size in args.sizes.split(",")]:
             path = platforms_file(Path(scratch), origin, count)
             goal = goals.get(count, 2.0)
-            local = asyncio.run(in_process(path, Path(scratch) / "state", args.rounds))
+            local = in_process(path, Path(scratch) / "state", args.rounds)
             ratio = local["total"] / LATENCY
             figure(f"fan-out N={count} in-process, total / 200 ms", f"{ratio:.2f}x", f"<= {goal}x", ratio <= goal)
             first = local["first"] / LATENCY

@@ -190,3 +190,23 @@ def test_a_platforms_file_with_server_mode_is_refused_not_ignored(tmp_path):
         Planner(path, mode="server")
     with pytest.raises(ValueError, match="a platforms file is for local mode"):
         Planner(path, url="http://127.0.0.1:9/")
+
+
+def test_offers_are_read_with_the_collector_paused_and_it_runs_again_after(planner, monkeypatch):
+    import gc
+
+    from execplanner_widgets.platforms.static import StaticPlatform
+
+    seen: list[bool] = []
+    offers = StaticPlatform.offers
+
+    async def recording(self, request, *, user=None):
+        seen.append(gc.isenabled())  # on the planner's loop thread, while the caller waits
+        return await offers(self, request, user=user)
+
+    monkeypatch.setattr(StaticPlatform, "offers", recording)
+    assert gc.isenabled()
+    results = planner.offers(REQUEST)
+    assert {result.platform for result in results if result.status == "YES"} >= {"big", "remote"}
+    assert seen == [False, False]  # both static platforms
+    assert gc.isenabled()

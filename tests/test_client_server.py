@@ -266,3 +266,25 @@ def test_the_server_answers_match_local_mode(planner, platforms_file, clean_env,
                 client.offers(REQUEST, platforms=["ghost"])
             assert (error.value.status, error.value.field) == (404, "platform")
         assert json.dumps(local.job(local.accept(mine[0].offers[0])).to_wire()["phase"]) == '"ACCEPTED"'
+
+
+def test_offers_are_read_with_the_collector_paused_and_it_runs_again_after(server, clean_env, monkeypatch):
+    import gc
+
+    from execplanner_widgets.client import server as server_mode
+
+    seen: list[bool] = []
+    read_results = server_mode.read_results
+
+    def recording(chunks, not_json):
+        for result in read_results(chunks, not_json):
+            seen.append(gc.isenabled())
+            yield result
+
+    monkeypatch.setattr(server_mode, "read_results", recording)
+    with Planner(url=server.url, token=server.token) as planner:
+        assert gc.isenabled()
+        results = planner.offers(REQUEST, platforms=["big", "small"])
+        assert [result.platform for result in results] == ["big", "small"]
+        assert seen == [False, False]
+        assert gc.isenabled()

@@ -30,10 +30,10 @@ if TYPE_CHECKING:
 
 from ..core.ledger import BookingLedger
 from .bookings import BookingEntry, join_output, read_tail
+from .collector import collector_paused
 from .discovery import Mode
 from .errors import PlannerError
 
-T = TypeVar("T")
 T = TypeVar("T")
 
 
@@ -166,7 +166,8 @@ class LocalBackend:
         return self.federation.describe()
 
     def offers(self, request: dict[str, Any], platforms: list[str] | None) -> list[PlatformResult]:
-        return self._call(self.federation.offers(request, user=self.user, platforms=platforms))
+        with collector_paused():  # the loop thread builds the results while this one waits
+            return self._call(self.federation.offers(request, user=self.user, platforms=platforms))
 
     def stream_offers(self, request: dict[str, Any], platforms: list[str] | None) -> Iterator[PlatformResult]:
         for name in platforms or []:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import codecs
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,8 @@ from ..model import (
 from ..model.platform import Calendar, PlatformDescription
 from ..model.results import PlatformResult
 from ..model.status import JobStatus
+from .collector import collector_paused
+from .result_list import read_results
 
 if TYPE_CHECKING:
     import httpx
@@ -90,58 +91,22 @@ class ServerBackend:
         return [PlatformDescription.model_validate(item) for item in self._json("GET", "platforms")]
 
     def offers(self, request: dict[str, Any], platforms: list[str] | None) -> list[PlatformResult]:
+        import httpx
+
         params = {"platform": platforms} if platforms else None
         # read as it arrives (the server writes the list as platforms answer): each result is read
         # while later platforms are still answering, not all of them after the last one
         answer = self._send("POST", "offers", body=request, params=params, stream=True)
-        try:
-            return [PlatformResult.model_validate(item) for item in self._list_items(answer)]
-        finally:
-            answer.close()
-
-    def _list_items(self, answer: httpx.Response) -> Iterator[Any]:
-        """The items of the JSON list in ``answer``'s body, each as soon as it has arrived whole."""
-        import httpx
-
         not_json = PlannerError(
             f"the Jupyter server at {self.server.url} answered something that is not JSON", status=502
         )
-        decoder = json.JSONDecoder()
-        text = codecs.getincrementaldecoder("utf-8")()
-        buffer, position, expect = "", 0, "["  # expect: "[" then "item" / "," / "]"
         try:
-            for chunk in answer.iter_bytes():
-                buffer = buffer[position:] + text.decode(chunk)
-                position = 0
-                while True:
-                    position = _skip_space(buffer, position)
-                    if position >= len(buffer):
-                        break
-                    char = buffer[position]
-                    if expect == "[":
-                        if char != "[":
-                            raise not_json
-                        position, expect = position + 1, "item or ]"
-                    elif expect == "," and char == ",":
-                        position, expect = position + 1, "item"
-                    elif expect in (",", "item or ]") and char == "]":
-                        position, expect = position + 1, "end"
-                    elif expect in ("item", "item or ]") and char == "{":
-                        try:
-                            item, position = decoder.raw_decode(buffer, position)
-                        except ValueError:
-                            break  # not whole yet: wait for more
-                        expect = ","
-                        yield item
-                    else:
-                        raise not_json
-            text.decode(b"", final=True)
+            with collector_paused():
+                return list(read_results(answer.iter_bytes(), not_json))
         except (httpx.HTTPError, httpx.StreamError) as error:
             raise PlannerError(f"the offers from {self.server.url} broke off: {type(error).__name__}") from None
-        except UnicodeDecodeError:
-            raise not_json from None
-        if expect != "end" or _skip_space(buffer, position) < len(buffer):
-            raise not_json
+        finally:
+            answer.close()
 
     def stream_offers(self, request: dict[str, Any], platforms: list[str] | None) -> Iterator[PlatformResult]:
         params = {"platform": platforms} if platforms else None
@@ -241,12 +206,6 @@ class ServerBackend:
 
     def close(self) -> None:
         self.http.close()
-
-
-def _skip_space(text: str, position: int) -> int:
-    while position < len(text) and text[position] in " \t\r\n":
-        position += 1
-    return position
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:

@@ -154,8 +154,9 @@ class OffersHandler(ProxyHandler):
     The JSON list is written as it fills: each answer is serialised when it arrives, and sent as
     soon as every platform before it in the configuration has answered, so that neither the server
     (serialising) nor the client (reading) has to do all the work after the last answer. The
-    document is the list of every result's wire form, each written once, by pydantic's serialiser.
-    A client that leaves stops the questions."""
+    document is the list of every result's wire form, each written once, by pydantic's serialiser,
+    on a line of its own (so that a reader can take each result as its line ends). A client that
+    leaves stops the questions."""
 
     @web.authenticated
     @authorized
@@ -175,17 +176,17 @@ class OffersHandler(ProxyHandler):
         sent = 0
         batches = self.federation.stream_offer_batches(request, user=self.username, platforms=selection)
         try:
-            self.write(b"[")
+            self.write(b"[\n")
             async for batch in batches:
                 for result in batch:
                     arrived[position[result.platform]] = result.to_wire_json()
                 if sent not in arrived:
                     continue  # an earlier platform is still to answer
                 while sent in arrived:
-                    self.write(arrived.pop(sent) if sent == 0 else b", " + arrived.pop(sent))
+                    self.write(arrived.pop(sent) if sent == 0 else b",\n" + arrived.pop(sent))
                     sent += 1
                 await self.flush()
-            self.write(b"]")
+            self.write(b"\n]\n")
         except StreamClosedError:
             self.log.debug("ExecPlanner: the client left POST offers after %d result(s)", sent)
             return
