@@ -8,7 +8,7 @@ import os
 import queue
 import threading
 import weakref
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -28,9 +28,9 @@ if TYPE_CHECKING:
     from ..model.status import JobStatus
 
 
+from ..core.collector import collector_paused
 from ..core.ledger import BookingLedger
 from .bookings import BookingEntry, join_output, read_tail
-from .collector import collector_paused
 from .discovery import Mode
 from .errors import PlannerError
 
@@ -53,25 +53,22 @@ class _EventLoopThread:
             future.cancel()
             raise
 
-    def iterate(self, make_stream: Callable[[], AsyncIterator[T]]) -> Iterator[T]:
-        """Items of an async iterator, as they arrive; leaving early cancels the producer."""
-        items: queue.Queue[tuple[str, Any]] = queue.Queue()
+    def iterate(self, produce: Callable[[Callable[[T], None]], Coroutine[Any, Any, None]]) -> Iterator[T]:
+        """Items as ``produce(put)`` puts them, from the loop, to this thread; leaving early cancels
+        the producer. ``put`` only queues, so the producer may call it from anywhere on the loop."""
+        items: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
 
-        async def pump() -> None:
-            stream = make_stream()
+        async def run() -> None:
             try:
-                async for item in stream:
-                    items.put(("item", item))
+                await produce(lambda item: items.put(("item", item)))
             except BaseException as error:  # handed to the consumer, which re-raises it
                 items.put(("error", error))
                 if isinstance(error, asyncio.CancelledError):
                     raise
             else:
                 items.put(("end", None))
-            finally:
-                await stream.aclose()  # type: ignore[attr-defined]
 
-        future = asyncio.run_coroutine_threadsafe(pump(), self.loop)
+        future = asyncio.run_coroutine_threadsafe(run(), self.loop)
         try:
             while True:
                 kind, value = items.get()
@@ -172,7 +169,11 @@ class LocalBackend:
     def stream_offers(self, request: dict[str, Any], platforms: list[str] | None) -> Iterator[PlatformResult]:
         for name in platforms or []:
             self._call(_lookup(self.federation, name))  # unknown names fail before the stream starts
-        return self.runner.iterate(lambda: self.federation.stream_offers(request, user=self.user, platforms=platforms))
+        # each answer is handed over in its platform's task, so that the first reaches this thread
+        # before the loop has read the others that came with it
+        return self.runner.iterate(
+            lambda put: self.federation.deliver_offers(request, put, user=self.user, platforms=platforms)
+        )
 
     def session(self, platform: str, uuid: str) -> ExecutionSession:
         check_identifier(uuid, "uuid")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
+from ..core.collector import collector_paused
 from ..model import (
     ExecutionSession,
     ResultItem,
@@ -16,7 +17,6 @@ from ..model import (
 from ..model.platform import Calendar, PlatformDescription
 from ..model.results import PlatformResult
 from ..model.status import JobStatus
-from .collector import collector_paused
 from .result_list import read_results
 
 if TYPE_CHECKING:

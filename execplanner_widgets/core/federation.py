@@ -14,7 +14,7 @@ import contextvars
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, Literal, TypeVar
 
 from pydantic import ValidationError
@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from ..model import ExecutionRequest, OfferSetResponse, parse_request
 from ..model.platform import PlatformList
 from ..model.results import PlatformResult, ResultList
+from .collector import pause_collector, resume_collector
 from .platform import Platform, PlatformError
 from .shared import share
 
@@ -59,8 +60,9 @@ class _FanOut:
     and one deadline timer per distinct timeout (not one per platform): when it fires, the
     platforms of that timeout still running are cancelled and answer ERROR (timeout). Every
     finished task is counted in ``remaining``, noted in ``finished`` (unless ``ordered``: then
-    ``tasks`` keeps them all in order) and announced by ``news``. One callback and one context
-    for all tasks: nothing is allocated per platform beyond its task."""
+    ``tasks`` keeps them all in order; or ``deliver``: then each result is handed to it as its
+    task ends) and announced by ``news``. One callback and one context for all tasks: nothing is
+    allocated per platform beyond its task."""
 
     def __init__(
         self,
@@ -70,37 +72,67 @@ class _FanOut:
         names: Iterable[str] | None,
         *,
         ordered: bool,
+        deliver: Callable[[PlatformResult], None] | None = None,
     ) -> None:
         loop = asyncio.get_running_loop()
         self.ordered = ordered
+        self.deliver = deliver
+        self.failure: BaseException | None = None
         self.expired: set[asyncio.Task[Any]] = set()
         self.group_of: dict[asyncio.Task[PlatformResult], set[asyncio.Task[PlatformResult]]] = {}
         self.tasks: list[asyncio.Task[PlatformResult]] = []
         self.finished: list[asyncio.Task[PlatformResult]] = []
         self.news = asyncio.Event()
+        platforms = federation._select(names)
+        pause_collector()  # until every request is written (see core.collector)
+        try:
+            groups = self._start(federation, platforms, request, user)
+        except BaseException:
+            resume_collector()
+            raise
+        loop.call_soon(resume_collector)  # after each task's first step, which writes its request
+        self.remaining = len(self.group_of)
+        now = loop.time()
+        self.timers = [loop.call_at(now + timeout, _expire, group, self.expired) for timeout, group in groups.items()]
+
+    def _start(
+        self, federation: Federation, platforms: list[Platform], request: ExecutionRequest, user: str | None
+    ) -> dict[float, set[asyncio.Task[PlatformResult]]]:
+        """A task per platform, in configuration order; their groups by timeout."""
+        loop = asyncio.get_running_loop()
         groups: dict[float, set[asyncio.Task[PlatformResult]]] = {}
         context = contextvars.copy_context()
-        done = self._done
-        for platform in federation._select(names):
+        done, deliver = self._done, self.deliver
+        for platform in platforms:
             timeout = federation.timeout_for(platform)
-            call = platform.offers(request, user=user)
-            task = loop.create_task(federation._settle(platform, call, timeout, self.expired))
+            settled = federation._settle(platform, platform.offers(request, user=user), timeout, self.expired)
+            task = loop.create_task(settled if deliver is None else self._delivered(settled))
             group = groups.setdefault(timeout, set())
             group.add(task)
             self.group_of[task] = group
             task.add_done_callback(done, context=context)
-            if ordered:
+            if self.ordered:
                 self.tasks.append(task)
-        self.remaining = len(self.group_of)
-        now = loop.time()
-        self.timers = [loop.call_at(now + timeout, _expire, group, self.expired) for timeout, group in groups.items()]
+        return groups
+
+    async def _delivered(self, settled: Awaitable[PlatformResult]) -> PlatformResult:
+        """The platform's result, handed to ``deliver`` in its own task, the moment it is known: a
+        done callback, and a reader woken by it, would come after everything the loop had queued
+        meanwhile (for 1,000 platforms answering together, the other answers)."""
+        result = await settled
+        if self.failure is None:
+            try:
+                self.deliver(result)  # type: ignore[misc]
+            except BaseException as error:  # the reader cannot take more: stop asking
+                self.failure = error
+        return result
 
     def _done(self, task: asyncio.Task[PlatformResult]) -> None:
         group = self.group_of.pop(task, None)
         if group is not None:
             group.discard(task)
         self.remaining -= 1
-        if not self.ordered:
+        if not self.ordered and self.deliver is None:
             self.finished.append(task)
         self.news.set()
 
@@ -261,6 +293,29 @@ class Federation:
                 del fan.finished[:]
                 yield [task.result() for task in batch]
                 del batch
+        finally:
+            fan.close()
+
+    async def deliver_offers(
+        self,
+        request: Any,
+        deliver: Callable[[PlatformResult], None],
+        *,
+        user: str | None = None,
+        platforms: Iterable[str] | None = None,
+    ) -> None:
+        """Every platform's answer handed to ``deliver`` as soon as it arrives, in the platform's own
+        task: for a reader on another thread, which then gets the first answer before the loop has
+        worked through the others that came with it. ``deliver`` must not block; if it raises, the
+        questions still running are stopped and its error is raised here."""
+        request = share(parse_request(request))
+        fan = _FanOut(self, request, user, platforms, ordered=False, deliver=deliver)
+        try:
+            while fan.remaining and fan.failure is None:
+                await fan.news.wait()
+                fan.news.clear()
+            if fan.failure is not None:
+                raise fan.failure
         finally:
             fan.close()
 

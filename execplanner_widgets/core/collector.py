@@ -1,4 +1,5 @@
-"""Python's cyclic garbage collector, paused while the kernel reads a whole federation's answers.
+"""Python's cyclic garbage collector, paused while a federation's question goes out and while the
+kernel reads all of its answers.
 
 Why: the answers of 1,000 platforms become some 40,000 container objects (pydantic models, their
 field dictionaries and sets), and all of them live on as the result the scientist asked for.
@@ -10,8 +11,11 @@ JSON make no reference cycles, so those collections find nothing in them; paused
 answers are read, the collector makes one young collection afterwards instead of dozens, and
 the full collections that the new objects would have triggered mostly never come.
 
-Only calls that build a result and return it pause the collector (never across a ``yield`` to
-user code), so a pause lasts at most as long as the call; cyclic garbage that other threads make
+Two places pause it. A fan-out pauses it from the moment it makes its tasks until every request
+has been written (the server too: tens of milliseconds), so that a collection owed by earlier work
+runs while the platforms think, not before the last request leaves. The kernel pauses it while it
+reads a whole federation's answers into the result it returns (never across a ``yield`` to user
+code), so a pause lasts at most as long as that call; cyclic garbage that other threads make
 meanwhile is collected when it ends. Pauses nest and may overlap across threads: the collector
 resumes when the last one ends, and only if it was running when the first began.
 """
@@ -23,26 +27,37 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["collector_paused"]
+__all__ = ["collector_paused", "pause_collector", "resume_collector"]
 
 _lock = threading.Lock()
 _pauses = 0
 _resume = False
 
 
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector for the ``with`` block (see the module's docstring)."""
+def pause_collector() -> None:
+    """Pause the collector until the matching :func:`resume_collector`."""
     global _pauses, _resume
     with _lock:
         if _pauses == 0:
             _resume = gc.isenabled()
             gc.disable()
         _pauses += 1
+
+
+def resume_collector() -> None:
+    """End one pause; the collector runs again when the last pause has ended."""
+    global _pauses
+    with _lock:
+        _pauses -= 1
+        if _pauses == 0 and _resume:
+            gc.enable()
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """The collector paused for the ``with`` block (see the module's docstring)."""
+    pause_collector()
     try:
         yield
     finally:
-        with _lock:
-            _pauses -= 1
-            if _pauses == 0 and _resume:
-                gc.enable()
+        resume_collector()
