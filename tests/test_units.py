@@ -115,8 +115,8 @@ def test_readable_forms():
 
 
 class _Text(str):
-    """A string that is not exactly ``str``: parse_instant reads it the general way (the pydantic
-    datetime validator), which is what its RFC 3339 shortcut must agree with."""
+    """A string that is not exactly ``str`` (what some YAML and XML readers hand over): read as a
+    ``str`` is, to the same instant in UTC."""
 
 
 @pytest.mark.parametrize(
@@ -134,7 +134,7 @@ class _Text(str):
         "2024-02-29T12:00:00Z",
     ],
 )
-def test_instants_read_the_same_by_the_shortcut_and_the_general_way(text):
+def test_instants_read_to_the_same_moment_in_utc_from_any_string(text):
     from datetime import timezone
 
     from execplanner_widgets.model.types import format_instant, parse_instant
@@ -147,7 +147,7 @@ def test_instants_read_the_same_by_the_shortcut_and_the_general_way(text):
 @pytest.mark.parametrize(
     "text", ["2026-02-30T00:00:00Z", "2026-12-07T24:00:00Z", "2026-12-07T23:59:60Z", "2026-13-01T00:00:00Z"]
 )
-def test_impossible_instants_are_refused_with_the_general_message(text):
+def test_impossible_instants_are_refused_saying_what_was_expected(text):
     from execplanner_widgets.model.types import parse_instant
 
     with pytest.raises(ValueError, match="expected an ISO 8601 date and time") as quick:

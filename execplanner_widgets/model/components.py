@@ -486,7 +486,7 @@ def _data_tag(value: Any) -> str:
     kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
     if not isinstance(kind, str):
         return "simple"  # a data item with no kind is a plain downloadable resource
-    return _DATA_TAGS.get(kind) or _DATA_TAGS.get(canonical_kind(kind, "data"), "generic")
+    return _DATA_TAGS.get(canonical_kind(kind, "data"), "generic")
 
 
 DataResourceModel = Annotated[
@@ -582,7 +582,7 @@ def _executable_tag(value: Any) -> str:
     kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
     if not isinstance(kind, str):
         return "generic"
-    return _EXECUTABLE_TAGS.get(kind) or _EXECUTABLE_TAGS.get(canonical_kind(kind, "executable"), "generic")
+    return _EXECUTABLE_TAGS.get(canonical_kind(kind, "executable"), "generic")
 
 
 ExecutableModel = Annotated[
