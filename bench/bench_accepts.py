@@ -10,7 +10,9 @@ rows are read back from the database: at no instant may the accepted sessions (a
 hold more than the platform has.
 
 Each database is measured ``--rounds`` times (3), in turn, each run on a new server and database;
-the figures are the medians, and no run may overbook.
+the figures are the medians, and no run may overbook. The clients are threads of this process,
+whose own garbage collector is kept from pausing them all at once while accepts are timed
+(``_load.clients_heap_frozen``).
 
 Usage: ``python bench/bench_accepts.py [--clients 16] [--per-client 20] [--rounds 3] [--no-postgres]``
 """
@@ -27,7 +29,7 @@ from pathlib import Path
 
 import requests
 from _common import figure, hosted_entry, jupyter_server, ms, percentile, postgres, write_platforms
-from _load import checked
+from _load import checked, clients_heap_frozen
 from bench_requests import request_in
 
 from execplanner_widgets.model import format_instant, utcnow
@@ -99,13 +101,14 @@ def run(db_url: str | None, clients: int, per_client: int, scratch: Path) -> dic
             thread.join(600)
         barrier = threading.Barrier(clients + 1)
         threads = [threading.Thread(target=accept, args=(index, barrier)) for index in range(clients)]
-        for thread in threads:
-            thread.start()
-        barrier.wait()
-        started = time.perf_counter()
-        for thread in threads:
-            thread.join(600)
-        elapsed = time.perf_counter() - started
+        with clients_heap_frozen():
+            for thread in threads:
+                thread.start()
+            barrier.wait()
+            started = time.perf_counter()
+            for thread in threads:
+                thread.join(600)
+            elapsed = time.perf_counter() - started
     peak, accepted = overbooked(db_url or default_db_url(root / "state"))
     return {
         "rate": outcomes["accepted"] / elapsed,
