@@ -78,6 +78,41 @@ def test_bad_values_are_refused_with_the_trait_named():
             setattr(app, trait, value)
     with pytest.raises(TraitError, match="check quick"):
         app.platform_timeouts = {"quick": 0, "fine": 2}
+    with pytest.raises(TraitError, match="ExecPlanner.hold_collector_seconds must be 0 or more seconds"):
+        app.hold_collector_seconds = -0.5
+    app.hold_collector_seconds = 0  # never hold it: allowed
+
+
+async def test_the_collector_waits_while_answers_are_relayed_but_no_longer_than_the_hold(jp_serverapp, jp_fetch):
+    """``hold_collector_seconds`` (1 s by default): while POST offers waits for its answers (here
+    1.5 s, for the stuck platforms' timeout) the collector is paused for the first second only, and
+    runs again once the answer has left."""
+    was = gc.isenabled()
+    gc.enable()
+    try:
+        seen: dict[float, bool] = {}
+
+        async def watch() -> None:
+            started = asyncio.get_running_loop().time()
+            for at in (0.3, 1.3):
+                await asyncio.sleep(started + at - asyncio.get_running_loop().time())
+                seen[at] = gc.isenabled()
+
+        watcher = asyncio.ensure_future(watch())
+        response = await jp_fetch(
+            "execplanner",
+            "api",
+            "offers",
+            method="POST",
+            body=json.dumps(REQUEST),
+            headers={"Content-Type": "application/json"},
+        )
+        await watcher
+        assert len(json.loads(response.body)) == 3
+        assert seen == {0.3: False, 1.3: True}
+        assert gc.isenabled()
+    finally:
+        (gc.enable if was else gc.disable)()
 
 
 async def test_unknown_platform_timeout_names_are_warned_about(jp_serverapp, caplog):

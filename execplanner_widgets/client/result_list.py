@@ -25,6 +25,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..core.collector import collect_young
 from ..model.results import PlatformResult
 
 __all__ = ["read_results"]
@@ -88,6 +89,7 @@ def _lines(chunks: Iterable[bytes], not_json: Exception) -> Iterator[PlatformRes
             else:
                 raise not_json
         del pending[:start]
+        collect_young()  # while the next chunk is on its way (see core.collector)
     if expect != "end" or pending.strip():
         raise not_json
 

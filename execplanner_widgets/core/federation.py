@@ -34,6 +34,9 @@ DEFAULT_TIMEOUT = 30.0
 
 T = TypeVar("T")
 
+#: How many platforms' tasks a fan-out makes before letting the loop write their requests.
+WAVE = 32
+
 
 if sys.version_info >= (3, 11):
 
@@ -56,8 +59,8 @@ def _expire(group: set[asyncio.Task[PlatformResult]], expired: set[asyncio.Task[
 
 
 class _FanOut:
-    """One question put to many platforms: a task per platform, started in configuration order,
-    and one deadline timer per distinct timeout (not one per platform): when it fires, the
+    """One question put to many platforms: a task per platform, made in configuration order (by
+    :meth:`start`, a wave at a time), and one deadline timer per distinct timeout (not one per platform): when it fires, the
     platforms of that timeout still running are cancelled and answer ERROR (timeout). Every
     finished task is counted in ``remaining``, noted in ``finished`` (unless ``ordered``: then
     ``tasks`` keeps them all in order; or ``deliver``: then each result is handed to it as its
@@ -74,34 +77,50 @@ class _FanOut:
         ordered: bool,
         deliver: Callable[[PlatformResult], None] | None = None,
     ) -> None:
-        loop = asyncio.get_running_loop()
+        self.federation = federation
+        self.request = request
+        self.user = user
         self.ordered = ordered
         self.deliver = deliver
         self.failure: BaseException | None = None
         self.expired: set[asyncio.Task[Any]] = set()
         self.group_of: dict[asyncio.Task[PlatformResult], set[asyncio.Task[PlatformResult]]] = {}
+        self.groups: dict[float, set[asyncio.Task[PlatformResult]]] = {}
         self.tasks: list[asyncio.Task[PlatformResult]] = []
         self.finished: list[asyncio.Task[PlatformResult]] = []
         self.news = asyncio.Event()
-        platforms = federation._select(names)
+        self.timers: list[asyncio.TimerHandle] = []
+        self.context = contextvars.copy_context()  # the asker's, for every task's done callback
+        self.platforms = federation._select(names)
+        self.remaining = len(self.platforms)
+
+    async def start(self) -> None:
+        """Make the tasks, a wave of :data:`WAVE` at a time, then the deadline timers.
+
+        The loop runs a wave's first steps, which write its requests, before the next wave is made:
+        the first request leaves as soon as its task exists, not after all of them (making 1,000
+        tasks takes some 15 ms, which the first answer used to wait for, and the others too). The
+        collector is paused from the first task until the last wave's requests are written."""
+        loop = asyncio.get_running_loop()
+        platforms = self.platforms
         pause_collector()  # until every request is written (see core.collector)
         try:
-            groups = self._start(federation, platforms, request, user)
-        except BaseException:
-            resume_collector()
-            raise
-        loop.call_soon(resume_collector)  # after each task's first step, which writes its request
-        self.remaining = len(self.group_of)
+            for first in range(0, len(platforms), WAVE):
+                if first:
+                    await asyncio.sleep(0)  # this wave's first steps run now, then this one goes on
+                self._start(platforms[first : first + WAVE])
+        finally:
+            loop.call_soon(resume_collector)  # after the last wave's first steps
         now = loop.time()
-        self.timers = [loop.call_at(now + timeout, _expire, group, self.expired) for timeout, group in groups.items()]
+        self.timers = [
+            loop.call_at(now + timeout, _expire, group, self.expired) for timeout, group in self.groups.items()
+        ]
 
-    def _start(
-        self, federation: Federation, platforms: list[Platform], request: ExecutionRequest, user: str | None
-    ) -> dict[float, set[asyncio.Task[PlatformResult]]]:
-        """A task per platform, in configuration order; their groups by timeout."""
+    def _start(self, platforms: list[Platform]) -> None:
+        """A task per platform, in configuration order, each in the group of its timeout."""
         loop = asyncio.get_running_loop()
-        groups: dict[float, set[asyncio.Task[PlatformResult]]] = {}
-        context = contextvars.copy_context()
+        federation, request, user = self.federation, self.request, self.user
+        groups, context = self.groups, self.context
         done, deliver = self._done, self.deliver
         for platform in platforms:
             timeout = federation.timeout_for(platform)
@@ -113,7 +132,6 @@ class _FanOut:
             task.add_done_callback(done, context=context)
             if self.ordered:
                 self.tasks.append(task)
-        return groups
 
     async def _delivered(self, settled: Awaitable[PlatformResult]) -> PlatformResult:
         """The platform's result, handed to ``deliver`` in its own task, the moment it is known: a
@@ -257,6 +275,7 @@ class Federation:
         request = share(parse_request(request))  # our own copy: platforms may share its encodings
         fan = _FanOut(self, request, user, platforms, ordered=True)
         try:
+            await fan.start()
             while fan.remaining:
                 await fan.news.wait()
                 fan.news.clear()
@@ -286,6 +305,7 @@ class Federation:
         request = share(parse_request(request))
         fan = _FanOut(self, request, user, platforms, ordered=False)
         try:
+            await fan.start()
             while fan.remaining or fan.finished:
                 await fan.news.wait()
                 fan.news.clear()
@@ -311,6 +331,7 @@ class Federation:
         request = share(parse_request(request))
         fan = _FanOut(self, request, user, platforms, ordered=False, deliver=deliver)
         try:
+            await fan.start()
             while fan.remaining and fan.failure is None:
                 await fan.news.wait()
                 fan.news.clear()

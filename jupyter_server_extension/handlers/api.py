@@ -41,6 +41,7 @@ from jupyter_server.auth.decorator import authorized
 from tornado import web
 from tornado.iostream import StreamClosedError
 
+from execplanner_widgets.core.collector import collector_held
 from execplanner_widgets.core.jobs import follow_job
 from execplanner_widgets.core.ledger import BookingLedger
 from execplanner_widgets.core.platform import Platform, PlatformError
@@ -75,6 +76,11 @@ class ProxyHandler(ExecPlannerHandler):
     @property
     def max_body_bytes(self) -> int:
         return int(getattr(self.extensionapp, "max_body_bytes", 1024 * 1024))
+
+    def collector_hold(self) -> float:
+        """How long the collector may wait while this question's answers are relayed
+        (``ExecPlanner.hold_collector_seconds``; see :func:`~execplanner_widgets.core.collector.collector_held`)."""
+        return float(getattr(self.extensionapp, "hold_collector_seconds", 1.0))
 
     def read_body(self) -> dict[str, Any]:
         """The body as a mapping, refused with 413 above the configured size."""
@@ -175,24 +181,25 @@ class OffersHandler(ProxyHandler):
         arrived: dict[int, bytes] = {}
         sent = 0
         batches = self.federation.stream_offer_batches(request, user=self.username, platforms=selection)
-        try:
-            self.write(b"[\n")
-            async for batch in batches:
-                for result in batch:
-                    arrived[position[result.platform]] = result.to_wire_json()
-                if sent not in arrived:
-                    continue  # an earlier platform is still to answer
-                while sent in arrived:
-                    self.write(arrived.pop(sent) if sent == 0 else b",\n" + arrived.pop(sent))
-                    sent += 1
-                await self.flush()
-            self.write(b"\n]\n")
-        except StreamClosedError:
-            self.log.debug("ExecPlanner: the client left POST offers after %d result(s)", sent)
-            return
-        finally:
-            await batches.aclose()
-        await self.finish(set_content_type="application/json; charset=UTF-8")
+        async with collector_held(self.collector_hold()):
+            try:
+                self.write(b"[\n")
+                async for batch in batches:
+                    for result in batch:
+                        arrived[position[result.platform]] = result.to_wire_json()
+                    if sent not in arrived:
+                        continue  # an earlier platform is still to answer
+                    while sent in arrived:
+                        self.write(arrived.pop(sent) if sent == 0 else b",\n" + arrived.pop(sent))
+                        sent += 1
+                    await self.flush()
+                self.write(b"\n]\n")
+            except StreamClosedError:
+                self.log.debug("ExecPlanner: the client left POST offers after %d result(s)", sent)
+                return
+            finally:
+                await batches.aclose()
+            await self.finish(set_content_type="application/json; charset=UTF-8")
 
 
 class OffersStreamHandler(ProxyHandler):
@@ -221,25 +228,26 @@ class OffersStreamHandler(ProxyHandler):
         self.send_each_write_at_once()
         batches = self.federation.stream_offer_batches(request, user=self.username, platforms=selection)
         count = 0
-        try:
-            opener = stream_format.comment()
-            if opener:
-                self.write(opener)
-            await self.flush()
-            async for batch in batches:  # the answers that came together leave together
-                for result in batch:
-                    self.write(stream_format.item(result.to_wire_json()))
-                    count += 1
-                    if count == 1:  # the first answer leaves before the others of its batch are serialised
-                        await self.flush()
+        async with collector_held(self.collector_hold()):
+            try:
+                opener = stream_format.comment()
+                if opener:
+                    self.write(opener)
                 await self.flush()
-            self.write(stream_format.end(count))
-        except StreamClosedError:
-            self.log.debug("ExecPlanner: the client left the offers stream after %d result(s)", count)
-            return
-        finally:
-            await batches.aclose()
-        await self.finish(set_content_type=content_type)
+                async for batch in batches:  # the answers that came together leave together
+                    for result in batch:
+                        self.write(stream_format.item(result.to_wire_json()))
+                        count += 1
+                        if count == 1:  # the first answer leaves before the others of its batch are serialised
+                            await self.flush()
+                    await self.flush()
+                self.write(stream_format.end(count))
+            except StreamClosedError:
+                self.log.debug("ExecPlanner: the client left the offers stream after %d result(s)", count)
+                return
+            finally:
+                await batches.aclose()
+            await self.finish(set_content_type=content_type)
 
 
 class SessionHandler(ProxyHandler):
