@@ -1,5 +1,5 @@
-"""Python's cyclic garbage collector, paused while a federation's question goes out and while the
-kernel reads all of its answers.
+"""Python's cyclic garbage collector, paused while a federation's question goes out, while the
+kernel reads all of its answers and while the server relays them.
 
 Why: the answers of 1,000 platforms become some 40,000 container objects (pydantic models, their
 field dictionaries and sets), and all of them live on as the result the scientist asked for.
