@@ -45,6 +45,18 @@ def jp_server_config(tmp_path, stuck):
     }
 
 
+async def _ask_for_offers(jp_fetch):
+    """The federation's answers to ``REQUEST`` (POST execplanner/api/offers)."""
+    return await jp_fetch(
+        "execplanner",
+        "api",
+        "offers",
+        method="POST",
+        body=json.dumps(REQUEST),
+        headers={"Content-Type": "application/json"},
+    )
+
+
 def _extension(serverapp) -> ExecPlanner:
     return serverapp.extension_manager.extension_points["execplanner"].app
 
@@ -56,14 +68,7 @@ async def test_timeouts_and_limits_are_applied(jp_serverapp, jp_fetch):
     by_name = {platform.name: platform for platform in federation}
     assert by_name["slow"].options.max_answer_bytes == 70_000
     assert by_name["quick"].options.max_answer_bytes == 5000
-    response = await jp_fetch(
-        "execplanner",
-        "api",
-        "offers",
-        method="POST",
-        body=json.dumps(REQUEST),
-        headers={"Content-Type": "application/json"},
-    )
+    response = await _ask_for_offers(jp_fetch)
     results = {result["platform"]: result for result in json.loads(response.body)}
     assert results["local"]["status"] == "YES"
     assert results["quick"]["status"] == "ERROR" and "0.5 s" in results["quick"]["error"]
@@ -99,14 +104,7 @@ async def test_the_collector_waits_while_answers_are_relayed_but_no_longer_than_
                 seen[at] = gc.isenabled()
 
         watcher = asyncio.ensure_future(watch())
-        response = await jp_fetch(
-            "execplanner",
-            "api",
-            "offers",
-            method="POST",
-            body=json.dumps(REQUEST),
-            headers={"Content-Type": "application/json"},
-        )
+        response = await _ask_for_offers(jp_fetch)
         await watcher
         assert len(json.loads(response.body)) == 3
         assert seen == {0.3: False, 1.3: True}
