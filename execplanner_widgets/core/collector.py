@@ -64,7 +64,7 @@ def pause_collector() -> None:
             _since = monotonic()
         elif _resume and monotonic() - _since > MAX_PAUSED_SECONDS:
             overdue = True  # overlapping pauses have kept it off too long
-            _since = monotonic()
+            _since = monotonic()  # so that a pause in another thread does not collect as well
         _pauses += 1
     if overdue:  # outside the lock: finalisers that the collection runs may pause or resume too
         gc.collect()

@@ -61,12 +61,11 @@ def _expire(group: set[asyncio.Task[PlatformResult]], expired: set[asyncio.Task[
 class _FanOut:
     """One question put to many platforms: a task per platform, made in configuration order (by
     :meth:`start`, a wave at a time), and one deadline timer per distinct timeout (not one per
-    platform): when it fires, the platforms of that timeout still running are cancelled and
-    answer ERROR (timeout). Every
-    finished task is counted in ``remaining``, noted in ``finished`` (unless ``ordered``: then
-    ``tasks`` keeps them all in order; or ``deliver``: then each result is handed to it as its
-    task ends) and announced by ``news``. One callback and one context for all tasks: nothing is
-    allocated per platform beyond its task."""
+    platform): when it fires, the platforms of that timeout still running are cancelled and answer
+    ERROR (timeout). Every finished task is counted in ``remaining``, noted in ``finished`` (unless
+    ``ordered``: then ``tasks`` keeps them all in order; or ``deliver``: then each result is handed
+    to it as its task ends) and announced by ``news``. One callback and one context for all tasks:
+    nothing is allocated per platform beyond its task."""
 
     def __init__(
         self,
